@@ -1,0 +1,33 @@
+# Every target creates .venv and installs the project when it is missing or stale.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: demo test bench lint sysdeps reliability clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# System packages the browser and PostgreSQL tests use (Debian; installed only when missing).
+sysdeps:
+	bash scripts/sysdeps.sh
+
+test: $(STAMP) sysdeps
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check encoders indexer retrieval ui tests bench
+	$(VENV)/bin/ruff format --check encoders indexer retrieval ui tests bench
+
+bench: $(STAMP)
+	$(PY) bench/encode.py
+
+demo: $(STAMP)
+	$(VENV)/bin/vitrieve demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,272 @@
+"""Typed, frozen model configuration in open_clip's JSON schema.
+
+A config round-trips through ``to_dict``/``from_dict`` as the same JSON open_clip writes
+(``embed_dim``, ``vision_cfg{...}``, ``text_cfg{...}``), so open_clip's model files and ours
+describe architectures the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from encoders.errors import VitrieveError
+
+CLIP_INIT_TEMPERATURE = 0.07  # CLIP paper: logit scale initialised to log(1 / 0.07)
+MAX_WIDTH = 8192  # refuse absurd configs before allocating anything
+MAX_LAYERS = 128
+MAX_IMAGE_SIZE = 4096
+MAX_CONTEXT = 4096
+MAX_VOCAB = 1_000_000
+
+VISION_POOLS = {"tok": "cls", "avg": "mean"}  # open_clip name -> ours
+POS_EMBEDS = {"learnable": "learned", "sin_cos_2d": "sincos"}
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    """The ViT: image → P×P patches → tokens → pre-norm blocks → pooled embedding."""
+
+    image_size: int = 224
+    patch_size: int = 32
+    width: int = 768
+    layers: int = 12
+    head_width: int = 64
+    mlp_ratio: float = 4.0
+    pool: str = "cls"  # "cls": the class token; "mean": mean of the patch tokens
+    pos_embed: str = "learned"  # "learned" (ViT, CLIP) or "sincos" (fixed 2-D sin-cos)
+    norm_pre: bool = True  # CLIP's LayerNorm before the blocks (not in the ViT paper)
+
+    @property
+    def heads(self) -> int:
+        return self.width // self.head_width
+
+    @property
+    def grid_size(self) -> int:
+        return self.image_size // self.patch_size
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    """The text Transformer, or a pretrained Hugging Face tower when ``hf_model`` is set."""
+
+    context_length: int = 77
+    vocab_size: int = 49408
+    width: int = 512
+    heads: int = 8
+    layers: int = 12
+    mlp_ratio: float = 4.0
+    hf_model: str | None = None  # e.g. "minilm": a pretrained tower (encoders/pretrained.py)
+    lock: bool = False  # freeze a pretrained tower during training
+
+
+@dataclass(frozen=True)
+class CLIPConfig:
+    """Both towers, the joint embedding size and the contrastive temperature."""
+
+    embed_dim: int = 512
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    quick_gelu: bool = False  # OpenAI's original weights use x * sigmoid(1.702 x)
+    init_logit_scale: float = math.log(1 / CLIP_INIT_TEMPERATURE)
+    init_logit_bias: float | None = None  # set for the sigmoid (SigLIP) loss
+    name: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """open_clip's JSON schema (plus a few keys of ours that open_clip ignores)."""
+        v, t = self.vision, self.text
+        vision_cfg: dict[str, Any] = {
+            "image_size": v.image_size,
+            "layers": v.layers,
+            "width": v.width,
+            "patch_size": v.patch_size,
+            "head_width": v.head_width,
+            "mlp_ratio": v.mlp_ratio,
+            "pool_type": {b: a for a, b in VISION_POOLS.items()}[v.pool],
+            "pos_embed_type": {b: a for a, b in POS_EMBEDS.items()}[v.pos_embed],
+            "no_ln_pre": not v.norm_pre,
+        }
+        text_cfg: dict[str, Any] = {
+            "context_length": t.context_length,
+            "vocab_size": t.vocab_size,
+            "width": t.width,
+            "heads": t.heads,
+            "layers": t.layers,
+            "mlp_ratio": t.mlp_ratio,
+        }
+        if t.hf_model:
+            text_cfg.update(hf_model_name=t.hf_model, lock=t.lock)
+        out: dict[str, Any] = {"embed_dim": self.embed_dim, "quick_gelu": self.quick_gelu}
+        out.update(vision_cfg=vision_cfg, text_cfg=text_cfg)
+        out["init_logit_scale"] = self.init_logit_scale
+        if self.init_logit_bias is not None:
+            out["init_logit_bias"] = self.init_logit_bias
+        if self.name:
+            out["name"] = self.name
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], name: str = "") -> CLIPConfig:
+        """Parse open_clip's schema; refuse what our encoders cannot build, and absurd sizes."""
+        try:
+            vision = _vision_from_dict(dict(data["vision_cfg"]))
+            text = _text_from_dict(dict(data["text_cfg"]))
+            config = cls(
+                embed_dim=int(data["embed_dim"]),
+                vision=vision,
+                text=text,
+                quick_gelu=bool(data.get("quick_gelu", False)),
+                init_logit_scale=float(data.get("init_logit_scale", cls.init_logit_scale)),
+                init_logit_bias=_optional_float(data.get("init_logit_bias")),
+                name=str(data.get("name", name)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise VitrieveError(f"invalid model config {name or ''}: {exc!r}") from exc
+        validate(config)
+        return config
+
+    def with_image_size(self, image_size: int) -> CLIPConfig:
+        return replace(self, vision=replace(self.vision, image_size=image_size))
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+_VISION_KEYS = {"image_size", "layers", "width", "patch_size", "head_width", "mlp_ratio"}
+_VISION_IGNORED = {"pool_type", "pos_embed_type", "no_ln_pre", "output_tokens"}
+_TEXT_KEYS = {"context_length", "vocab_size", "width", "heads", "layers", "mlp_ratio"}
+_TEXT_IGNORED = {"hf_model_name", "lock", "hf_tokenizer_name", "hf_pooler_type", "hf_proj_type"}
+
+
+def _reject_unknown(section: str, data: dict[str, Any], known: set[str]) -> None:
+    # Options we do not implement (timm towers, attentional pooling, ...) would silently
+    # build a different network than the config describes: refuse them instead.
+    unknown = sorted(k for k, v in data.items() if k not in known and v not in (None, False))
+    if unknown:
+        raise VitrieveError(f"unsupported {section} options in model config: {', '.join(unknown)}")
+
+
+def _vision_from_dict(d: dict[str, Any]) -> VisionConfig:
+    _reject_unknown("vision_cfg", d, _VISION_KEYS | _VISION_IGNORED)
+    width = int(d.get("width", 768))
+    pool = d.get("pool_type", "tok")
+    pos = d.get("pos_embed_type", "learnable")
+    if pool not in VISION_POOLS or pos not in POS_EMBEDS:
+        raise VitrieveError(f"unsupported vision pool_type={pool!r} / pos_embed_type={pos!r}")
+    return VisionConfig(
+        image_size=_single_int(d.get("image_size", 224)),
+        patch_size=_single_int(d.get("patch_size", 16)),
+        width=width,
+        layers=int(d.get("layers", 12)),
+        head_width=int(d.get("head_width", 64)),
+        mlp_ratio=float(d.get("mlp_ratio", 4.0)),
+        pool=VISION_POOLS[pool],
+        pos_embed=POS_EMBEDS[pos],
+        norm_pre=not bool(d.get("no_ln_pre", False)),
+    )
+
+
+def _single_int(value: Any) -> int:
+    if isinstance(value, list | tuple):
+        if len(set(value)) != 1:
+            raise VitrieveError(f"only square images and patches are supported, got {value}")
+        value = value[0]
+    return int(value)
+
+
+def _text_from_dict(d: dict[str, Any]) -> TextConfig:
+    _reject_unknown("text_cfg", d, _TEXT_KEYS | _TEXT_IGNORED)
+    return TextConfig(
+        context_length=int(d.get("context_length", 77)),
+        vocab_size=int(d.get("vocab_size", 49408)),
+        width=int(d.get("width", 512)),
+        heads=int(d.get("heads", 8)),
+        layers=int(d.get("layers", 12)),
+        mlp_ratio=float(d.get("mlp_ratio", 4.0)),
+        hf_model=d.get("hf_model_name"),
+        lock=bool(d.get("lock", False)),
+    )
+
+
+def validate(config: CLIPConfig) -> None:
+    """Refuse inconsistent or absurdly large configs before any tensor is allocated."""
+    v, t = config.vision, config.text
+    checks = [
+        (0 < config.embed_dim <= MAX_WIDTH, "embed_dim"),
+        (0 < v.width <= MAX_WIDTH and 0 < t.width <= MAX_WIDTH, "width"),
+        (0 < v.layers <= MAX_LAYERS and 0 <= t.layers <= MAX_LAYERS, "layers"),
+        (0 < v.image_size <= MAX_IMAGE_SIZE, "image_size"),
+        (0 < v.patch_size <= v.image_size, "patch_size"),
+        (v.image_size % v.patch_size == 0, "image_size divisible by patch_size"),
+        (v.head_width > 0 and v.width % v.head_width == 0, "vision width divisible by head_width"),
+        (t.heads > 0 and t.width % t.heads == 0, "text width divisible by heads"),
+        (0 < t.context_length <= MAX_CONTEXT, "context_length"),
+        (0 < t.vocab_size <= MAX_VOCAB, "vocab_size"),
+        (0 < v.mlp_ratio <= 16 and 0 < t.mlp_ratio <= 16, "mlp_ratio"),
+    ]
+    bad = [what for ok, what in checks if not ok]
+    if bad:
+        raise VitrieveError(f"model config out of range: {', '.join(bad)}")
+
+
+# Our built-ins. `tiny` trains on a 2-core CPU in minutes: 64 px images in 8 px patches
+# (an 8×8 grid — small patches are one of the ViT small-data remedies) and short captions.
+BUILTIN: dict[str, CLIPConfig] = {
+    "tiny": CLIPConfig(
+        embed_dim=256,
+        vision=VisionConfig(image_size=64, patch_size=8, width=192, layers=6, head_width=64),
+        text=TextConfig(context_length=32, width=256, heads=4, layers=4),
+        name="tiny",
+    ),
+    "small": CLIPConfig(
+        embed_dim=384,
+        vision=VisionConfig(image_size=224, patch_size=16, width=384, layers=12, head_width=64),
+        text=TextConfig(context_length=77, width=384, heads=6, layers=12),
+        name="small",
+    ),
+}
+ALIASES = {"base": "ViT-B-16"}
+
+
+def openclip_config_names() -> list[str]:
+    """Names of open_clip's shipped model configs that our encoders can build."""
+    folder = resources.files("open_clip") / "model_configs"
+    names = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".json"):
+            try:
+                CLIPConfig.from_dict(json.loads(entry.read_text()))
+            except VitrieveError:
+                continue
+            names.append(entry.name[: -len(".json")])
+    return sorted(names)
+
+
+def load_config(name_or_path: str | Path) -> CLIPConfig:
+    """Resolve ``tiny``/``small``/``base``, an open_clip ViT name, or a JSON file path."""
+    key = str(name_or_path)
+    if key in BUILTIN:
+        return BUILTIN[key]
+    key = ALIASES.get(key, key)
+    path = Path(key)
+    if path.suffix == ".json" or path.is_file():
+        if not path.is_file():
+            raise VitrieveError(f"model config file not found: {path}")
+        return CLIPConfig.from_dict(_read_json(path), name=path.stem)
+    packaged = resources.files("open_clip") / "model_configs" / f"{key}.json"
+    if packaged.is_file():
+        return CLIPConfig.from_dict(json.loads(packaged.read_text()), name=key)
+    known = ", ".join([*BUILTIN, *ALIASES, "ViT-B-32", "ViT-B-16", "ViT-S-32", "..."])
+    raise VitrieveError(f"unknown model {key!r}: use one of {known} or a config .json path")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise VitrieveError(f"cannot read model config {path}: {exc}") from exc

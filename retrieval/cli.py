@@ -1,0 +1,52 @@
+"""The ``vitrieve`` command line: one typer app; each command group lives in retrieval/commands/.
+
+This module (with retrieval/commands/ and ui/) is the only place that reads argv, prints,
+or exits. Errors from the library arrive as exceptions and leave as one clear line.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from encoders.errors import VitrieveError
+from retrieval.commands import model as model_commands
+
+app = typer.Typer(
+    name="vitrieve",
+    help="Train CLIP-style models, index photo libraries and search them in words.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+for module in (model_commands,):
+    module.register(app)
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details."),
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+def main() -> None:
+    """Entry point: run the app; library errors become one line on stderr and exit code 1."""
+    try:
+        app(standalone_mode=True)
+    except (VitrieveError, FileNotFoundError, PermissionError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
