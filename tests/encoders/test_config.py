@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from encoders.config import CLIPConfig, load_config, openclip_config_names
+from encoders.errors import VitrieveError
+
+
+@pytest.mark.parametrize("name", ["ViT-B-32", "ViT-B-16", "ViT-S-32", "ViT-L-14"])
+def test_openclip_names_resolve_to_their_json(name: str) -> None:
+    import open_clip
+
+    expected = open_clip.get_model_config(name)
+    config = load_config(name)
+    assert config.embed_dim == expected["embed_dim"]
+    assert config.vision.width == expected["vision_cfg"]["width"]
+    assert config.vision.layers == expected["vision_cfg"]["layers"]
+    assert config.vision.patch_size == expected["vision_cfg"]["patch_size"]
+    assert config.text.layers == expected["text_cfg"]["layers"]
+
+
+def test_round_trip_through_json(tmp_path) -> None:
+    for name in ("tiny", "small", "base", "ViT-B-32"):
+        config = load_config(name)
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(config.to_dict()))
+        again = load_config(path)
+        assert again.to_dict() | {"name": ""} == config.to_dict() | {"name": ""}
+
+
+def test_builtin_list_includes_openclip_vits() -> None:
+    names = openclip_config_names()
+    assert {"ViT-B-32", "ViT-B-16", "ViT-S-32"} <= set(names)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"embed_dim": 10**9, "vision_cfg": {}, "text_cfg": {}},
+        {"embed_dim": 64, "vision_cfg": {"image_size": 30, "patch_size": 8}, "text_cfg": {}},
+        {"embed_dim": 64, "vision_cfg": {"timm_model_name": "resnet50"}, "text_cfg": {}},
+        {"embed_dim": 64, "vision_cfg": {"layers": 10**6}, "text_cfg": {}},
+        {"vision_cfg": {}, "text_cfg": {}},
+    ],
+)
+def test_bad_configs_are_refused_before_allocation(bad: dict) -> None:
+    with pytest.raises(VitrieveError):
+        CLIPConfig.from_dict(bad)
+
+
+def test_unknown_model_name_is_a_clear_error() -> None:
+    with pytest.raises(VitrieveError, match="unknown model"):
+        load_config("ViT-Z-99")

@@ -1,0 +1,84 @@
+"""The inference face: bf16 close to fp32, short queries cut to their length, numpy out."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from encoders.checkpoint import save_checkpoint
+from encoders.clip import create_model
+from encoders.config import load_config
+from encoders.encoder import Encoder, bf16_supported
+from encoders.errors import VitrieveError
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt")
+    save_checkpoint(create_model(load_config("tiny")), path)
+    return path
+
+
+def _photo(seed: int, size: int = 96) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    base = np.linspace(0, 255, size)[None, :, None] * rng.random(3)[None, None, :]
+    noise = rng.normal(0, 20, (size, size, 3))
+    return Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8))
+
+
+def test_outputs_are_normalised_float32_rows_in_order(tiny_ckpt) -> None:
+    encoder = Encoder.load(tiny_ckpt, precision="fp32")
+    images = [_photo(i) for i in range(3)]
+    vectors = encoder.encode_images(images)
+    assert vectors.dtype == np.float32 and vectors.shape == (3, encoder.embed_dim)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    assert np.allclose(encoder.encode_images(images[1:2])[0], vectors[1], atol=1e-5)
+    texts = encoder.encode_texts(["a red circle", "a blue square"])
+    assert texts.shape == (2, encoder.embed_dim)
+    assert encoder.encode_texts([]).shape == (0, encoder.embed_dim)
+
+
+@pytest.mark.skipif(not bf16_supported(torch.device("cpu")), reason="CPU without native bf16")
+@pytest.mark.parametrize("name", ["tiny", "ViT-B-32"])
+def test_bf16_stays_within_cosine_0999_of_fp32(tiny_ckpt, name: str) -> None:
+    torch.manual_seed(0)
+    model = create_model(load_config(name))
+    fp32 = Encoder(copy.deepcopy(model), precision="fp32")
+    auto = Encoder(model, precision="auto")
+    assert auto.dtype == torch.bfloat16
+    images = [_photo(i, 256) for i in range(4)]
+    texts = ["a photo of my cat", "invoices", "a red bicycle by the sea at sunset"]
+    image_cos = (fp32.encode_images(images) * auto.encode_images(images)).sum(1)
+    text_cos = (fp32.encode_texts(texts) * auto.encode_texts(texts)).sum(1)
+    assert image_cos.min() >= 0.999 and text_cos.min() >= 0.999
+
+
+def test_short_query_runs_only_its_own_length(tiny_ckpt) -> None:
+    encoder = Encoder.load(tiny_ckpt, precision="fp32")
+    seen: list[int] = []
+    hook = encoder.model.text.register_forward_pre_hook(lambda m, a: seen.append(a[0].shape[1]))
+    short = encoder.encode_texts(["a cat"])
+    hook.remove()
+    assert seen == [4]  # start, "a", "cat", end — not the 32-token context
+    with torch.inference_mode():
+        full = encoder.model.encode_text(encoder.tokenizer(["a cat"])).numpy()
+    assert np.allclose(short, full, atol=1e-5)
+
+
+def test_patch_similarity_is_a_grid(tiny_ckpt) -> None:
+    encoder = Encoder.load(tiny_ckpt)
+    grid = encoder.patch_similarity("a red circle", _photo(0))
+    side = load_config("tiny").vision.grid_size
+    assert grid.shape == (side, side) and np.all(np.abs(grid) <= 1.0001)
+
+
+def test_load_refuses_a_name_without_weights_and_a_missing_dir(tmp_path) -> None:
+    with pytest.raises(VitrieveError, match="--weights"):
+        Encoder.load("ViT-B-32")
+    with pytest.raises(VitrieveError):
+        Encoder.load(tmp_path)
