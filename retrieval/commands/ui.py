@@ -1,0 +1,107 @@
+"""``vitrieve ui``: serve the Streamlit app in ui/ over one library.
+
+Streamlit runs as a child process (``python -m streamlit run ui/app.py -- --library LIB``) so
+the CLI stays a thin launcher: headless, XSRF protection on, uploads capped, telemetry off.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import typer
+
+from encoders.errors import VitrieveError
+
+MAX_UPLOAD_MB = 20  # a phone photo is a few MB; anything far larger is not a query image
+READY_TIMEOUT_S = 120.0
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ui")(ui)
+
+
+def ui(
+    library: Path | None = typer.Option(
+        None, "--library", "-l", help="Library directory to open (pick or create one in the UI)."
+    ),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 for the network)."),
+    port: int = typer.Option(8501, help="Port to listen on."),
+) -> None:
+    """Open the search, classify and library pages in the browser."""
+    if not 0 < port < 65536:
+        raise typer.BadParameter(f"port must be 1-65535, got {port}")
+    process = start_ui(library, host, port)
+    try:
+        wait_until_ready(process, host, port)
+        typer.echo(f"vitrieve UI: {ui_url(host, port)}  (Ctrl-C to stop)")
+        sys.exit(process.wait())
+    except KeyboardInterrupt:
+        process.terminate()
+        process.wait(timeout=10)
+        raise
+
+
+def app_script() -> Path:
+    """ui/app.py, found without importing ui (imports flow ui → retrieval, never back)."""
+    spec = importlib.util.find_spec("ui")
+    if spec is None or not spec.submodule_search_locations:
+        raise VitrieveError("the ui package is not installed next to retrieval")
+    script = Path(next(iter(spec.submodule_search_locations))) / "app.py"
+    if not script.is_file():
+        raise VitrieveError(f"UI entry point not found: {script}")
+    return script
+
+
+def streamlit_command(library: Path | None, host: str, port: int) -> list[str]:
+    """The ``streamlit run`` command line for one library."""
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(app_script()),
+        "--server.headless", "true",
+        "--server.address", host,
+        "--server.port", str(port),
+        "--server.enableXsrfProtection", "true",
+        "--server.maxUploadSize", str(MAX_UPLOAD_MB),
+        "--server.fileWatcherType", "none",
+        "--server.runOnSave", "false",
+        "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "viewer",
+        "--global.developmentMode", "false",
+    ]  # fmt: skip
+    if library is not None:
+        command += ["--", "--library", str(Path(library).expanduser().resolve())]
+    return command
+
+
+def start_ui(library: Path | None, host: str, port: int) -> subprocess.Popen:
+    """Start the Streamlit server in the background; the caller waits or stops it."""
+    return subprocess.Popen(streamlit_command(library, host, port))
+
+
+def ui_url(host: str, port: int) -> str:
+    shown = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::", "") else host
+    return f"http://{shown}:{port}"
+
+
+def wait_until_ready(
+    process: subprocess.Popen, host: str, port: int, timeout: float = READY_TIMEOUT_S
+) -> None:
+    """Block until Streamlit answers its health check, or fail with its exit code."""
+    probe = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    health = f"http://{probe}:{port}/_stcore/health"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise VitrieveError(f"the UI server exited with code {process.returncode}")
+        try:
+            with urllib.request.urlopen(health, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    process.terminate()
+    raise VitrieveError(f"the UI server did not answer on {health} within {timeout:.0f}s")

@@ -1,0 +1,100 @@
+"""The demo photo folder: synthetic scenes dressed up like a small personal photo library.
+
+Scenes come from the synthetic generator (coloured shapes on plain, gradient and textured
+backgrounds), saved the way a camera roll looks: albums in dated folders, mostly JPEG with some
+PNG and WebP, EXIF capture dates, a few near-duplicate edits and one broken file — so every page
+of the UI (dates, formats, duplicates, failures) has something real to show.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from encoders.errors import VitrieveError
+from encoders.synthetic import scene_for
+
+log = logging.getLogger(__name__)
+
+ALBUMS: tuple[tuple[str, datetime], ...] = (
+    ("2023/spring walk", datetime(2023, 4, 2)),
+    ("2023/autumn", datetime(2023, 10, 7)),
+    ("2024/summer holiday", datetime(2024, 7, 14)),
+    ("2024/workshop", datetime(2024, 11, 20)),
+    ("2025/new year", datetime(2025, 1, 1)),
+)
+FORMATS = (("JPEG", ".jpg", 0.7), ("PNG", ".png", 0.15), ("WEBP", ".webp", 0.15))
+EDITS_ALBUM = "2025/edits"
+DUPLICATES = 4  # photos copied (resized, re-encoded) into the edits album
+DONE_MARKER = ".demo-photos-complete"
+_EXIF_IFD, _DATETIME_ORIGINAL = 0x8769, 0x9003
+
+
+def _exif(taken: datetime) -> Image.Exif:
+    exif = Image.Exif()
+    exif.get_ifd(_EXIF_IFD)[_DATETIME_ORIGINAL] = taken.strftime("%Y:%m:%d %H:%M:%S")
+    return exif
+
+
+def _save(image: Image.Image, path: Path, fmt: str, taken: datetime, quality: int = 90) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    image.save(path, format=fmt, exif=_exif(taken), **options)
+
+
+def _photo(index: int, size_px: int, seed: int, rng: np.random.Generator) -> tuple[Path, str]:
+    """Where photo ``index`` goes (album/name) and its format."""
+    album, _ = ALBUMS[index % len(ALBUMS)]
+    names = [f[0] for f in FORMATS]
+    fmt = names[int(rng.choice(len(FORMATS), p=[f[2] for f in FORMATS]))]
+    suffix = dict((f[0], f[1]) for f in FORMATS)[fmt]
+    return Path(album) / f"IMG_{index + 1:04d}{suffix}", fmt
+
+
+def write_demo_photos(out: Path, count: int = 300, size_px: int = 192, seed: int = 0) -> int:
+    """Write ``count`` demo photos (plus edits and a broken file) under ``out``; idempotent.
+
+    Returns the number of image files written (0 when a complete set is already there).
+    """
+    if count < 1:
+        raise VitrieveError("the demo needs at least one photo")
+    marker = out / DONE_MARKER
+    if marker.is_file() and marker.read_text().strip() == f"{count} {size_px} {seed}":
+        return 0
+    rng = np.random.default_rng([seed, 4242])
+    written = []
+    for index in range(count):
+        relative, fmt = _photo(index, size_px, seed, rng)
+        start = ALBUMS[index % len(ALBUMS)][1]
+        taken = start + timedelta(days=int(rng.integers(0, 40)), minutes=int(rng.integers(0, 720)))
+        scene = scene_for(seed, "test", index, size_px)
+        _save(scene.image, out / relative, fmt, taken)
+        written.append((relative, taken))
+    _write_edits(out, written[:DUPLICATES], size_px)
+    _write_broken(out / EDITS_ALBUM / "IMG_BROKEN.jpg", out / written[0][0])
+    marker.write_text(f"{count} {size_px} {seed}\n")
+    log.info("wrote %d demo photos to %s", count + DUPLICATES + 1, out)
+    return count + DUPLICATES + 1
+
+
+def _write_edits(out: Path, originals: list[tuple[Path, datetime]], size_px: int) -> None:
+    """Near-duplicates: the same picture resized and re-encoded, as an "edit" would be."""
+    for relative, taken in originals:
+        with Image.open(out / relative) as image:
+            edited = image.convert("RGB").resize((size_px * 3 // 4, size_px * 3 // 4))
+        name = f"{relative.stem}_edit.jpg"
+        _save(edited, out / EDITS_ALBUM / name, "JPEG", taken + timedelta(hours=1), quality=70)
+
+
+def _write_broken(path: Path, source: Path) -> None:
+    """A truncated JPEG: what a failed copy leaves behind; the indexer lists it as failed."""
+    buffer = io.BytesIO()
+    with Image.open(source) as image:
+        image.convert("RGB").save(buffer, format="JPEG")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 3])
