@@ -1,0 +1,1 @@
+"""Training: data, losses live in encoders/; optimiser, loop and entry point here."""
