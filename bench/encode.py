@@ -1,0 +1,144 @@
+"""Side-by-side: our encoders vs open_clip on the same ViT-B-32 weights, in one process.
+
+Prints images/s (fp32 and each side's fast precision), single-query text latency, their
+ratios, the cosine of our default-precision embeddings to open_clip's fp32 ones, and the
+fraction of this machine's bf16 ceiling (measured matmul peak / the model's FLOPs per image).
+Timings alternate between the two implementations and report medians over repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+
+import open_clip
+import torch
+
+from encoders.checkpoint import from_openclip_state_dict
+from encoders.clip import create_model
+from encoders.config import load_config
+from encoders.encoder import Encoder
+
+
+def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
+    a = torch.randn(size, size, dtype=torch.bfloat16)
+    b = torch.randn(size, size, dtype=torch.bfloat16)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / min(times) / 1e9
+
+
+def vit_gflops_per_image(config) -> float:
+    """Matmul FLOPs of the vision tower for one image (2·MACs)."""
+    v = config.vision
+    tokens, width = 1 + v.grid_size**2, v.width
+    per_block = 2 * tokens * (4 * width * width + 2 * width * int(width * v.mlp_ratio))
+    attention = 2 * 2 * tokens * tokens * width
+    patch = 2 * v.grid_size**2 * 3 * v.patch_size**2 * width
+    return (v.layers * (per_block + attention) + patch + 2 * width * config.embed_dim) / 1e9
+
+
+def timed(fn, repeats: int) -> list[float]:
+    out = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default="ViT-B-32")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--text-repeats", type=int, default=60)
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    config = load_config(args.model)
+    reference = open_clip.create_model(args.model, pretrained=None).eval()
+    ours_model = create_model(config)
+    ours_model.load_state_dict(from_openclip_state_dict(reference.state_dict(), config))
+    ours_fp32 = Encoder(copy.deepcopy(ours_model), precision="fp32")
+    ours = Encoder(ours_model, precision="auto")
+    tokenizer = open_clip.get_tokenizer(args.model)
+    size = config.vision.image_size
+    images = torch.randn(args.batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+
+    def oc_fp32():
+        with torch.inference_mode():
+            reference.encode_image(images)
+
+    def oc_autocast():
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            reference.encode_image(images)
+
+    runs = {
+        "open_clip fp32": oc_fp32,
+        "open_clip bf16 autocast": oc_autocast,
+        "ours fp32": lambda: ours_fp32.encode_image_tensors(images),
+        f"ours default ({str(ours.dtype).removeprefix('torch.')})": lambda: (
+            ours.encode_image_tensors(images)
+        ),
+    }
+    for fn in runs.values():  # warm-up
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(args.repeats):  # alternate so load changes hit every side alike
+        for name, fn in runs.items():
+            times[name] += timed(fn, 1)
+    rate = {name: args.batch / statistics.median(t) for name, t in times.items()}
+
+    query = "a red bicycle by the sea"
+
+    def oc_text():
+        with torch.inference_mode():
+            reference.encode_text(tokenizer([query]))
+
+    text_times: dict[str, list[float]] = {"open_clip": [], "ours": []}
+    oc_text(), ours.encode_texts([query])
+    for _ in range(args.text_repeats):
+        text_times["open_clip"] += timed(oc_text, 1)
+        text_times["ours"] += timed(lambda: ours.encode_texts([query]), 1)
+    latency = {k: 1000 * statistics.median(v) for k, v in text_times.items()}
+
+    with torch.inference_mode():
+        ref_img = torch.nn.functional.normalize(reference.encode_image(images[:16]), dim=-1)
+        ref_txt = torch.nn.functional.normalize(reference.encode_text(tokenizer([query])), dim=-1)
+    img_cos = (ref_img * torch.from_numpy(ours.encode_image_tensors(images[:16]))).sum(1).min()
+    txt_cos = (ref_txt * torch.from_numpy(ours.encode_texts([query]))).sum(1).min()
+
+    peak = matmul_peak_gflops()
+    ceiling = peak / vit_gflops_per_image(config)
+    print(f"model {args.model}, batch {args.batch}, threads {torch.get_num_threads()}")
+    for name, value in rate.items():
+        print(f"  {name:<28} {value:7.1f} img/s")
+    default_name = list(rate)[-1]
+    print(
+        f"  ratio ours default / open_clip bf16 autocast: {rate[default_name] / rate['open_clip bf16 autocast']:.2f}x"
+    )
+    print(
+        f"  ratio ours fp32 / open_clip fp32:             {rate['ours fp32'] / rate['open_clip fp32']:.2f}x"
+    )
+    print(
+        f"  bf16 matmul peak {peak:.0f} GFLOP/s, ViT cost {vit_gflops_per_image(config):.2f} GFLOP/img,"
+        f" ceiling {ceiling:.0f} img/s; ours reaches {rate[default_name] / ceiling:.0%} of it"
+    )
+    print(
+        f"  single-query text latency: open_clip {latency['open_clip']:.1f} ms, ours {latency['ours']:.1f} ms"
+        f" (ratio {latency['ours'] / latency['open_clip']:.2f})"
+    )
+    print(
+        f"  cosine of ours default to open_clip fp32: images min {img_cos:.5f}, text min {txt_cos:.5f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
