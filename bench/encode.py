@@ -121,23 +121,17 @@ def main() -> None:
     for name, value in rate.items():
         print(f"  {name:<28} {value:7.1f} img/s")
     default_name = list(rate)[-1]
-    print(
-        f"  ratio ours default / open_clip bf16 autocast: {rate[default_name] / rate['open_clip bf16 autocast']:.2f}x"
-    )
-    print(
-        f"  ratio ours fp32 / open_clip fp32:             {rate['ours fp32'] / rate['open_clip fp32']:.2f}x"
-    )
-    print(
-        f"  bf16 matmul peak {peak:.0f} GFLOP/s, ViT cost {vit_gflops_per_image(config):.2f} GFLOP/img,"
-        f" ceiling {ceiling:.0f} img/s; ours reaches {rate[default_name] / ceiling:.0%} of it"
-    )
-    print(
-        f"  single-query text latency: open_clip {latency['open_clip']:.1f} ms, ours {latency['ours']:.1f} ms"
-        f" (ratio {latency['ours'] / latency['open_clip']:.2f})"
-    )
-    print(
-        f"  cosine of ours default to open_clip fp32: images min {img_cos:.5f}, text min {txt_cos:.5f}"
-    )
+    fast_ratio = rate[default_name] / rate["open_clip bf16 autocast"]
+    fp32_ratio = rate["ours fp32"] / rate["open_clip fp32"]
+    cost = vit_gflops_per_image(config)
+    text_ratio = latency["ours"] / latency["open_clip"]
+    print(f"  ratio ours default / open_clip bf16 autocast: {fast_ratio:.2f}x")
+    print(f"  ratio ours fp32 / open_clip fp32:             {fp32_ratio:.2f}x")
+    print(f"  bf16 matmul peak {peak:.0f} GFLOP/s, ViT cost {cost:.2f} GFLOP/img,")
+    print(f"  ceiling {ceiling:.0f} img/s; ours reaches {rate[default_name] / ceiling:.0%} of it")
+    print(f"  single-query text latency: open_clip {latency['open_clip']:.1f} ms,")
+    print(f"  ours {latency['ours']:.1f} ms (ratio {text_ratio:.2f})")
+    print(f"  cosine of ours default to open_clip fp32: images {img_cos:.5f}, text {txt_cos:.5f}")
 
 
 if __name__ == "__main__":
