@@ -12,7 +12,10 @@ import sys
 import typer
 
 from encoders.errors import VitrieveError
+from retrieval.commands import data as data_commands
+from retrieval.commands import evaluate as evaluate_commands
 from retrieval.commands import model as model_commands
+from retrieval.commands import ui as ui_commands
 
 app = typer.Typer(
     name="vitrieve",
@@ -22,7 +25,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (model_commands,):
+for module in (model_commands, data_commands, evaluate_commands, ui_commands):
     module.register(app)
 
 

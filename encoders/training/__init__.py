@@ -1,1 +1,1 @@
-"""Training: data, losses live in encoders/; optimiser, loop and entry point here."""
+"""Training: captioned data, optimiser, training loop and the train/finetune entry points."""

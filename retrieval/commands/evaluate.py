@@ -1,0 +1,109 @@
+"""Evaluation commands: zero-shot accuracy and image-text retrieval recall of a model.
+
+``eval_app`` is the ``vitrieve eval`` group; other evaluation commands join it here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from encoders.errors import VitrieveError
+
+eval_app = typer.Typer(
+    help="Measure a model: zero-shot accuracy, retrieval recall.", no_args_is_help=True
+)
+
+MODEL_HELP = "Checkpoint directory (ours or converted from open_clip)."
+DATA_HELP = "Captioned data: TSV/CSV (open_clip format) or a folder of images + .txt captions."
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(eval_app, name="eval")
+
+
+def _load(model: str, precision: str):
+    from encoders.encoder import Encoder
+
+    return Encoder.load(model, precision=precision)
+
+
+def _read_classes(classes: Path | None, data: Path, items) -> list[str]:
+    """--classes, else classes.txt beside the data, else the data's distinct labels."""
+    path = classes or (data.parent if data.is_file() else data) / "classes.txt"
+    if path.is_file():
+        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        return [n for n in names if n]
+    if classes is not None:
+        raise VitrieveError(f"classes file not found: {classes}")
+    return sorted({item.label for item in items if item.label})
+
+
+def _line(name: str, metrics: dict) -> str:
+    if not metrics.get("n"):
+        return f"{name:<9} (no images)"
+    return (
+        f"{name:<9} top-1 {metrics['top1']:.3f}  top-5 {metrics['top5']:.3f}  "
+        f"mean per-class recall {metrics['mean_per_class_recall']:.3f}  (n={metrics['n']})"
+    )
+
+
+@eval_app.command("zeroshot")
+def zeroshot(
+    model: str = typer.Option(..., "--model", help=MODEL_HELP),
+    data: Path = typer.Option(..., "--data", help=DATA_HELP),
+    label_col: str = typer.Option("label", "--label-col", help="Column with the class name."),
+    classes: Path | None = typer.Option(
+        None, "--classes", help="Class names, one a line (default: classes.txt beside --data)."
+    ),
+    template: list[str] | None = typer.Option(
+        None, "--template", help="Prompt template with {} for the class; repeat to ensemble."
+    ),
+    sep: str = typer.Option("\t", "--sep", help="Column separator."),
+    image_col: str = typer.Option("filepath", "--image-col"),
+    caption_col: str = typer.Option("title", "--caption-col"),
+    precision: str = typer.Option("auto", "--precision", help="auto, fp32 or bf16."),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+) -> None:
+    """Zero-shot top-1/top-5/mean per-class recall; seen vs held-out when data marks them."""
+    from encoders.training.data import read_captioned
+    from retrieval.evaluate import DEFAULT_TEMPLATES, evaluate_zeroshot
+
+    items = read_captioned(data, sep, image_col, caption_col, label_col)
+    names = _read_classes(classes, data, items)
+    result = evaluate_zeroshot(_load(model, precision), items, names, template or DEFAULT_TEMPLATES)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    typer.echo(f"{len(names)} classes, {result['templates']} templates")
+    typer.echo(_line("all", result))
+    for subset in ("seen", "held_out"):
+        if subset in result:
+            typer.echo(_line(subset.replace("_", "-"), result[subset]))
+
+
+@eval_app.command("retrieval")
+def retrieval(
+    model: str = typer.Option(..., "--model", help=MODEL_HELP),
+    data: Path = typer.Option(..., "--data", help=DATA_HELP),
+    sep: str = typer.Option("\t", "--sep", help="Column separator."),
+    image_col: str = typer.Option("filepath", "--image-col"),
+    caption_col: str = typer.Option("title", "--caption-col"),
+    precision: str = typer.Option("auto", "--precision", help="auto, fp32 or bf16."),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+) -> None:
+    """Text→image and image→text recall@1/5/10 (a hit is an item with the query's caption)."""
+    from encoders.training.data import read_captioned
+    from retrieval.evaluate import RECALL_KS, evaluate_retrieval
+
+    items = read_captioned(data, sep, image_col, caption_col)
+    result = evaluate_retrieval(_load(model, precision), items)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    typer.echo(f"{result['images']} images, {result['captions']} distinct captions")
+    for direction in ("text_to_image", "image_to_text"):
+        recalls = "  ".join(f"R@{k} {result[f'{direction}_R@{k}']:.3f}" for k in RECALL_KS)
+        typer.echo(f"{direction.replace('_to_', '→'):<12} {recalls}")
