@@ -71,6 +71,7 @@ class Encoder:
         precision: str = "auto",
         device: str | torch.device = "cpu",
         batch_size: int = 64,
+        compile: bool = False,
     ) -> None:
         if precision not in PRECISIONS:
             raise VitrieveError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -82,18 +83,29 @@ class Encoder:
         self.transform = eval_transform(model.config.vision.image_size)
         self.model = model.eval().to(self.device)
         self.dtype = torch.float32
+        self._compiled_visual: torch.nn.Module | None = None
         if precision == "bf16" or (precision == "auto" and bf16_supported(self.device)):
             self._switch_to_bf16(checked=precision == "auto")
+        if compile:
+            self._compiled_visual = _compile_vision(self.model.visual)
 
     @classmethod
     def load(
-        cls, reference: str | Path, weights: str | Path | None = None, precision: str = "auto"
+        cls,
+        reference: str | Path,
+        weights: str | Path | None = None,
+        precision: str = "auto",
+        compile: bool = False,
     ) -> Encoder:
-        """A checkpoint directory, or a model name / config JSON (+ open_clip ``weights``)."""
+        """A checkpoint directory, or a model name / config JSON (+ open_clip ``weights``).
+
+        ``compile=True`` compiles the vision tower (inductor, frozen weights): ~30-60 s once
+        per process, then ~1.4x faster image encoding — worth it for indexing, not for a query.
+        """
         path = Path(reference)
         if path.is_dir():
             model, meta = load_checkpoint(path)
-            return cls(model, model_id=meta["model_id"], precision=precision)
+            return cls(model, model_id=meta["model_id"], precision=precision, compile=compile)
         config = load_config(reference)
         if weights is None:
             raise VitrieveError(
@@ -101,7 +113,8 @@ class Encoder:
                 "open_clip weights into it, or train/convert a checkpoint first"
             )
         model = load_openclip_weights(config, Path(weights))
-        return cls(model, model_id=file_digest(Path(weights)), precision=precision)
+        model_id = file_digest(Path(weights))
+        return cls(model, model_id=model_id, precision=precision, compile=compile)
 
     @property
     def embed_dim(self) -> int:
@@ -142,8 +155,19 @@ class Encoder:
         outputs = []
         for start in range(0, images.shape[0], self.batch_size):
             batch = images[start : start + self.batch_size].to(self.device, self.dtype)
-            outputs.append(self.model.encode_image(batch).float())
+            outputs.append(self._encode_image_batch(batch).float())
         return _as_numpy(outputs, self.embed_dim)
+
+    def _encode_image_batch(self, batch: torch.Tensor) -> torch.Tensor:
+        if self._compiled_visual is None:
+            return self.model.visual(batch)
+        # A compiled graph is specialised to one batch shape: pad the last batch to it.
+        count = batch.shape[0]
+        if count < self.batch_size:
+            pad = batch.new_zeros((self.batch_size - count, *batch.shape[1:]))
+            batch = torch.cat([batch, pad])
+        with torch._inductor.config.patch(freezing=True):
+            return self._compiled_visual(batch)[:count]
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Decoded PIL images → (N, embed_dim)."""
@@ -174,6 +198,13 @@ class Encoder:
         query = torch.from_numpy(self.encode_texts([text])[0])
         grid = self.config.vision.grid_size
         return (patches.cpu() @ query).reshape(grid, grid).numpy()
+
+
+def _compile_vision(visual: torch.nn.Module) -> torch.nn.Module:
+    """The vision tower compiled by inductor with frozen (pre-packed, constant) weights."""
+    import torch._inductor.config  # noqa: F401  (patched around each call)
+
+    return torch.compile(visual, dynamic=False)
 
 
 def _as_numpy(chunks: list[torch.Tensor], dim: int) -> np.ndarray:
