@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from encoders.errors import VitrieveError
 
@@ -184,3 +185,60 @@ def wait(library_dir: Path, timeout: float | None = None) -> JobStatus | None:
     if thread is not None:
         thread.join(timeout)
     return read_status(library_dir)
+
+
+def start_indexing(
+    photos: Path, model_ref: str, library: Path | None = None, workers: int = 2
+) -> tuple[Path, JobStatus]:
+    """Index ``photos`` into ``library`` (default ``photos/.vitrieve``) in the background.
+
+    Returns the library directory (where the job file is) and the first status.
+    """
+    from encoders.encoder import Encoder
+    from indexer.layout import default_library
+    from indexer.pipeline import IndexOptions, IndexProgress, index_library
+
+    photos = Path(photos).expanduser().resolve()
+    if not photos.is_dir():
+        raise VitrieveError(f"photo folder not found: {photos}")
+    if not Path(model_ref).expanduser().is_dir():
+        raise VitrieveError(f"model checkpoint not found: {model_ref}")
+    target = Path(library).expanduser().resolve() if library else default_library(photos)
+    target.mkdir(parents=True, exist_ok=True)
+
+    def work(progress: Progress) -> str:
+        def report(state: IndexProgress) -> None:
+            progress.update(found=state.todo, done=state.done, failed=state.failed,
+                            message=f"{state.phase}: {state.found} images found")  # fmt: skip
+
+        encoder = Encoder.load(Path(model_ref).expanduser())
+        options = IndexOptions(workers=workers)
+        result = index_library(photos, encoder, model_ref=str(model_ref), library=target,
+                               options=options, progress=report)  # fmt: skip
+        return (f"indexed {result.embedded} new or changed images, {len(result.failures)} "
+                f"failed; {result.vectors} searchable")  # fmt: skip
+
+    return target, start_job(target, "index", str(photos), work)
+
+
+def start_labeling(
+    library: Any, labels: list[str], templates: list[str] | None, label_set: str,
+    abstain_threshold: float = 0.0,
+) -> JobStatus:  # fmt: skip
+    """Label every image of an open ``retrieval.library.Library`` in the background."""
+    from retrieval.zeroshot import DEFAULT_TEMPLATES, ZeroShotClassifier, label_library
+
+    classifier = ZeroShotClassifier(
+        library.encoder, labels, templates or DEFAULT_TEMPLATES, abstain_threshold
+    )
+
+    def work(progress: Progress) -> str:
+        total = library.count()
+        progress.update(found=total, message=f"labelling into set {label_set!r}")
+        report = label_library(
+            library.index, library.store, classifier, label_set,
+            progress=lambda done, total: progress.update(found=total, done=done),
+        )  # fmt: skip
+        return f"labelled {report.images} images into {label_set!r} ({report.abstained} none)"
+
+    return start_job(library.path, "label", label_set, work)

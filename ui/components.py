@@ -1,0 +1,171 @@
+"""Reusable pieces of the pages: result grid, image card, score bar, charts, first-run screen.
+
+Images reach the browser only as bytes read through the library's own accessors
+(``ui.media``), so a card can never show a file that is not in the library.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from ui import media
+
+STRONG, WEAK = "#2e7d32", "#9e9e9e"
+
+
+def score_bar(score: float, weak: bool = False) -> None:
+    """A thin horizontal bar: how well this result matches (0..1 after calibration)."""
+    width = max(0.0, min(1.0, float(score))) * 100
+    colour = WEAK if weak else STRONG
+    st.html(
+        f'<div class="vt-score" title="score {score:.2f}">'
+        f'<div style="width:{width:.0f}%;background:{colour}"></div></div>'
+    )
+
+
+def image_card(library: Any, result: Any, on_open: Callable[[int], None], key: str) -> None:
+    """One result: thumbnail, score bar, file name, and a button that opens the large view."""
+    thumb = media.thumbnail_bytes(library, result.id)
+    if thumb is None:
+        st.warning("missing", icon=":material/broken_image:")
+    else:
+        st.image(thumb, width="stretch", alt=media.display_name(result.path))
+    score_bar(media.bar_value(result), weak=media.is_weak(result))
+    with st.container(horizontal=True, vertical_alignment="center", gap="small"):
+        st.html(
+            f'<p class="vt-meta" title="{html.escape(str(result.path))}">'
+            f"{html.escape(media.display_name(result.path))}</p>",
+            width="stretch",
+        )
+        st.button(
+            "Open",
+            key=f"open-{key}-{result.id}",
+            on_click=on_open,
+            args=(result.id,),
+            type="tertiary",
+            help=f"{result.path} · score {result.score:.3f}",
+        )
+
+
+def result_grid(
+    library: Any, results: Sequence[Any], on_open: Callable[[int], None], key: str = "grid"
+) -> None:
+    """A responsive grid of image cards that reflows with the window width."""
+    grid = st.grid("auto", min_column_width=150, gap="small", key=f"{key}-cells")
+    for result in results:
+        with grid.container(border=True):
+            image_card(library, result, on_open, key)
+
+
+def probability_chart(probabilities: dict[str, float], height: int = 220) -> None:
+    """Horizontal bars, one per label, largest first."""
+    frame = pd.DataFrame(
+        {"label": list(probabilities), "probability": [float(p) for p in probabilities.values()]}
+    )
+    st.bar_chart(
+        frame,
+        x="label",
+        y="probability",
+        horizontal=True,
+        sort="-probability",
+        height=height,
+        x_label="probability",
+        y_label="",
+    )
+
+
+def counts_chart(counts: dict[str, int], x: str, y: str = "images", height: int = 220) -> None:
+    """A bar chart of counts keyed by category or period (already ordered by the caller)."""
+    if not counts:
+        st.caption("nothing to show yet")
+        return
+    frame = pd.DataFrame({x: [str(k) for k in counts], y: list(counts.values())})
+    st.bar_chart(frame, x=x, y=y, sort=False, height=height)
+
+
+def first_run(reason: str | None = None) -> None:
+    """The welcome screen of an empty or absent library: what to do next, and the demo."""
+    st.title("Welcome to vitrieve")
+    st.write(
+        reason
+        or "There are no photos to search yet. Index a folder of your photos, or try the "
+        "demo library of synthetic pictures (shapes, colours and scenes) first."
+    )
+    left, right = st.columns(2, border=True)
+    with left:
+        st.subheader(":material/photo_library: Index your photos")
+        st.write("Open the **Library** page, point it at a folder and watch it index.")
+        st.page_link("views/library.py", label="Go to Library", icon=":material/arrow_forward:")
+    with right:
+        st.subheader(":material/auto_awesome: Try the demo")
+        st.write("Builds a small library and a model trained here (a few minutes, once):")
+        st.code("make demo        # or: vitrieve demo", language="bash")
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
+def job_progress(status: Any) -> None:
+    """A background job's progress bar: found/done/failed, images per second, time left."""
+    processed = status.done + status.failed
+    line = (
+        f"{status.kind.capitalize()} `{status.target}` · {processed:,}/{status.found:,} "
+        f"({status.failed:,} failed) · {status.rate:.1f} images/s · ETA {_duration(status.eta_s)}"
+    )
+    if status.running:
+        st.progress(status.fraction, text=line)
+        if status.message:
+            st.caption(status.message)
+    elif status.state == "done":
+        st.success(f"Finished: {status.message or line}", icon=":material/check_circle:")
+    elif status.state == "interrupted":
+        st.warning(
+            f"The last {status.kind} job was interrupted ({status.message}). Start it again to "
+            "resume where it stopped.",
+            icon=":material/pause_circle:",
+        )
+    else:
+        st.error(f"The last {status.kind} job failed: {status.message}", icon=":material/error:")
+
+
+def label_table(library: Any, label_sets: Sequence[str]) -> pd.DataFrame:
+    """Images per best label in each label set."""
+    rows = []
+    for name in label_sets:
+        best: dict[str, int] = {}
+        for labels in library.store.read_labels(name).values():
+            if labels:
+                best[labels[0][0]] = best.get(labels[0][0], 0) + 1
+        rows += [{"label set": name, "label": k, "images": v} for k, v in best.items()]
+    frame = pd.DataFrame(rows, columns=["label set", "label", "images"])
+    return frame.sort_values(["label set", "images"], ascending=[True, False])
+
+
+def label_options(library: Any, label_sets: tuple[str, ...]) -> list[str]:
+    """Every "set:label" stored in the library, for the label filter."""
+    options = []
+    for name in label_sets:
+        found = {lab for labels in library.store.read_labels(name).values() for lab, _ in labels}
+        options += [f"{name}:{lab}" for lab in sorted(found)]
+    return options
+
+
+def labels_frame(library: Any, label_set: str) -> pd.DataFrame:
+    """One row per labelled photo of a set: file, label, score (the CSV export's content)."""
+    labels = library.store.read_labels(label_set)
+    records = {r.id: r.path for r in library.store.get_files(sorted(labels))}
+    rows = [
+        {"file": records.get(i, str(i)), "label": best[0][0], "score": round(best[0][1], 4)}
+        for i, best in labels.items()
+        if best
+    ]
+    return pd.DataFrame(rows, columns=["file", "label", "score"]).sort_values("file")

@@ -1,0 +1,155 @@
+"""Which library the app shows, opened once per process (``st.cache_resource``).
+
+The library comes from ``--library`` after ``--`` on the ``streamlit run`` command line, or from
+the Library page (kept in session state). Opening goes through ``retrieval.library.Library``;
+a missing or broken library becomes a message on the page, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+from encoders.encoder import Encoder
+from encoders.errors import VitrieveError
+from retrieval.library import DEFAULT_LIBRARY_DIR, Library, find_library
+
+log = logging.getLogger(__name__)
+
+LIBRARY_KEY = "library_path"
+
+STYLE = """
+<style>
+  .vt-score { height: 6px; border-radius: 3px; background: rgba(128,128,128,.18);
+              margin: 2px 0 0 0; }
+  .vt-score > div { height: 6px; border-radius: 3px; }
+  .vt-meta { font-size: .78rem; opacity: .75; white-space: nowrap; overflow: hidden;
+             text-overflow: ellipsis; margin: 0; }
+  [data-testid="stImage"] img { border-radius: 6px; }
+  .block-container { padding-top: 2.2rem; }
+</style>
+"""
+
+
+def _argv_library() -> str | None:
+    """``--library LIB`` from the script arguments (everything after ``--``)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--library", default=None)
+    known, _ = parser.parse_known_args(sys.argv[1:])
+    return known.library
+
+
+def init_library_choice() -> None:
+    """First run of a session: start from the library given on the command line."""
+    if LIBRARY_KEY not in st.session_state:
+        st.session_state[LIBRARY_KEY] = _argv_library()
+
+
+def library_path() -> Path | None:
+    chosen = st.session_state.get(LIBRARY_KEY)
+    return Path(chosen).expanduser() if chosen else None
+
+
+def library_dir_for(path: Path | None) -> Path | None:
+    """Where a library's files (and its job file) are: ``path`` or ``path/.vitrieve``."""
+    if path is None:
+        return None
+    nested = path / DEFAULT_LIBRARY_DIR
+    return nested if nested.is_dir() else path
+
+
+def choose_library(path: Path | str) -> None:
+    """Switch this session to another library (the Library page's picker)."""
+    st.session_state[LIBRARY_KEY] = str(Path(path).expanduser().resolve())
+    st.session_state.pop("search", None)
+
+
+def _version(path: Path) -> tuple[float, ...]:
+    """Changes whenever indexing rewrote the library, so the cached handle is reopened."""
+    names = ("library.json", "vectors.faiss", "library.db")
+    return tuple((path / n).stat().st_mtime if (path / n).exists() else 0.0 for n in names)
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=2)
+def _encoder(library_dir: str, model_id: str) -> Encoder:
+    """The model, loaded once per process and shared by every reopening of its library."""
+    del model_id  # part of the cache key: a re-index with another model loads the new one
+    return Library.open(Path(library_dir)).encoder
+
+
+@st.cache_resource(show_spinner="Opening the library…", max_entries=4)
+def _open(library_dir: str, version: tuple[float, ...]) -> Library:
+    del version  # part of the cache key only
+    library = Library.open(Path(library_dir))
+    active = library.manifest.active
+    if active is None:
+        return library
+    return Library.open(Path(library_dir), encoder=_encoder(library_dir, active.model_id))
+
+
+def library_by_dir(library_dir: str | Path) -> Library:
+    """The cached handle of the library in ``library_dir`` (reopened after indexing)."""
+    path = find_library(Path(library_dir))
+    return _open(str(path), _version(path))
+
+
+def open_library() -> tuple[Library | None, str | None]:
+    """The current library, or None and a one-line reason it cannot be opened."""
+    path = library_path()
+    if path is None:
+        return None, None
+    if not path.exists():
+        return None, f"Library not found: {path}"
+    if not path.is_dir():
+        return None, f"Not a library directory: {path}"
+    try:
+        return library_by_dir(path), None
+    except VitrieveError as exc:
+        return None, str(exc)
+    except Exception as exc:  # a broken library must not crash the page
+        log.exception("cannot open library %s", path)
+        return None, f"Cannot open {path}: {exc}"
+
+
+def require_library(need_images: bool = True) -> Library:
+    """The open library, or a message / the first-run screen and ``st.stop()``."""
+    from ui import components
+
+    library, problem = open_library()
+    if library is None and problem:
+        st.error(problem, icon=":material/error:")
+        st.page_link(
+            "views/library.py", label="Pick or create a library", icon=":material/folder_open:"
+        )
+        st.stop()
+    if library is None:
+        components.first_run()
+        st.stop()
+    if need_images and library.count() == 0:
+        components.first_run(
+            f"The library in `{library.path}` has no searchable photos yet. Index a folder on "
+            "the Library page, or try the demo library first."
+        )
+        st.stop()
+    return library
+
+
+def library_badge() -> None:
+    """Sidebar line: which library is open and how many images it holds."""
+    path = library_path()
+    if path is None:
+        st.caption("No library open")
+        return
+    library, problem = open_library()
+    if library is None:
+        st.caption(f":red[{path.name}: unavailable]")
+        return
+    st.caption(f"Library **{path.name}** · {library_size(library):,} images")
+
+
+def library_size(library: Library) -> int:
+    return int(library.count())

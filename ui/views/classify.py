@@ -1,0 +1,143 @@
+"""Classify page: label images with any words (zero-shot), see the probabilities, and label
+the whole library in the background, with the results table downloadable as CSV."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from encoders.errors import VitrieveError
+from retrieval import jobs
+from retrieval.query import Filters, resolve_filters
+from retrieval.zeroshot import ABSTAIN, DEFAULT_TEMPLATES, ZeroShotClassifier, parse_labels
+from ui import components, media, state
+
+MAX_IMAGES = 24  # images classified on the page at once (the whole library goes to a job)
+EXAMPLE_LABELS = "red circle\nblue square\ngreen triangle\nyellow star"
+
+
+@st.cache_resource(max_entries=8, show_spinner="Encoding the labels…")
+def _classifier(
+    library_dir: str, labels: tuple[str, ...], templates: tuple[str, ...], abstain: float
+) -> ZeroShotClassifier:
+    library = state.library_by_dir(library_dir)
+    return ZeroShotClassifier(library.encoder, list(labels), list(templates), abstain)
+
+
+def _settings() -> tuple[list[str], list[str], float] | None:
+    left, right = st.columns(2)
+    text = left.text_area("Labels, one per line", EXAMPLE_LABELS, height=150)
+    custom = right.text_area(
+        "Prompt templates (optional, one per line, {} = the label)",
+        placeholder="a photo of a {}.\na drawing of a {}.",
+        height=150,
+        help=f"Empty: the built-in ensemble of {len(DEFAULT_TEMPLATES)} CLIP-style templates.",
+    )
+    abstain = st.slider("Say “none of these” below probability", 0.0, 0.9, 0.0, 0.05)
+    try:
+        labels = parse_labels(text)
+    except VitrieveError as exc:
+        st.warning(str(exc))
+        return None
+    templates = [t.strip() for t in custom.splitlines() if t.strip()] or list(DEFAULT_TEMPLATES)
+    return labels, templates, abstain
+
+
+def _library_images(library: Any) -> list[tuple[int, str]]:
+    folder = st.text_input("Folder of the library (empty: all)", placeholder="2024/summer holiday")
+    ids = resolve_filters(library.store, Filters(folder=folder.strip() or None))
+    ids = library.index.ids() if ids is None else ids
+    ids = np.sort(np.asarray(ids, np.int64))[:MAX_IMAGES]
+    return [(int(i), library.record(int(i)).path) for i in ids]
+
+
+def _classify_library(clf: ZeroShotClassifier, library: Any, items: list[tuple[int, str]]):
+    vectors = library.index.reconstruct(np.array([i for i, _ in items], np.int64))
+    return clf.classify_vectors(vectors)
+
+
+def _classify_uploads(clf: ZeroShotClassifier, uploads: list, size: int):
+    images = [(u.name, media.upload_image(u, size)) for u in uploads]
+    images = [(n, im) for n, im in images if im is not None]
+    return (
+        [n for n, _ in images],
+        [im for _, im in images],
+        clf.classify_images([im for _, im in images]),
+    )
+
+
+def _show_verdicts(names: list[str], pictures: list, verdicts: list) -> None:
+    rows = []
+    for name, picture, verdict in zip(names, pictures, verdicts, strict=True):
+        with st.container(border=True):
+            left, right = st.columns([1, 3], vertical_alignment="center")
+            if picture is not None:
+                left.image(picture, width="stretch")
+            with right:
+                st.markdown(f"**{name}** → **{verdict.label or 'none of these'}** "
+                            f"({verdict.score:.0%})")  # fmt: skip
+                components.probability_chart(verdict.probabilities, height=160)
+        rows.append({"image": name, "label": verdict.label or ABSTAIN, "score": verdict.score,
+                     **{f"p({k})": v for k, v in verdict.probabilities.items()}})  # fmt: skip
+    frame = pd.DataFrame(rows)
+    st.dataframe(frame, hide_index=True)
+    st.download_button("Download CSV", frame.to_csv(index=False), "classified.csv", "text/csv",
+                       icon=":material/download:")  # fmt: skip
+
+
+def _whole_library(library: Any, labels: list[str], templates: list[str], abstain: float) -> None:
+    st.subheader("Label the whole library")
+    name = st.text_input("Label set name", "labels", help="Labels become a search filter.")
+    if st.button("Label all photos", icon=":material/sell:"):
+        try:
+            jobs.start_labeling(library, labels, templates, name.strip(), abstain)
+        except VitrieveError as exc:
+            st.error(str(exc))
+    _label_job(Path(library.path))
+    sets = library.stats().label_sets
+    if sets:
+        chosen = st.selectbox("Results of label set", sets)
+        table = components.labels_frame(library, chosen)
+        st.dataframe(table, hide_index=True, height=260)
+        st.download_button("Download labels as CSV", table.to_csv(index=False),
+                           f"{chosen}.csv", "text/csv", icon=":material/download:")  # fmt: skip
+
+
+@st.fragment(run_every=1.0)
+def _label_job(library_dir: Path) -> None:
+    status = jobs.read_status(library_dir)
+    if status is not None and status.kind == "label":
+        components.job_progress(status)
+
+
+library = state.require_library()
+st.title("Classify")
+settings = _settings()
+source = st.segmented_control("Images", ["Upload", "From the library"], default="Upload")
+if source == "Upload":
+    uploads = st.file_uploader("Photos to classify", type=media.UPLOAD_TYPES,
+                               accept_multiple_files=True)  # fmt: skip
+else:
+    items = _library_images(library)
+if settings is not None and st.button("Classify", type="primary", icon=":material/label:"):
+    labels, templates, abstain = settings
+    clf = _classifier(str(library.path), tuple(labels), tuple(templates), abstain)
+    if source == "Upload":
+        if not uploads:
+            st.warning("Add one or more photos first.")
+        else:
+            names, pictures, verdicts = _classify_uploads(clf, uploads, library.encoder.image_size)
+            _show_verdicts(names, pictures, verdicts)
+    elif items:
+        verdicts = _classify_library(clf, library, items)
+        pictures = [media.thumbnail_bytes(library, i) for i, _ in items]
+        _show_verdicts([p for _, p in items], pictures, verdicts)
+    else:
+        st.info("No photos in that folder.")
+st.divider()
+if settings is not None:
+    _whole_library(library, *settings)

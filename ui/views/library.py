@@ -1,0 +1,127 @@
+"""Library page: pick or create a library, index a folder in the background, statistics,
+failed files and duplicate groups."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from encoders.errors import VitrieveError
+from retrieval import jobs
+from ui import components, state
+
+st.title("Library")
+
+
+def _picker() -> None:
+    """Open another library: a library directory or a photo folder that has one."""
+    current = state.library_path()
+    with st.form("pick-library", border=False):
+        left, right = st.columns([5, 1], vertical_alignment="bottom")
+        chosen = left.text_input(
+            "Library or photo folder",
+            value=str(current or ""),
+            placeholder="/path/to/photos  or  /path/to/photos/.vitrieve",
+        )
+        if right.form_submit_button("Open", width="stretch") and chosen.strip():
+            state.choose_library(chosen.strip())
+            st.rerun()
+
+
+def _index_form(library) -> None:
+    """Start indexing a folder: the current library's root, or a new folder."""
+    stats = library.stats() if library is not None else None
+    with st.form("index-folder"):
+        st.markdown(
+            "**Index a folder** — new and changed photos are added; runs in the background."
+        )
+        photos = st.text_input("Photo folder", value=stats.root if stats else "")
+        model = st.text_input(
+            "Model checkpoint", value=(stats.model_ref or "") if stats else "",
+            help="A checkpoint directory (config.json + model.safetensors)",
+        )  # fmt: skip
+        if st.form_submit_button("Start indexing", type="primary", icon=":material/play_arrow:"):
+            _start(photos.strip(), model.strip(), library.path if library is not None else None)
+
+
+def _start(photos: str, model: str, library_dir: Path | None) -> None:
+    if not photos or not model:
+        st.error("Give a photo folder and a model checkpoint.")
+        return
+    try:
+        target, _ = jobs.start_indexing(Path(photos), model, library_dir)
+    except VitrieveError as exc:
+        st.error(str(exc))
+        return
+    state.choose_library(target)
+    st.toast("Indexing started", icon=":material/hourglass_top:")
+
+
+@st.fragment(run_every=1.0)
+def _job_panel(library_dir: Path) -> None:
+    """Live progress of the library's last job, read from its job file (survives reloads)."""
+    status = jobs.read_status(library_dir)
+    if status is None:
+        return
+    components.job_progress(status)
+    if not status.running and st.session_state.get("job-was-running"):
+        st.session_state["job-was-running"] = False
+        st.rerun()  # the whole page: the counts below changed
+    if status.running:
+        st.session_state["job-was-running"] = True
+
+
+def _statistics(library) -> None:
+    stats = library.stats()
+    counts = stats.counts
+    cols = st.columns(4)
+    cols[0].metric("Images", f"{stats.vectors:,}")
+    cols[1].metric("Failed", f"{counts.get('failed', 0):,}")
+    cols[2].metric("Pending", f"{counts.get('pending', 0):,}")
+    cols[3].metric("Label sets", len(stats.label_sets))
+    st.caption(f"Photos in `{stats.root}` · library in `{stats.path}` · index `{stats.index_kind}`")
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Formats**")
+        components.counts_chart(dict(sorted(stats.formats.items())), x="format")
+    with right:
+        st.markdown("**Taken, by month**")
+        components.counts_chart(stats.taken_by_month, x="month")
+    if stats.label_sets:
+        st.markdown("**Labels**")
+        st.dataframe(components.label_table(library, stats.label_sets), hide_index=True)
+
+
+def _failures(library) -> None:
+    failures = library.store.failures(limit=1000)
+    with st.expander(f"Failed files ({len(failures)})", icon=":material/error:"):
+        if failures:
+            frame = pd.DataFrame(failures, columns=["file", "reason"])
+            st.dataframe(frame, hide_index=True, width="stretch")
+        else:
+            st.caption("No file failed to index.")
+
+
+def _duplicates(library) -> None:
+    with st.expander("Duplicate groups", icon=":material/content_copy:"):
+        components.duplicate_groups(library)
+
+
+_picker()
+library, problem = state.open_library()
+path = state.library_path()
+if problem:
+    st.warning(problem, icon=":material/warning:")
+job_dir = library.path if library is not None else state.library_dir_for(path)
+if job_dir is not None and Path(job_dir).is_dir():
+    _job_panel(Path(job_dir))
+_index_form(library)
+if library is not None:
+    if library.count() == 0:
+        st.info("This library has no searchable images yet: index a folder above.")
+    else:
+        _statistics(library)
+        _duplicates(library)
+    _failures(library)

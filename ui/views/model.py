@@ -1,0 +1,66 @@
+"""Model page: which model the library uses, its configuration, its training curves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import streamlit as st
+
+from ui import state
+
+st.title("Model")
+library = state.require_library()
+stats = library.stats()
+if not stats.model_ref:
+    st.info("This library has no model yet: index a folder on the Library page.")
+    st.stop()
+
+reference = Path(stats.model_ref).expanduser()
+checkpoint = reference if reference.is_absolute() else library.path / reference
+cols = st.columns(3)
+cols[0].metric("Model id", stats.model_id or "–")
+cols[1].metric("Vectors", f"{stats.vectors:,}")
+cols[2].metric("Index", stats.index_kind)
+st.caption(f"Checkpoint `{stats.model_ref}`")
+
+
+def _config() -> dict | None:
+    """The checkpoint's config.json, or the loaded encoder's when the file is elsewhere."""
+    path = checkpoint / "config.json"
+    if path.is_file():
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+    return None
+
+
+config = _config()
+left, right = st.columns([2, 3])
+with left:
+    st.subheader("Configuration")
+    if config is None:
+        st.caption("config.json not found next to the checkpoint.")
+    else:
+        model_cfg = config.get("model_cfg", config)
+        vision = model_cfg.get("vision_cfg", {})
+        text = model_cfg.get("text_cfg", {})
+        st.markdown(
+            f"- embedding size **{model_cfg.get('embed_dim', '?')}**\n"
+            f"- image {vision.get('image_size', '?')} px, patches of "
+            f"{vision.get('patch_size', '?')} px, width {vision.get('width', '?')}, "
+            f"{vision.get('layers', '?')} layers\n"
+            f"- text context {text.get('context_length', '?')}, width {text.get('width', '?')}, "
+            f"{text.get('layers', '?')} layers"
+        )
+        with st.expander("config.json"):
+            st.json(config, expanded=2)
+with right:
+    st.subheader("Training curves")
+    curves = [p / "curves.png" for p in (checkpoint, checkpoint.parent)]
+    found = next((p for p in curves if p.is_file()), None)
+    if found is None:
+        st.caption("No curves.png: this model was not trained here (or its run folder moved).")
+    else:
+        st.image(found.read_bytes(), caption=f"{found}", width="stretch")
