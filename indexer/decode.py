@@ -1,0 +1,231 @@
+"""Decoding in worker processes, with a per-file time limit and survival of decoder crashes.
+
+Each worker reads a file once: the bytes give the content hash, the decoded image gives the
+model's input tensor and the thumbnail. Workers announce each file when they start it, so the
+parent knows which file a hung or crashed worker was holding: a file that runs past the time
+limit has its worker killed and is recorded as failed; the other files in flight are resubmitted
+to a fresh pool. A file present when a worker died twice is recorded as crashing the decoder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import multiprocessing
+import os
+import queue
+import signal
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from indexer.images import DEFAULT_MAX_PIXELS, ImageError, decode_image, make_thumbnail
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 60.0  # seconds for one file: generous for a 100 MP TIFF on a slow disk
+MAX_CRASHES = 2
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    """What every worker needs, sent once when the worker starts."""
+
+    transform: Callable[[Any], Any]  # PIL RGB image → tensor (3, S, S); the encoder's preprocess
+    target_size: int
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    thumb_size: int = 256
+
+
+@dataclass
+class Decoded:
+    """The outcome for one file: pixels + thumbnail + facts, or an error reason."""
+
+    id: int
+    pixels: np.ndarray | None = None  # (3, S, S) float32
+    thumb: bytes | None = None
+    facts: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+def decode_file(file_id: int, path: Path, settings: DecodeSettings) -> Decoded:
+    """Read, hash, decode, preprocess and thumbnail one file; failures become ``error``."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return Decoded(file_id, error=f"cannot read: {exc.strerror or exc}")
+    digest = hashlib.blake2b(data, digest_size=32).hexdigest()
+    try:
+        decoded = decode_image(
+            io.BytesIO(data), target_size=settings.target_size, max_pixels=settings.max_pixels
+        )
+        pixels = np.asarray(settings.transform(decoded.image), dtype=np.float32)
+        thumb = make_thumbnail(decoded.image, settings.thumb_size)
+    except ImageError as exc:
+        return Decoded(file_id, facts={"content_hash": digest}, error=exc.reason)
+    except Exception as exc:  # a decoder bug on one file must not stop the library
+        return Decoded(file_id, facts={"content_hash": digest}, error=f"decode failed: {exc!r}")
+    facts = {
+        "content_hash": digest,
+        "width": decoded.width,
+        "height": decoded.height,
+        "format": decoded.format,
+        "taken_at": decoded.taken_at,
+    }
+    return Decoded(file_id, pixels, thumb, facts)
+
+
+# --- worker side -------------------------------------------------------------------------
+
+_settings: DecodeSettings | None = None
+_started: Any = None
+
+
+def _init_worker(settings: DecodeSettings, started: Any) -> None:
+    global _settings, _started
+    import torch
+
+    torch.set_num_threads(1)  # the parent's model uses the cores; one decode per worker
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    _settings, _started = settings, started
+
+
+def _work(file_id: int, path: str) -> Decoded:
+    _started.put((file_id, os.getpid(), time.monotonic()))
+    assert _settings is not None
+    return decode_file(file_id, Path(path), _settings)
+
+
+# --- parent side -------------------------------------------------------------------------
+
+
+class DecodePool:
+    """Decode ``(id, path)`` items in ``workers`` processes; results arrive as they finish."""
+
+    def __init__(
+        self,
+        settings: DecodeSettings,
+        workers: int,
+        timeout: float = DEFAULT_TIMEOUT,
+        window: int = 64,
+    ) -> None:
+        self.settings, self.workers, self.timeout = settings, workers, timeout
+        self.window = max(window, 2 * workers)
+        self._context = multiprocessing.get_context("forkserver")
+        self._context.set_forkserver_preload(["indexer.decode"])
+        self._executor: ProcessPoolExecutor | None = None
+        self._started: Any = None
+        self._crashes: dict[int, int] = {}
+
+    def _start(self) -> ProcessPoolExecutor:
+        self._started = self._context.Queue()
+        self._executor = ProcessPoolExecutor(
+            self.workers,
+            mp_context=self._context,
+            initializer=_init_worker,
+            initargs=(self.settings, self._started),
+        )
+        return self._executor
+
+    def close(self, kill: bool = False) -> None:
+        """Stop the workers; ``kill`` when one of them may be stuck in a decoder."""
+        if self._executor is not None:
+            if kill:
+                self._kill_workers()
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def __enter__(self) -> DecodePool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def imap_unordered(self, items: Iterable[tuple[int, Path]]) -> Iterator[Decoded]:
+        """Yield one ``Decoded`` per item, in completion order."""
+        if self.workers <= 0:
+            for file_id, path in items:
+                yield decode_file(file_id, Path(path), self.settings)
+            return
+        todo = iter(items)
+        retry: list[tuple[int, Path]] = []
+        inflight: dict[Future, tuple[int, Path]] = {}
+        running: dict[int, tuple[int, float]] = {}  # file id → (worker pid, start)
+        executor = self._executor or self._start()
+        while True:
+            while len(inflight) < self.window:
+                item = retry.pop() if retry else next(todo, None)
+                if item is None:
+                    break
+                inflight[executor.submit(_work, item[0], str(item[1]))] = item
+            if not inflight:
+                return
+            done, _ = wait(inflight, timeout=min(1.0, self.timeout), return_when=FIRST_COMPLETED)
+            self._drain_started(running)
+            broken = False
+            for future in done:
+                file_id, _path = item = inflight.pop(future)
+                running.pop(file_id, None)
+                try:
+                    yield future.result()
+                except BrokenProcessPool:
+                    broken = True
+                    retry.append(item)
+            hung = self._hung(running)
+            if hung or broken:
+                yield from self._recover(hung, running, inflight, retry)
+                inflight.clear()
+                running.clear()
+                executor = self._start()
+
+    def _drain_started(self, running: dict[int, tuple[int, float]]) -> None:
+        while True:
+            try:
+                file_id, pid, start = self._started.get_nowait()
+            except (queue.Empty, OSError, EOFError):
+                return
+            running[file_id] = (pid, start)
+
+    def _hung(self, running: dict[int, tuple[int, float]]) -> list[int]:
+        now = time.monotonic()
+        return [i for i, (_pid, start) in running.items() if now - start > self.timeout]
+
+    def _recover(
+        self,
+        hung: list[int],
+        running: dict[int, tuple[int, float]],
+        inflight: dict[Future, tuple[int, Path]],
+        retry: list[tuple[int, Path]],
+    ) -> Iterator[Decoded]:
+        """Kill the pool; fail hung (and repeatedly crashing) files, resubmit the others."""
+        log.warning("decoder pool restarted (hung files: %s)", hung)
+        self._drain_started(running)
+        self.close(kill=True)
+        for file_id in hung:
+            yield Decoded(file_id, error=f"decoding took longer than {self.timeout:g} s")
+        suspects = set(running) - set(hung)
+        for item in list(inflight.values()) + retry:
+            file_id = item[0]
+            if file_id in hung:
+                continue
+            if file_id in suspects:
+                self._crashes[file_id] = self._crashes.get(file_id, 0) + 1
+            if self._crashes.get(file_id, 0) >= MAX_CRASHES:
+                yield Decoded(file_id, error="the decoder crashed on this file")
+            elif item not in retry:
+                retry.append(item)
+        retry[:] = list(dict.fromkeys(retry))
+
+    def _kill_workers(self) -> None:
+        """SIGKILL the pool's processes: a hung C decoder ignores everything gentler."""
+        processes = getattr(self._executor, "_processes", None) or {}
+        for process in list(processes.values()):
+            if process.is_alive():
+                process.kill()

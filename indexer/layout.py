@@ -1,0 +1,136 @@
+"""A library directory on disk: its files, ``library.json``, and the single-writer lock.
+
+::
+
+    LIB/library.json       model reference and id, index kind, generation, versions
+    LIB/library.db         SQLite metadata (unless a database URL is given)
+    LIB/vectors.faiss      the searchable index (the active generation)
+    LIB/vectors.next.faiss an index being built for another model (switched in when complete)
+    LIB/staging/gN/        vectors committed with their rows but not yet merged into an index
+    LIB/thumbs/            WebP thumbnails, ``thumbs/<id // 1000>/<id>.webp``
+
+The default library of a photo folder ``PHOTOS`` is ``PHOTOS/.vitrieve``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from encoders.errors import VitrieveError
+
+MANIFEST_FILE = "library.json"
+VECTORS_FILE = "vectors.faiss"
+NEXT_VECTORS_FILE = "vectors.next.faiss"
+LIBRARY_VERSION = 1
+DEFAULT_LIBRARY_DIR = ".vitrieve"
+
+
+@dataclass
+class Generation:
+    """One index built with one model. Generations count up; the highest is the newest."""
+
+    generation: int
+    model_ref: str  # what the user passed to --model (checkpoint directory or name)
+    model_id: str  # the weights' content id: decides whether re-embedding is needed
+    embed_dim: int
+    index_kind: str = "auto"
+
+
+@dataclass
+class Manifest:
+    """The contents of ``library.json``."""
+
+    root: str  # the photo folder (absolute)
+    active: Generation | None = None
+    building: Generation | None = None  # a new model's index under construction
+    switching: bool = False  # set while vectors.next.faiss is being renamed over vectors.faiss
+    database: str | None = None  # a URL when the metadata is not the local SQLite file
+    version: int = LIBRARY_VERSION
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        gens = {k: Generation(**data[k]) if data.get(k) else None for k in ("active", "building")}
+        rest = {k: v for k, v in data.items() if k not in ("active", "building")}
+        return cls(**rest, **gens)
+
+
+def default_library(photos: Path) -> Path:
+    return photos / DEFAULT_LIBRARY_DIR
+
+
+def read_manifest(library: Path) -> Manifest | None:
+    """The manifest of ``library``, or None when there is no library there yet."""
+    path = library / MANIFEST_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        manifest = Manifest.from_dict(data)
+    except (OSError, ValueError, TypeError) as exc:
+        raise VitrieveError(f"cannot read {path}: {exc}") from exc
+    if manifest.version > LIBRARY_VERSION:
+        raise VitrieveError(f"{path} is from a newer vitrieve (library version {manifest.version})")
+    return manifest
+
+
+def write_manifest(library: Path, manifest: Manifest) -> None:
+    """Replace ``library.json`` atomically (temporary file, fsync, rename)."""
+    atomic_write_bytes(library / MANIFEST_FILE, manifest.to_json().encode("utf-8"))
+
+
+def atomic_write_bytes(target: Path, data: bytes, fsync: bool = True) -> None:
+    """Write ``data`` to ``target`` so that readers see the old or the new file, never half.
+
+    ``fsync=False`` for files that can be remade (thumbnails): survives a killed process,
+    not a power cut, and costs no disk flush."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            if fsync:
+                os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def vectors_path(library: Path, building: bool = False) -> Path:
+    return library / (NEXT_VECTORS_FILE if building else VECTORS_FILE)
+
+
+def staging_dir(library: Path, generation: int) -> Path:
+    return library / "staging" / f"g{generation}"
+
+
+def thumb_relpath(file_id: int) -> str:
+    return f"thumbs/{file_id // 1000}/{file_id}.webp"
+
+
+@contextmanager
+def writer_lock(library: Path) -> Iterator[None]:
+    """Hold the library's writer lock: two indexing runs on one library would corrupt it."""
+    library.mkdir(parents=True, exist_ok=True)
+    with open(library / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise VitrieveError(f"{library} is being indexed by another process") from exc
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -1,0 +1,117 @@
+"""SQL tables of a library (SQLAlchemy 2 ORM) and their versioned migrations.
+
+A file's primary key is also its vector id in FAISS, so ids are never reused for other content:
+a moved file keeps its row (and vector and labels); a deleted file keeps its row as ``deleted``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    select,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from encoders.errors import VitrieveError
+
+STATUSES = ("pending", "indexed", "failed", "deleted")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class FileRow(Base):
+    """One file under the library root. ``id`` is the FAISS vector id."""
+
+    __tablename__ = "files"
+    __table_args__ = {"sqlite_autoincrement": True}  # never reuse an id: it names a vector
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    path: Mapped[str] = mapped_column(Text, unique=True)  # POSIX, relative to the library root
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    content_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    format: Mapped[str | None] = mapped_column(String(16), index=True)
+    taken_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    thumb: Mapped[str | None] = mapped_column(Text)  # relative to the library directory
+    indexed_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class EmbeddingRow(Base):
+    """File ``file_id`` has a vector (id = file id) in index generation ``generation``."""
+
+    __tablename__ = "embeddings"
+
+    file_id: Mapped[int] = mapped_column(
+        ForeignKey("files.id", ondelete="CASCADE"), primary_key=True
+    )
+    generation: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class LabelRow(Base):
+    """A zero-shot label of a file within a named label set (one row per label and score)."""
+
+    __tablename__ = "labels"
+    __table_args__ = (Index("ix_labels_set_label", "label_set", "label"),)
+
+    file_id: Mapped[int] = mapped_column(
+        ForeignKey("files.id", ondelete="CASCADE"), primary_key=True
+    )
+    label_set: Mapped[str] = mapped_column(String(128), primary_key=True)
+    label: Mapped[str] = mapped_column(String(256), primary_key=True)
+    score: Mapped[float] = mapped_column(Float)
+
+
+class SchemaVersion(Base):
+    """The single row says which migrations have been applied."""
+
+    __tablename__ = "schema_version"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+
+
+def _migrate_to_1(connection: Connection) -> None:
+    """Version 1: files, embeddings, labels (created from the ORM models above)."""
+    Base.metadata.create_all(
+        connection,
+        tables=[FileRow.__table__, EmbeddingRow.__table__, LabelRow.__table__],
+    )
+
+
+# One function per schema version, applied in order; never edit a released one, add the next.
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_to_1}
+SCHEMA_VERSION = max(MIGRATIONS)
+
+
+def migrate(connection: Connection) -> int:
+    """Bring the schema to ``SCHEMA_VERSION`` inside the caller's transaction; return it."""
+    SchemaVersion.__table__.create(connection, checkfirst=True)
+    current = connection.execute(select(SchemaVersion.version)).scalar() or 0
+    if current > SCHEMA_VERSION:
+        raise VitrieveError(
+            f"library schema version {current} is newer than this vitrieve ({SCHEMA_VERSION})"
+        )
+    for version in range(current + 1, SCHEMA_VERSION + 1):
+        MIGRATIONS[version](connection)
+    if current != SCHEMA_VERSION:
+        connection.execute(SchemaVersion.__table__.delete())
+        connection.execute(SchemaVersion.__table__.insert().values(version=SCHEMA_VERSION))
+    return SCHEMA_VERSION

@@ -1,0 +1,34 @@
+"""Fixtures for indexer tests: a tiny random checkpoint and a generated "bad" photo library."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from library_factory import make_bad_library  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from encoders.checkpoint import save_checkpoint
+    from encoders.clip import create_model
+    from encoders.config import load_config
+
+    directory = tmp_path_factory.mktemp("ckpt") / "tiny"
+    save_checkpoint(create_model(load_config("tiny")), directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tiny_checkpoint: Path):
+    from encoders.encoder import Encoder
+
+    return Encoder.load(tiny_checkpoint, precision="fp32")
+
+
+@pytest.fixture()
+def bad_library(tmp_path: Path):
+    return make_bad_library(tmp_path / "photos")
