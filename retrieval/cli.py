@@ -16,7 +16,6 @@ from retrieval.commands import data as data_commands
 from retrieval.commands import evaluate as evaluate_commands
 from retrieval.commands import model as model_commands
 from retrieval.commands import ui as ui_commands
-from retrieval.commands import ui as ui_commands
 
 app = typer.Typer(
     name="vitrieve",
