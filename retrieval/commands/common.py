@@ -1,0 +1,83 @@
+"""Shared pieces of the retrieval commands: which library, which model, errors, output."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+
+from encoders.errors import VitrieveError
+from indexer.layout import DEFAULT_LIBRARY_DIR, MANIFEST_FILE
+
+F = TypeVar("F", bound=Callable[..., Any])
+DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]
+
+LIBRARY_OPTION = typer.Option(
+    None, "--library", "-l",
+    help=f"Library directory (default: ./{DEFAULT_LIBRARY_DIR}, or a photo folder's).",
+)  # fmt: skip
+JSON_OPTION = typer.Option(False, "--json", help="Machine-readable JSON on stdout.")
+MODEL_OPTION = typer.Option(
+    None, "--model", "-m", help="Checkpoint directory (default: the library's model)."
+)
+
+
+def cli_errors(command: F) -> F:
+    """Library errors leave as one ``error: ...`` line on stderr and exit code 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (VitrieveError, FileNotFoundError, PermissionError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def library_dir(library: Path | None) -> Path:
+    """``--library``, else ``./.vitrieve`` (or the current folder when it is a library)."""
+    if library is not None:
+        return library
+    cwd = Path.cwd()
+    if (cwd / MANIFEST_FILE).is_file():
+        return cwd
+    return cwd / DEFAULT_LIBRARY_DIR
+
+
+def open_library(library: Path | None, model: Path | None = None):
+    """The Library (retrieval.library), with ``--model`` overriding the recorded one."""
+    from retrieval.library import Library
+
+    encoder = load_encoder(model) if model is not None else None
+    return Library.open(library_dir(library), encoder=encoder)
+
+
+def load_encoder(model: Path):
+    from encoders.encoder import Encoder
+
+    if not Path(model).is_dir():
+        raise VitrieveError(f"model checkpoint not found: {model}")
+    return Encoder.load(model)
+
+
+def end_of_day(moment: datetime | None) -> datetime | None:
+    """A bare date as an upper bound means the whole day."""
+    if moment is not None and moment.time() == datetime.min.time():
+        return moment + timedelta(days=1) - timedelta(microseconds=1)
+    return moment
+
+
+def emit_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+
+
+def stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()

@@ -1,0 +1,223 @@
+"""Library: opens a library directory and wires Encoder + VectorIndex + MetadataStore.
+
+It is the one object the CLI and the UI hold. Opening is cheap (manifest, SQL, FAISS file);
+the model is loaded on first use, and the relevance calibration is computed on the first
+search (then kept in ``calibration.npz``). Files are only ever served through ``file_path`` and
+``thumbnail_path``, which refuse anything outside the library, whatever id or row they get.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+from encoders.encoder import Encoder
+from encoders.errors import VitrieveError
+from indexer.layout import DEFAULT_LIBRARY_DIR, MANIFEST_FILE, Manifest, read_manifest, vectors_path
+from indexer.schema import FileRow
+from indexer.store import FileRecord, MetadataStore
+from indexer.vectors import VectorIndex
+from retrieval.calibration import CALIBRATION_FILE, Calibration, load_or_compute
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LibraryStats:
+    """What a library holds, for ``status``-like pages."""
+
+    path: str
+    root: str
+    model_ref: str | None
+    model_id: str | None
+    index_kind: str
+    vectors: int
+    counts: dict[str, int]  # files per status
+    formats: dict[str, int] = field(default_factory=dict)  # indexed files per format
+    taken_by_month: dict[str, int] = field(default_factory=dict)  # "2024-07" → images
+    label_sets: list[str] = field(default_factory=list)
+
+
+def find_library(path: Path) -> Path:
+    """``path`` itself when it is a library, else ``path/.vitrieve`` (a photo folder's)."""
+    path = Path(path).expanduser()
+    for candidate in (path, path / DEFAULT_LIBRARY_DIR):
+        if (candidate / MANIFEST_FILE).is_file():
+            return candidate.resolve()
+    raise VitrieveError(
+        f"no library at {path} (no {MANIFEST_FILE}); index a photo folder first: "
+        "vitrieve index PHOTOS --model CKPT"
+    )
+
+
+class Library:
+    """One opened library: its manifest, metadata store, vector index and (lazily) model."""
+
+    def __init__(
+        self, path: Path, manifest: Manifest, store: MetadataStore, index: VectorIndex,
+        encoder: Encoder | None = None,
+    ) -> None:  # fmt: skip
+        self.path, self.manifest, self.store, self.index = path, manifest, store, index
+        self.root = Path(manifest.root).resolve()
+        self._encoder = encoder
+
+    @classmethod
+    def open(cls, path: Path, db_url: str | None = None, encoder: Encoder | None = None) -> Library:
+        """Open the library at ``path`` (or ``path/.vitrieve``); VitrieveError when it is
+        missing or broken. ``encoder`` overrides the model named in ``library.json``."""
+        path = find_library(Path(path))
+        manifest = read_manifest(path)
+        if manifest is None:
+            raise VitrieveError(f"no library at {path}")
+        store = MetadataStore.for_library(path, db_url or manifest.database)
+        vectors = vectors_path(path)
+        if vectors.exists():
+            index = VectorIndex.load(vectors)
+        else:  # a library whose first indexing run has not finished: empty, still usable
+            dim = manifest.active.embed_dim if manifest.active else 1
+            index = VectorIndex.create(dim, kind="flat")
+        if encoder is not None and manifest.active is not None:
+            _check_model(encoder, manifest)
+        return cls(path, manifest, store, index, encoder)
+
+    # --- the collaborators -----------------------------------------------------------------
+
+    @property
+    def encoder(self) -> Encoder:
+        """The library's model, loaded on first use."""
+        if self._encoder is None:
+            self._encoder = _load_encoder(self.path, self.manifest)
+        return self._encoder
+
+    @cached_property
+    def calibration(self) -> Calibration:
+        return load_or_compute(self.path / CALIBRATION_FILE, self.encoder, self.index)
+
+    @cached_property
+    def searcher(self):  # -> retrieval.searcher.Searcher (imported late: it imports us)
+        from retrieval.searcher import Searcher
+
+        return Searcher(self.encoder, self.index, self.store, self.calibration, library=self)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(self, *_exc: Any) -> None:
+        self.close()
+
+    # --- files -----------------------------------------------------------------------------
+
+    def count(self) -> int:
+        """Number of searchable images (vectors in the index)."""
+        return len(self.index)
+
+    def record(self, file_id: int | str) -> FileRecord:
+        """The row of an image in the library; VitrieveError for an unknown or deleted id."""
+        try:
+            key = int(file_id)
+        except (TypeError, ValueError):
+            raise VitrieveError(f"not an image id: {file_id!r}") from None
+        rows = self.store.get_files([key])
+        if not rows or rows[0].status == "deleted":
+            raise VitrieveError(f"unknown image id {key}")
+        return rows[0]
+
+    def file_path(self, file_id: int | str) -> Path:
+        """The image file of ``file_id``: always a regular file inside the photo root."""
+        record = self.record(file_id)
+        return _inside(self.root, record.path, f"image {record.id}")
+
+    def thumbnail_path(self, file_id: int | str) -> Path | None:
+        """The thumbnail of ``file_id`` (inside the library directory), None when it has none."""
+        record = self.record(file_id)
+        if not record.thumb:
+            return None
+        try:
+            return _inside(self.path, record.thumb, f"thumbnail of {record.id}")
+        except VitrieveError:
+            return None
+
+    def id_for_path(self, path: Path | str) -> int | None:
+        """The id of an indexed file given its path (absolute or relative to the root)."""
+        candidate = Path(path).expanduser()
+        try:
+            relative = (
+                candidate.resolve().relative_to(self.root) if candidate.is_absolute() else candidate
+            )
+        except (ValueError, OSError):
+            return None
+        query = select(FileRow.id).where(FileRow.path == relative.as_posix(),
+                                         FileRow.status == "indexed")  # fmt: skip
+        with self.store.session() as session:
+            return session.scalar(query)
+
+    def stats(self) -> LibraryStats:
+        """Counts per status and format, dates per month, label sets, model and index."""
+        active = self.manifest.active
+        indexed = FileRow.status == "indexed"
+        with self.store.session() as session:
+            formats = session.execute(
+                select(FileRow.format, func.count()).where(indexed).group_by(FileRow.format)
+            ).tuples()
+            formats_count = {str(f or "unknown"): int(n) for f, n in formats}
+            dates = session.scalars(select(FileRow.taken_at).where(indexed)).all()
+        months = Counter(d.strftime("%Y-%m") for d in dates if d is not None)
+        return LibraryStats(
+            path=str(self.path), root=str(self.root),
+            model_ref=active.model_ref if active else None,
+            model_id=active.model_id if active else None,
+            index_kind=self.index.kind, vectors=len(self.index),
+            counts=self.store.status_counts(), formats=formats_count,
+            taken_by_month=dict(sorted(months.items())), label_sets=self.store.label_sets(),
+        )  # fmt: skip
+
+
+def _inside(base: Path, relative: str, what: str) -> Path:
+    """``base/relative`` resolved; refused unless it is a file that stays inside ``base``."""
+    if Path(relative).is_absolute() or ".." in Path(relative).parts:
+        raise VitrieveError(f"{what} has an unsafe path: {relative!r}")
+    try:
+        resolved = (base / relative).resolve(strict=True)
+    except (OSError, RuntimeError) as exc:
+        raise VitrieveError(f"{what} is missing: {relative}") from exc
+    if not resolved.is_relative_to(base.resolve()):
+        raise VitrieveError(f"{what} points outside the library: {relative}")
+    if not resolved.is_file():
+        raise VitrieveError(f"{what} is not a file: {relative}")
+    return resolved
+
+
+def _check_model(encoder: Encoder, manifest: Manifest) -> None:
+    assert manifest.active is not None
+    if encoder.model_id != manifest.active.model_id:
+        raise VitrieveError(
+            f"the library was indexed with model {manifest.active.model_id}, not "
+            f"{encoder.model_id}: search it with its own model (or re-index)"
+        )
+    if encoder.embed_dim != manifest.active.embed_dim:
+        raise VitrieveError("the model's embedding size does not match the library's vectors")
+
+
+def _load_encoder(library: Path, manifest: Manifest) -> Encoder:
+    """The checkpoint named in ``library.json`` (absolute, or relative to the cwd or library)."""
+    if manifest.active is None:
+        raise VitrieveError(f"library {library} has no indexed images yet (no model recorded)")
+    reference = Path(manifest.active.model_ref).expanduser()
+    candidates = [reference] if reference.is_absolute() else [reference, library / reference]
+    for candidate in candidates:
+        if candidate.is_dir():
+            encoder = Encoder.load(candidate)
+            _check_model(encoder, manifest)
+            return encoder
+    raise VitrieveError(
+        f"the library's model {manifest.active.model_ref} was not found; pass --model CKPT"
+    )

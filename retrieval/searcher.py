@@ -1,0 +1,288 @@
+"""Searcher: text, image and mixed queries over one library, filtered inside the index,
+with every result calibrated against what unrelated text scores here (``calibration``).
+
+A query is one embedding: the weighted sum of its normalised parts (text, image) minus its
+negative terms, normalised again. Query vectors are cached, so paging through results costs
+only the index search and a few rows of metadata.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from sqlalchemy import select
+
+from encoders.encoder import Encoder
+from encoders.errors import VitrieveError
+from indexer.images import decode_image
+from indexer.schema import LabelRow
+from indexer.store import FileRecord, MetadataStore
+from indexer.vectors import VectorSearch
+from retrieval.calibration import Calibration, QueryStats
+from retrieval.query import Filters, ImageInput, Query, resolve_filters
+
+log = logging.getLogger(__name__)
+
+SORTS = ("score", "date")
+DEFAULT_THRESHOLD = 0.5  # calibrated score of the cut-off (see retrieval.calibration)
+RELEVANT_CAP = 2000  # most results considered when sorting the relevant set by date
+CACHE_SIZE = 256
+
+
+@dataclass
+class SearchResult:
+    """One matching image with what a result list shows about it."""
+
+    id: int
+    path: str  # relative to the photo root (serve it through Library.file_path(id))
+    score: float  # cosine similarity of the query embedding
+    calibrated: float  # 0..1 against this library's null; 0.5 is the relevance cut-off
+    weak: bool  # below the cut-off: shown only as "closest results"
+    thumbnail: str | None  # relative to the library dir (Library.thumbnail_path(id))
+    width: int | None
+    height: int | None
+    format: str | None
+    size: int
+    taken_at: datetime | None
+    modified_at: datetime
+    labels: list[tuple[str, str, float]] = field(default_factory=list)  # (set, label, score)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["taken_at"] = self.taken_at.isoformat() if self.taken_at else None
+        out["modified_at"] = self.modified_at.isoformat()
+        out["labels"] = [{"set": s, "label": lab, "score": sc} for s, lab, sc in self.labels]
+        return out
+
+
+@dataclass
+class SearchResponse:
+    """A page of results and what the cut-off concluded about the whole query."""
+
+    results: list[SearchResult]
+    no_good_match: bool  # even the best result is below the cut-off
+    offset: int
+    limit: int
+    sort: str
+    has_more: bool
+    relevant: int  # results above the cut-off among those ranked (capped by the page end)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in asdict(self).items() if k != "results"}
+        out["results"] = [r.to_dict() for r in self.results]
+        return out
+
+
+class Searcher:
+    """Searches one library: ``Searcher(encoder, index, store, calibration)``."""
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        index: VectorSearch,
+        store: MetadataStore,
+        calibration: Calibration,
+        library: Any = None,  # retrieval.library.Library, to resolve file paths of images
+        cache_size: int = CACHE_SIZE,
+    ) -> None:
+        self.encoder, self.index, self.store = encoder, index, store
+        self.calibration, self.library = calibration, library
+        self._cache: OrderedDict[tuple, tuple[np.ndarray, QueryStats]] = OrderedDict()
+        self._cache_size = cache_size
+
+    # --- the query embedding ---------------------------------------------------------------
+
+    def query_vector(self, query: Query) -> tuple[np.ndarray, QueryStats]:
+        """The normalised query embedding and its own score distribution (cached)."""
+        key = _cache_key(query)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        vector = self._embed(query)
+        entry = (vector, self.calibration.stats(vector))
+        self._cache[key] = entry
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return entry
+
+    def _embed(self, query: Query) -> np.ndarray:
+        texts = ([query.text] if query.text else []) + list(query.negatives)
+        encoded = self.encoder.encode_texts(texts) if texts else None
+        total = np.zeros(self.encoder.embed_dim, np.float64)
+        if query.text:
+            total += query.text_weight * encoded[0]
+        if query.image is not None:
+            total += query.image_weight * self.image_vector(query.image)
+        if query.negatives:
+            negatives = encoded[1:] if query.text else encoded
+            total -= query.negative_weight * negatives.mean(axis=0)
+        norm = np.linalg.norm(total)
+        if norm < 1e-8:
+            raise VitrieveError("the query's terms cancel out: nothing left to search for")
+        return (total / norm).astype(np.float32)
+
+    def image_vector(self, image: ImageInput) -> np.ndarray:
+        """An indexed id's stored vector (nothing decoded), or a file's / image's embedding."""
+        if isinstance(image, (int, np.integer)) and not isinstance(image, bool):
+            try:
+                return self.index.reconstruct(np.array([int(image)], np.int64))[0]
+            except KeyError:
+                raise VitrieveError(f"unknown image id {int(image)}") from None
+        if isinstance(image, (str, Path)):
+            path = Path(image).expanduser()
+            if not path.is_file():
+                raise VitrieveError(f"image not found: {path}")
+            image = decode_image(path, target_size=self.encoder.image_size).image
+        if not isinstance(image, Image.Image):
+            raise VitrieveError(f"cannot search with {type(image).__name__}: not an image")
+        return self.encoder.encode_images([image.convert("RGB")])[0]
+
+    # --- search ----------------------------------------------------------------------------
+
+    def search(
+        self,
+        query: Query | str,
+        filters: Filters | None = None,
+        *,
+        offset: int = 0,
+        limit: int = 20,
+        sort: str = "score",
+        drop_weak: bool = False,
+        threshold: float = DEFAULT_THRESHOLD,
+    ) -> SearchResponse:
+        """A page of results, best first (``sort="date"``: the relevant set, newest first)."""
+        if isinstance(query, str):
+            query = Query.parse(query)
+        if sort not in SORTS:
+            raise VitrieveError(f"unknown sort {sort!r}: choose one of {', '.join(SORTS)}")
+        if offset < 0 or limit < 1:
+            raise VitrieveError("offset must be ≥ 0 and limit ≥ 1")
+        clock = _Clock()
+        vector, stats = self.query_vector(query)
+        clock.lap("encode")
+        allowed = resolve_filters(self.store, filters)
+        clock.lap("filter")
+        wanted = offset + limit + 1 if sort == "score" else RELEVANT_CAP
+        pool = len(self.index) if allowed is None else len(allowed)
+        k = max(1, min(wanted, pool))
+        scores, ids = self.index.search(vector[None], k, allowed)
+        found = ids[0] >= 0
+        scores, ids = scores[0][found], ids[0][found]
+        calibrated = self.calibration.calibrate(scores, stats)
+        weak = calibrated < threshold
+        clock.lap("index")
+        order = np.arange(len(ids))
+        if sort == "date" and (~weak).any():
+            order = self._by_date(ids, ~weak)
+        if drop_weak:
+            order = order[~weak[order]]
+        page = order[offset : offset + limit]
+        results = self._results(ids[page], scores[page], calibrated[page], weak[page])
+        clock.lap("metadata")
+        return SearchResponse(
+            results=results, no_good_match=bool(len(ids) == 0 or weak[0]), offset=offset,
+            limit=limit, sort=sort, has_more=len(order) > offset + limit,
+            relevant=int((~weak).sum()), timings_ms=clock.laps,
+        )  # fmt: skip
+
+    def similar(
+        self, image: ImageInput, filters: Filters | None = None, **options: Any
+    ) -> SearchResponse:
+        """ "More like this": an indexed id, an image file or a decoded image."""
+        return self.search(Query(image=image), filters, **options)
+
+    def _by_date(self, ids: np.ndarray, relevant: np.ndarray) -> np.ndarray:
+        """Positions of the relevant results, newest first (taken date, else file time)."""
+        positions = np.flatnonzero(relevant)
+        records = {r.id: r for r in self.store.get_files(ids[positions])}
+
+        def moment(position: int) -> float:
+            record = records.get(int(ids[position]))
+            if record is None:
+                return 0.0
+            if record.taken_at is not None:
+                return record.taken_at.timestamp()
+            return record.mtime_ns / 1e9
+
+        return np.array(sorted(positions, key=moment, reverse=True), dtype=np.int64)
+
+    def _results(
+        self, ids: np.ndarray, scores: np.ndarray, calibrated: np.ndarray, weak: np.ndarray
+    ) -> list[SearchResult]:
+        records = {r.id: r for r in self.store.get_files(ids)}
+        labels = self.labels_of(ids)
+        out = []
+        for file_id, score, cal, is_weak in zip(ids, scores, calibrated, weak, strict=True):
+            record = records.get(int(file_id))
+            if record is None:  # a vector whose row vanished (indexing in progress)
+                continue
+            out.append(_result(record, float(score), float(cal), bool(is_weak),
+                               labels.get(record.id, [])))  # fmt: skip
+        return out
+
+    def labels_of(self, ids: Sequence[int] | np.ndarray) -> dict[int, list[tuple[str, str, float]]]:
+        """Every label of each id (all label sets), best score first — one SQL query."""
+        ids = [int(i) for i in ids]
+        if not ids:
+            return {}
+        query = select(LabelRow.file_id, LabelRow.label_set, LabelRow.label, LabelRow.score)
+        out: dict[int, list[tuple[str, str, float]]] = {}
+        with self.store.session() as session:
+            for file_id, label_set, label, score in session.execute(
+                query.where(LabelRow.file_id.in_(ids))
+            ).tuples():
+                out.setdefault(int(file_id), []).append((label_set, label, float(score)))
+        return {k: sorted(v, key=lambda x: -x[2]) for k, v in out.items()}
+
+
+def _result(
+    record: FileRecord, score: float, calibrated: float, weak: bool,
+    labels: list[tuple[str, str, float]],
+) -> SearchResult:  # fmt: skip
+    return SearchResult(
+        id=record.id, path=record.path, score=score, calibrated=calibrated, weak=weak,
+        thumbnail=record.thumb, width=record.width, height=record.height, format=record.format,
+        size=record.size, taken_at=record.taken_at,
+        modified_at=datetime.fromtimestamp(record.mtime_ns / 1e9), labels=labels,
+    )  # fmt: skip
+
+
+def _image_key(image: ImageInput | None) -> tuple:
+    if image is None:
+        return ()
+    if isinstance(image, Image.Image):
+        return ("pixels", image.size, hashlib.blake2b(image.tobytes(), digest_size=16).digest())
+    if isinstance(image, (str, Path)):
+        path = Path(image).expanduser().resolve()
+        stat = path.stat() if path.is_file() else None
+        return ("file", str(path), stat.st_mtime_ns if stat else None)
+    return ("id", int(image))
+
+
+def _cache_key(query: Query) -> tuple:
+    return (query.text, query.negatives, _image_key(query.image), query.text_weight,
+            query.image_weight, query.negative_weight)  # fmt: skip
+
+
+class _Clock:
+    """Milliseconds spent in each step of a search."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round((now - self._last) * 1000, 3)
+        self._last = now

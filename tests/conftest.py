@@ -1,0 +1,41 @@
+"""Fixtures shared across test packages (append yours; don't rewrite others')."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).parent
+
+# --- trained_tiny (retrieval): a `tiny` CLIP trained briefly on the synthetic shapes ----------
+# Trained once per machine and code version: the checkpoint is cached under
+# $VITRIEVE_TEST_CACHE (default ~/.cache/vitrieve-tests), keyed by the training code's hash,
+# so only the first session pays for it (a few minutes on a busy 2-core machine).
+TRAIN_STEPS = 400
+
+
+def _test_cache() -> Path:
+    return Path(os.environ.get("VITRIEVE_TEST_CACHE", Path.home() / ".cache" / "vitrieve-tests"))
+
+
+@pytest.fixture(scope="session")
+def trained_tiny() -> Path:
+    """Checkpoint dir of a tiny model that tells the synthetic colours and shapes apart."""
+    sys.path.insert(0, str(TESTS / "retrieval"))
+    import fcntl
+
+    from minitrain import train_tiny
+
+    source = (TESTS / "retrieval" / "minitrain.py").read_bytes()
+    key = hashlib.blake2b(source + str(TRAIN_STEPS).encode(), digest_size=8).hexdigest()
+    out = _test_cache() / f"trained_tiny-{key}"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(str(out) + ".lock", "w") as lock:  # parallel sessions train it once
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (out / "model.safetensors").is_file():
+            train_tiny(out, steps=TRAIN_STEPS)
+    return out
