@@ -14,7 +14,10 @@ import typer
 from encoders.errors import VitrieveError
 from retrieval.commands import data as data_commands
 from retrieval.commands import evaluate as evaluate_commands
+from retrieval.commands import labels as label_commands
+from retrieval.commands import library_tools as library_tool_commands
 from retrieval.commands import model as model_commands
+from retrieval.commands import search as search_commands
 from retrieval.commands import ui as ui_commands
 
 app = typer.Typer(
@@ -25,7 +28,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (model_commands, data_commands, evaluate_commands, ui_commands):
+for module in (
+    model_commands,
+    data_commands,
+    evaluate_commands,
+    ui_commands,
+    search_commands,
+    label_commands,
+    library_tool_commands,
+):
     module.register(app)
 
 
