@@ -6,52 +6,25 @@ Id lists are chunked so that a 100k-file library stays under every driver's para
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import Engine, and_, create_engine, delete, event, exists, func, insert, select
+from sqlalchemy import Engine, create_engine, delete, event, exists, insert, select
 from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session, sessionmaker
 
 from encoders.errors import VitrieveError
+from indexer.queries import CHUNK as _CHUNK
+from indexer.queries import FileRecord, StoreQueries
+from indexer.queries import chunks as _chunks
+from indexer.queries import to_record as _record
 from indexer.schema import EmbeddingRow, FileRow, LabelRow, migrate
 
+__all__ = ["DB_FILE", "FileRecord", "MetadataStore"]
+
 DB_FILE = "library.db"
-_CHUNK = 5000  # ids per IN (...) clause
-
-
-@dataclass(frozen=True)
-class FileRecord:
-    """A read-only copy of a ``files`` row, safe to use after its session is closed."""
-
-    id: int
-    path: str
-    size: int
-    mtime_ns: int
-    content_hash: str | None
-    width: int | None
-    height: int | None
-    format: str | None
-    taken_at: datetime | None
-    status: str
-    error: str | None
-    thumb: str | None
-    indexed_at: datetime | None
-
-
-_RECORD_FIELDS = tuple(f.name for f in fields(FileRecord))
-
-
-def _record(row: FileRow) -> FileRecord:
-    return FileRecord(**{name: getattr(row, name) for name in _RECORD_FIELDS})
-
-
-def _chunks(ids: Sequence[int]) -> Iterator[list[int]]:
-    for start in range(0, len(ids), _CHUNK):
-        yield [int(i) for i in ids[start : start + _CHUNK]]
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -63,8 +36,9 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-class MetadataStore:
-    """Files, embeddings metadata and labels of one library."""
+class MetadataStore(StoreQueries):
+    """Files, embeddings metadata and labels of one library (writes here, reads in
+    ``StoreQueries``)."""
 
     def __init__(self, url: str) -> None:
         try:
@@ -116,7 +90,7 @@ class MetadataStore:
                         FileRow.path.in_(paths[start : start + _CHUNK])
                     )
                 )
-                stale.update(dict(rows.tuples().all()))
+                stale.update(dict(rows.all()))
             fresh = [
                 {"path": p, "size": s, "mtime_ns": m, "status": "pending"}
                 for p, s, m in files
@@ -180,7 +154,7 @@ class MetadataStore:
             .order_by(FileRow.id)
         )
         with self.session() as session:
-            return [(int(i), p) for i, p in session.execute(query).tuples()]
+            return [(int(i), p) for i, p in session.execute(query)]
 
     def record_batch(
         self,
@@ -246,113 +220,3 @@ class MetadataStore:
                 .values(status="indexed", indexed_at=datetime.now())
             )
             session.execute(delete(EmbeddingRow).where(EmbeddingRow.generation != new))
-
-    # --- what retrieval, status and zero-shot use ------------------------------------------
-
-    def get_files(self, ids: Sequence[int] | np.ndarray) -> list[FileRecord]:
-        """Rows for ``ids``, in the given order (ids without a row are left out)."""
-        ids = [int(i) for i in ids]
-        found: dict[int, FileRecord] = {}
-        with self.session() as session:
-            for chunk in _chunks(ids):
-                for row in session.scalars(select(FileRow).where(FileRow.id.in_(chunk))):
-                    found[row.id] = _record(row)
-        return [found[i] for i in ids if i in found]
-
-    def filter_ids(
-        self,
-        *,
-        folder: str | None = None,
-        date_from: datetime | None = None,
-        date_to: datetime | None = None,
-        formats: Sequence[str] | None = None,
-        label: tuple[str, str] | None = None,
-        min_label_score: float | None = None,
-        min_bytes: int | None = None,
-        min_side: int | None = None,
-    ) -> np.ndarray:
-        """Sorted int64 ids of indexed files matching every given filter.
-
-        ``folder`` is a path prefix relative to the library root; ``label`` is
-        ``(label_set, label)``; ``min_side`` is the shorter image side in pixels.
-        """
-        conditions = [FileRow.status == "indexed"]
-        if folder and folder.strip("/"):
-            conditions.append(FileRow.path.startswith(folder.strip("/") + "/", autoescape=True))
-        if date_from is not None:
-            conditions.append(FileRow.taken_at >= date_from)
-        if date_to is not None:
-            conditions.append(FileRow.taken_at <= date_to)
-        if formats:
-            conditions.append(FileRow.format.in_([f.upper() for f in formats]))
-        if min_bytes is not None:
-            conditions.append(FileRow.size >= min_bytes)
-        if min_side is not None:
-            conditions.append(and_(FileRow.width >= min_side, FileRow.height >= min_side))
-        if label is not None:
-            labelled = [LabelRow.file_id == FileRow.id, LabelRow.label_set == label[0]]
-            labelled.append(LabelRow.label == label[1])
-            if min_label_score is not None:
-                labelled.append(LabelRow.score >= min_label_score)
-            conditions.append(exists().where(*labelled))
-        query = select(FileRow.id).where(*conditions).order_by(FileRow.id)
-        with self.session() as session:
-            return np.fromiter(session.scalars(query), dtype=np.int64)
-
-    def status_counts(self) -> dict[str, int]:
-        """Number of files per status (every status present, zeros included)."""
-        query = select(FileRow.status, func.count()).group_by(FileRow.status)
-        with self.session() as session:
-            counts = dict(session.execute(query).tuples().all())
-        return {s: int(counts.get(s, 0)) for s in ("pending", "indexed", "failed", "deleted")}
-
-    def failures(self, limit: int | None = None) -> list[tuple[str, str]]:
-        """``(path, reason)`` of failed files, by path."""
-        query = select(FileRow.path, FileRow.error).where(FileRow.status == "failed")
-        with self.session() as session:
-            rows = session.execute(query.order_by(FileRow.path).limit(limit)).tuples()
-            return [(p, e or "unknown error") for p, e in rows]
-
-    def write_labels(
-        self, label_set: str, rows: Iterable[tuple[int, str, float]], replace: bool = True
-    ) -> None:
-        """Store ``(file_id, label, score)`` rows of a label set; ``replace`` clears the set's
-        earlier labels of those files first."""
-        values = [
-            {"file_id": int(i), "label_set": label_set, "label": lab, "score": float(s)}
-            for i, lab, s in rows
-        ]
-        with self.session() as session, session.begin():
-            if replace:
-                for chunk in _chunks(sorted({v["file_id"] for v in values})):
-                    session.execute(
-                        delete(LabelRow).where(
-                            LabelRow.label_set == label_set, LabelRow.file_id.in_(chunk)
-                        )
-                    )
-            if values:
-                session.execute(insert(LabelRow), values)
-
-    def read_labels(
-        self, label_set: str, ids: Sequence[int] | None = None
-    ) -> dict[int, list[tuple[str, float]]]:
-        """Labels of a set per file id, best score first (all files, or only ``ids``)."""
-        query = select(LabelRow.file_id, LabelRow.label, LabelRow.score).where(
-            LabelRow.label_set == label_set
-        )
-        batches = (
-            [query]
-            if ids is None
-            else [query.where(LabelRow.file_id.in_(chunk)) for chunk in _chunks(list(ids))]
-        )
-        out: dict[int, list[tuple[str, float]]] = {}
-        with self.session() as session:
-            for q in batches:
-                for file_id, lab, score in session.execute(q).tuples():
-                    out.setdefault(int(file_id), []).append((lab, float(score)))
-        return {k: sorted(v, key=lambda x: -x[1]) for k, v in out.items()}
-
-    def label_sets(self) -> list[str]:
-        """Names of the label sets stored."""
-        with self.session() as session:
-            return list(session.scalars(select(LabelRow.label_set).distinct()))

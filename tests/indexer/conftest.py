@@ -32,3 +32,40 @@ def tiny_encoder(tiny_checkpoint: Path):
 @pytest.fixture()
 def bad_library(tmp_path: Path):
     return make_bad_library(tmp_path / "photos")
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A PostgreSQL server started for this test session (skipped when not installed)."""
+    from pgserver import postgres_bin, postgres_server
+
+    if postgres_bin() is None:
+        pytest.skip("PostgreSQL binaries not installed (/usr/lib/postgresql/*/bin)")
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path: Path):
+    """A fresh MetadataStore on SQLite and on PostgreSQL (one database per test)."""
+    from indexer.store import MetadataStore
+
+    if request.param == "sqlite":
+        store = MetadataStore.for_library(tmp_path)
+    else:
+        store = MetadataStore(_fresh_database(request.getfixturevalue("postgres_url")))
+    yield store
+    store.close()
+
+
+def _fresh_database(url: str) -> str:
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    name = "t_" + uuid.uuid4().hex[:12]
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return url.rsplit("/", 1)[0] + "/" + name

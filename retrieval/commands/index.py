@@ -1,0 +1,203 @@
+"""``vitrieve index`` (turn a photo folder into a library) and ``vitrieve status``."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from encoders.errors import VitrieveError
+from indexer.decode import DEFAULT_TIMEOUT
+from indexer.images import DEFAULT_MAX_PIXELS
+from indexer.layout import default_library, read_manifest, vectors_path
+from indexer.pipeline import IndexOptions, IndexProgress, IndexReport, index_library
+from retrieval.commands.common import JSON_OPTION, cli_errors, emit_json, load_encoder
+
+MAX_LISTED_FAILURES = 50
+
+
+def register(app: typer.Typer) -> None:
+    app.command("index")(index)
+    app.command("status")(status)
+
+
+@cli_errors
+def index(
+    photos: Path = typer.Argument(..., help="Photo folder to index (searched recursively)."),
+    model: Path = typer.Option(..., "--model", "-m", help="Checkpoint directory."),
+    library: Path | None = typer.Option(
+        None, "--library", "-l", help="Library directory (default: PHOTOS/.vitrieve)."
+    ),
+    db: str | None = typer.Option(
+        None, "--db", help="Metadata database URL, e.g. postgresql+psycopg://user@host/db."
+    ),
+    workers: int = typer.Option(2, min=0, help="Decoder processes (0: decode in-process)."),
+    batch_size: int = typer.Option(32, min=1, help="Images per model call and per commit."),
+    engine: str = typer.Option("local", help="local, or ray (Ray Data; the distributed extra)."),
+    ray_address: str | None = typer.Option(None, help="Ray cluster address for --engine ray."),
+    max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, min=1, help="Reject larger images."),
+    timeout: float = typer.Option(DEFAULT_TIMEOUT, min=0.1, help="Seconds per file to decode."),
+    report: bool = typer.Option(False, "--report", help="List every failed file at the end."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Index a photo folder: only new or changed files are embedded; resumable after a kill."""
+    if engine not in ("local", "ray"):
+        raise typer.BadParameter("--engine must be local or ray")
+    encoder = load_encoder(model)
+    options = IndexOptions(workers, batch_size, timeout, max_pixels)
+    kwargs = dict(model_ref=str(model.resolve()), library=library, db_url=db, options=options)
+    run = index_library if engine == "local" else _ray_engine(ray_address)
+    if json_out:
+        result = run(photos, encoder, **kwargs)
+        emit_json(dataclasses.asdict(result))
+        return
+    console = Console(stderr=True)
+    with _ProgressBar(console) as bar:
+        result = run(photos, encoder, progress=bar.update, **kwargs)
+    _print_summary(result, report)
+
+
+def _ray_engine(address: str | None):
+    """``indexer.distributed.index_with_ray`` with the cluster address bound."""
+    try:
+        module = importlib.import_module("indexer.distributed")
+    except ImportError as exc:
+        raise VitrieveError(
+            f"--engine ray is unavailable ({exc}); install vitrieve[distributed]"
+        ) from exc
+    run = getattr(module, "index_with_ray", None)
+    if run is None:
+        raise VitrieveError("--engine ray is not available in this version")
+
+    def call(photos: Path, encoder, **kwargs) -> IndexReport:
+        return run(photos, encoder, address=address, **kwargs)
+
+    return call
+
+
+class _ProgressBar:
+    """A rich progress bar fed by the pipeline's progress callback."""
+
+    def __init__(self, console: Console) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]{task.fields[phase]:<6}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("found {task.fields[found]} · skipped {task.fields[skipped]}"),
+            TextColumn("· failed {task.fields[failed]} · {task.fields[rate]:.1f} img/s"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        fields = dict(phase="scan", found=0, skipped=0, failed=0, rate=0.0)
+        self.task = self.progress.add_task("index", total=None, **fields)
+
+    def __enter__(self) -> _ProgressBar:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def update(self, state: IndexProgress) -> None:
+        self.progress.update(
+            self.task,
+            total=state.todo or None if state.phase == "scan" else state.todo,
+            completed=state.done + state.failed,
+            phase=state.phase,
+            found=state.found,
+            skipped=state.skipped,
+            failed=state.failed,
+            rate=state.rate,
+        )
+
+
+def _print_summary(result: IndexReport, list_all: bool) -> None:
+    lines = [
+        f"library   {result.library}",
+        f"found     {result.found} images: {result.new} new, {result.changed} changed, "
+        f"{result.moved} moved, {result.deleted} deleted, {result.unchanged} unchanged",
+        f"embedded  {result.embedded} in {result.seconds:.1f} s; {result.vectors} vectors "
+        f"searchable ({result.index_kind} index)",
+    ]
+    if result.switched:
+        lines.append("model     the new model's index is complete and now searched")
+    elif result.building:
+        lines.append("model     a new model's index is being built; the old one is searched")
+    if any(result.repaired.values()):
+        lines.append(f"repaired  {result.repaired}")
+    if result.skipped_links:
+        lines.append(f"skipped   {len(result.skipped_links)} symlinks (never followed)")
+    lines.append(f"failed    {len(result.failures)}")
+    shown = result.failures if list_all else result.failures[:MAX_LISTED_FAILURES]
+    lines += [f"  {path}: {reason}" for path, reason in shown]
+    if len(shown) < len(result.failures):
+        lines.append(f"  … {len(result.failures) - len(shown)} more (--report lists all)")
+    typer.echo("\n".join(lines))
+
+
+@cli_errors
+def status(
+    library: Path = typer.Option(
+        ..., "--library", "-l", help="Library directory, or a photo folder (its .vitrieve)."
+    ),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Counts per status, failures with reasons, the model and the index of a library."""
+    from indexer.store import MetadataStore
+    from indexer.vectors import VectorIndex
+
+    manifest = read_manifest(library)
+    if manifest is None and read_manifest(default_library(library)) is not None:
+        library = default_library(library)
+        manifest = read_manifest(library)
+    if manifest is None:
+        raise VitrieveError(f"no library at {library} (run vitrieve index first)")
+    store = MetadataStore.for_library(library, manifest.database)
+    try:
+        counts, failures = store.status_counts(), store.failures()
+    finally:
+        store.close()
+    path = vectors_path(library)
+    index = VectorIndex.load(path) if path.exists() else None
+    info = {
+        "library": str(library.resolve()),
+        "root": manifest.root,
+        "counts": counts,
+        "failures": [{"path": p, "reason": r} for p, r in failures],
+        "model": dataclasses.asdict(manifest.active) if manifest.active else None,
+        "building": dataclasses.asdict(manifest.building) if manifest.building else None,
+        "index": {"kind": index.kind, "vectors": len(index)} if index else None,
+        "database": store.url,
+    }
+    if json_out:
+        emit_json(info)
+        return
+    _print_status(info)
+
+
+def _print_status(info: dict) -> None:
+    counts, model, index = info["counts"], info["model"], info["index"]
+    lines = [
+        f"library   {info['library']} (photos in {info['root']})",
+        "files     " + ", ".join(f"{n} {s}" for s, n in counts.items()),
+        f"model     {model['model_ref']} (id {model['model_id']})" if model else "model     -",
+        f"index     {index['kind']}, {index['vectors']} vectors" if index else "index     -",
+    ]
+    if info["building"]:
+        lines.append(f"building  an index for model {info['building']['model_id']}")
+    lines += [f"failed    {f['path']}: {f['reason']}" for f in info["failures"]]
+    typer.echo("\n".join(lines))
