@@ -14,6 +14,7 @@ import typer
 from encoders.errors import VitrieveError
 from retrieval.commands import data as data_commands
 from retrieval.commands import evaluate as evaluate_commands
+from retrieval.commands import index as index_commands
 from retrieval.commands import labels as label_commands
 from retrieval.commands import library_tools as library_tool_commands
 from retrieval.commands import model as model_commands
@@ -36,6 +37,7 @@ for module in (
     search_commands,
     label_commands,
     library_tool_commands,
+    index_commands,
 ):
     module.register(app)
 
