@@ -1,0 +1,417 @@
+"""Approximate kinds of the VectorIndex: FAISS candidates re-ranked exactly.
+
+An approximate FAISS index (``IVF…,PQ…`` or ``HNSW…,SQ8``) holds *positions* 0..n-1; the
+float32 vectors, their file ids and a live flag sit in plain arrays at the same positions.
+A query asks the approximate index for ``rerank`` candidates (filters and removed positions
+excluded by an ``IDSelectorBitmap`` inside the FAISS search), scores them exactly against the
+float32 vectors and keeps the top k. Removal marks a position dead (HNSW cannot delete); when
+a third of the positions are dead the index is compacted. Until enough vectors exist to train
+the approximate index, the not-yet-indexed tail is searched exactly.
+
+On disk it is one file (``MAGIC``, a JSON header, ids, live flags, vectors, the FAISS index),
+so renaming it is atomic; the vectors are memory-mapped on load (1M × 512 is 2 GB).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import struct
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"VTRVANN1"
+KINDS = ("ivfpq", "hnsw")
+EXACT_LIMIT = 8192  # a filter this selective is answered by brute force over its vectors
+COMPACT_FRACTION = 0.3  # dead positions tolerated before the index is rebuilt without them
+_ALIGN = 64
+
+
+@dataclass(frozen=True)
+class ApproxParams:
+    """Build and search settings of an approximate index (recorded in library.json)."""
+
+    kind: str
+    nlist: int = 0  # IVF lists; 0: chosen from the size at training time (~2·√n)
+    pq_m: int = 0  # PQ sub-quantizers (8 bits each); 0: dim / 8
+    nprobe: int = 48
+    hnsw_m: int = 32
+    ef_construction: int = 80
+    ef_search: int = 128
+    rerank: int = 128  # candidates scored exactly per query (at least 4·k)
+    train_min: int = 10_000  # vectors needed before training; the tail is exact until then
+
+    def factory(self, dim: int) -> str:
+        if self.kind == "hnsw":
+            return f"HNSW{self.hnsw_m},SQ8"
+        return f"IVF{self.nlist},PQ{self.pq_m}x8"
+
+    def sized(self, dim: int, size: int) -> ApproxParams:
+        """Fill the size-dependent settings for a collection of ``size`` vectors."""
+        nlist = self.nlist or int(np.clip(2 ** round(math.log2(2 * math.sqrt(size))), 16, 65536))
+        pq_m = self.pq_m or next(m for m in range(max(dim // 8, 1), 0, -1) if dim % m == 0)
+        return replace(self, nlist=nlist, pq_m=pq_m)
+
+
+def as_ids(ids: Any) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(ids, dtype=np.int64).reshape(-1))
+
+
+def as_vectors(vectors: Any, dim: int, check_norm: bool = False) -> np.ndarray:
+    """(n, dim) C-contiguous float32; a single vector becomes one row."""
+    array = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))
+    if array.ndim == 1:
+        array = array[None, :]
+    if array.ndim != 2 or array.shape[1] != dim:
+        raise ValueError(f"expected vectors of shape (n, {dim}), got {array.shape}")
+    if check_norm and len(array):
+        norms = np.linalg.norm(array, axis=1)
+        if not np.all(np.abs(norms - 1.0) < 1e-2):
+            raise ValueError("vectors must be finite and L2-normalised")
+    return array
+
+
+def split_range_result(lims: np.ndarray, scores: np.ndarray, ids: np.ndarray) -> list:
+    """FAISS range-search arrays → per query ``(ids, scores)``, best first."""
+    out = []
+    for start, end in zip(lims[:-1], lims[1:], strict=True):
+        order = np.argsort(-scores[start:end], kind="stable")
+        out.append((ids[start:end][order].astype(np.int64), scores[start:end][order]))
+    return out
+
+
+class ApproxBackend:
+    """Positions → (id, live, float32 vector) arrays plus an approximate FAISS index."""
+
+    def __init__(self, dim: int, params: ApproxParams, expected_size: int | None = None) -> None:
+        self.kind, self.dim, self.params = params.kind, dim, params
+        self.expected_size = expected_size or 0
+        self._n = 0  # positions in use
+        self._ext = np.empty(0, np.int64)  # position → file id
+        self._live = np.empty(0, bool)
+        self._vec: np.ndarray = np.empty((0, dim), np.float32)
+        self._keys = np.empty(0, np.int64)  # sorted ids of live positions
+        self._keypos = np.empty(0, np.int64)  # their positions
+        self._index: Any = None  # trained approximate index over positions [0, _indexed)
+        self._indexed = 0
+        self._live_bitmap: Any = None
+
+    @classmethod
+    def empty(cls, dim: int, kind: str, expected_size: int | None = None) -> ApproxBackend:
+        return cls(dim, ApproxParams(kind), expected_size)
+
+    @classmethod
+    def build(cls, ids: np.ndarray, vectors: np.ndarray, kind: str) -> ApproxBackend:
+        backend = cls(vectors.shape[1], ApproxParams(kind), len(ids))
+        backend.add(ids, vectors)
+        return backend
+
+    # --- contents ------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def ids(self) -> np.ndarray:
+        return self._keys.copy()
+
+    def positions(self, ids: np.ndarray) -> np.ndarray:
+        """Positions of the live ``ids`` (unknown ids are left out)."""
+        where = np.searchsorted(self._keys, ids)
+        found = where < len(self._keys)
+        found[found] = self._keys[where[found]] == ids[found]
+        return self._keypos[where[found]]
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self._kill(self.positions(ids))  # a re-added id replaces its old vector
+        start, end = self._n, self._n + len(ids)
+        self._reserve(end)
+        self._ext[start:end], self._live[start:end], self._vec[start:end] = ids, True, vectors
+        self._n = end
+        keys = np.concatenate([self._keys, ids])
+        order = np.argsort(keys, kind="stable")
+        self._keys = keys[order]
+        self._keypos = np.concatenate([self._keypos, np.arange(start, end)])[order]
+        self._live_bitmap = None
+        self._index_tail()
+
+    def remove(self, ids: np.ndarray) -> int:
+        dead = self.positions(ids)
+        self._kill(dead)
+        if self._n - len(self) > COMPACT_FRACTION * self._n and self._n > 1000:
+            self._compact()
+        return len(dead)
+
+    def _kill(self, positions: np.ndarray) -> None:
+        if len(positions):
+            self._live[positions] = False
+            keep = ~np.isin(self._keypos, positions)
+            self._keys, self._keypos = self._keys[keep], self._keypos[keep]
+            self._live_bitmap = None
+
+    def reconstruct(self, ids: np.ndarray) -> np.ndarray:
+        positions = self.positions(ids)
+        if len(positions) != len(ids):
+            missing = np.setdiff1d(ids, self._keys)
+            raise KeyError(f"no vector with id {int(missing[0])}")
+        return np.array(self._vec[positions], dtype=np.float32)
+
+    def content(self) -> tuple[np.ndarray, np.ndarray]:
+        order = np.sort(self._keypos)
+        return self._ext[order], np.array(self._vec[order], dtype=np.float32)
+
+    def _reserve(self, size: int) -> None:
+        """Grow the arrays geometrically (a memory-mapped file becomes a RAM copy here)."""
+        if size <= len(self._ext) and self._vec.flags.writeable:
+            return
+        capacity = max(size, int(len(self._ext) * 1.5) + 1024)
+        ext, live = np.empty(capacity, np.int64), np.zeros(capacity, bool)
+        vec = np.empty((capacity, self.dim), np.float32)
+        ext[: self._n], live[: self._n], vec[: self._n] = (
+            self._ext[: self._n],
+            self._live[: self._n],
+            self._vec[: self._n],
+        )
+        self._ext, self._live, self._vec = ext, live, vec
+
+    # --- the approximate index -----------------------------------------------------------
+
+    def _index_tail(self) -> None:
+        """Train once enough vectors exist, then add every position not yet indexed."""
+        if self._index is None:
+            if len(self) < self.params.train_min:
+                return
+            self._train()
+        if self._indexed < self._n:
+            self._index.add(np.ascontiguousarray(self._vec[self._indexed : self._n]))
+            self._indexed = self._n
+
+    def _train(self) -> None:
+        size = max(len(self), self.expected_size)
+        self.params = self.params.sized(self.dim, size)
+        index = faiss.index_factory(
+            self.dim, self.params.factory(self.dim), faiss.METRIC_INNER_PRODUCT
+        )
+        if self.kind == "hnsw":
+            faiss.downcast_index(index).hnsw.efConstruction = self.params.ef_construction
+        else:
+            _cheap_training(index)
+        rng = np.random.default_rng(0)
+        live = np.sort(self._keypos)
+        sample_size = 64 * self.params.nlist if self.kind == "ivfpq" else 65_536
+        sample = rng.choice(live, min(len(live), sample_size), replace=False)
+        log.info("training %s on %d vectors", self.params.factory(self.dim), len(sample))
+        _train_maybe_on_gpu(index, np.ascontiguousarray(self._vec[np.sort(sample)]))
+        self._index, self._indexed = index, 0
+
+    def _compact(self) -> None:
+        """Rebuild positions and the index without dead vectors (training kept)."""
+        log.info("compacting: %d of %d positions are removed vectors", self._n - len(self), self._n)
+        ids, vectors = self.content()
+        index = self._index
+        self.__init__(self.dim, self.params, self.expected_size)  # type: ignore[misc]
+        if index is not None:
+            index.reset()
+            self._index = index
+        self.add(ids, vectors)
+
+    # --- search --------------------------------------------------------------------------
+
+    def _mask(self, allowed: np.ndarray | None) -> np.ndarray:
+        if allowed is None:
+            return self._live[: self._n]
+        mask = np.zeros(self._n, bool)
+        mask[self.positions(allowed)] = True
+        return mask
+
+    def _bitmap(self, mask: np.ndarray, allowed: np.ndarray | None) -> Any:
+        if allowed is None and len(self) == self._n == self._indexed:
+            return None  # nothing removed, nothing filtered: no selector at all
+        if allowed is None and self._live_bitmap is not None:
+            return self._live_bitmap
+        bitmap = np.packbits(mask[: self._indexed], bitorder="little")
+        selector = (faiss.IDSelectorBitmap(bitmap), bitmap)  # keep the bytes alive
+        if allowed is None:
+            self._live_bitmap = selector
+        return selector
+
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        mask = self._mask(allowed)
+        selected = np.flatnonzero(mask)
+        if self._index is None or len(selected) <= EXACT_LIMIT:
+            return self._exact(queries, k, selected)
+        candidates = self._candidates(queries, k, self._bitmap(mask, allowed))
+        tail = np.flatnonzero(mask[self._indexed :]) + self._indexed
+        if len(tail):
+            _, extra = self._exact_positions(queries, k, tail)
+            candidates = np.concatenate([candidates, extra], axis=1)
+        scores, positions = self._rerank(queries, candidates, k)
+        short = (positions >= 0).sum(axis=1) < min(k, len(selected))
+        if short.any():  # a filter the approximate index could not fill: exact for those rows
+            scores[short], positions[short] = self._exact_positions(queries[short], k, selected)
+        ids = np.where(positions >= 0, self._ext[np.maximum(positions, 0)], -1)
+        return scores, ids
+
+    def _candidates(self, queries: np.ndarray, k: int, selector: Any) -> np.ndarray:
+        wanted = min(max(self.params.rerank, 4 * k), self._indexed)
+        sel = selector[0] if selector else None
+        if self.kind == "hnsw":
+            params = faiss.SearchParametersHNSW(efSearch=max(self.params.ef_search, wanted))
+        else:
+            params = faiss.SearchParametersIVF(nprobe=min(self.params.nprobe, self.params.nlist))
+        if sel is not None:
+            params.sel = sel
+        _, positions = self._index.search(queries, wanted, params=params)
+        return positions
+
+    def _rerank(
+        self, queries: np.ndarray, candidates: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact inner products of the candidates; the best ``k`` per query, best first."""
+        scores = np.full((len(queries), k), -np.inf, np.float32)
+        positions = np.full((len(queries), k), -1, np.int64)
+        for start in range(0, len(queries), 256):  # bounds the (q, c, d) gather
+            cand = candidates[start : start + 256]
+            valid = cand >= 0
+            gathered = self._vec[np.where(valid, cand, 0)]  # (q, c, d)
+            exact = np.einsum("qcd,qd->qc", gathered, queries[start : start + 256])
+            exact[~valid] = -np.inf
+            top = np.argsort(-exact, axis=1, kind="stable")[:, :k]
+            width = top.shape[1]
+            scores[start : start + 256, :width] = np.take_along_axis(exact, top, axis=1)
+            positions[start : start + 256, :width] = np.where(
+                np.take_along_axis(valid, top, axis=1), np.take_along_axis(cand, top, axis=1), -1
+            )
+        return scores, positions
+
+    def _exact_positions(
+        self, queries: np.ndarray, k: int, selected: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Brute force over the vectors at ``selected`` positions."""
+        found = min(k, len(selected))
+        scores = np.full((len(queries), k), -np.inf, np.float32)
+        positions = np.full((len(queries), k), -1, np.int64)
+        if found:
+            base = np.ascontiguousarray(self._vec[selected])
+            top_scores, rows = faiss.knn(queries, base, found, metric=faiss.METRIC_INNER_PRODUCT)
+            scores[:, :found], positions[:, :found] = top_scores, selected[rows]
+        return scores, positions
+
+    def _exact(
+        self, queries: np.ndarray, k: int, selected: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        scores, positions = self._exact_positions(queries, k, selected)
+        return scores, np.where(positions >= 0, self._ext[np.maximum(positions, 0)], -1)
+
+    def range_search(self, queries: np.ndarray, threshold: float) -> list:
+        """Near neighbours above ``threshold``: top-k search, widening k while saturated."""
+        out = []
+        for query in queries:
+            k = 64
+            while True:
+                scores, ids = self.search(query[None], min(k, len(self)), None)
+                scores, ids = scores[0], ids[0]
+                if scores[-1] < threshold or k >= len(self):
+                    break
+                k *= 4
+            keep = (ids >= 0) & (scores >= threshold)
+            out.append((ids[keep], scores[keep]))
+        return out
+
+    # --- persistence ---------------------------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        info = {"params": asdict(self.params), "positions": self._n, "trained": bool(self._index)}
+        if self._index is not None:
+            info["factory"] = self.params.factory(self.dim)
+        return info
+
+    def write(self, path: Path) -> None:
+        """One file: magic, header length, JSON header, ids, live flags, vectors, FAISS."""
+        n = self._n
+        header = {
+            "kind": self.kind,
+            "dim": self.dim,
+            "n": n,
+            "indexed": self._indexed,
+            "expected_size": self.expected_size,
+            "params": asdict(self.params),
+            "trained": self._index is not None,
+        }
+        blob = json.dumps(header).encode()
+        start = _aligned(len(MAGIC) + 8 + len(blob))
+        with path.open("wb") as handle:
+            handle.write(MAGIC + struct.pack("<Q", len(blob)) + blob)
+            handle.write(b"\0" * (start - handle.tell()))
+            handle.write(self._ext[:n].tobytes())
+            handle.write(self._live[:n].astype(np.uint8).tobytes())
+            handle.write(b"\0" * (_aligned(handle.tell()) - handle.tell()))
+            for chunk in range(0, n, 65_536):  # stream: no second 2 GB copy in RAM
+                handle.write(np.ascontiguousarray(self._vec[chunk : min(chunk + 65_536, n)]))
+            if self._index is not None:
+                faiss.write_index(self._index, faiss.PyCallbackIOWriter(handle.write))
+            handle.flush()
+
+    @classmethod
+    def read(cls, path: Path) -> ApproxBackend:
+        with path.open("rb") as handle:
+            handle.seek(len(MAGIC))
+            (length,) = struct.unpack("<Q", handle.read(8))
+            header = json.loads(handle.read(length))
+            n, dim = header["n"], header["dim"]
+            offset = _aligned(len(MAGIC) + 8 + length)
+            backend = cls(dim, ApproxParams(**header["params"]), header["expected_size"])
+            backend._ext = np.fromfile(handle, np.int64, n, offset=offset - handle.tell())
+            backend._live = np.fromfile(handle, np.uint8, n).astype(bool)
+            vec_offset = _aligned(handle.tell())
+            if n:
+                backend._vec = np.memmap(path, np.float32, "c", vec_offset, (n, dim))
+            if header["trained"]:
+                handle.seek(vec_offset + n * dim * 4)
+                backend._index = faiss.read_index(faiss.PyCallbackIOReader(handle.read))
+        backend._n, backend._indexed = n, header["indexed"]
+        live = np.flatnonzero(backend._live)
+        order = np.argsort(backend._ext[live], kind="stable")
+        backend._keys, backend._keypos = backend._ext[live][order], live[order]
+        return backend
+
+
+def gpu_available() -> bool:
+    """True when faiss-gpu is installed and sees a GPU (never raises on CPU-only builds)."""
+    try:
+        return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+    except Exception:  # a broken CUDA runtime must not break CPU search
+        return False
+
+
+def _cheap_training(index: Any) -> None:
+    """IVF-PQ training settings that cost seconds, not minutes, with the same recall after
+    re-ranking: fewer k-means iterations and points, no polysemous codes (unused here)."""
+    ivfpq = faiss.downcast_index(index)
+    ivfpq.do_polysemous_training = False
+    for clustering in (ivfpq.cp, ivfpq.pq.cp):
+        clustering.niter = 10
+        clustering.max_points_per_centroid = 64
+
+
+def _aligned(offset: int) -> int:
+    return -(-offset // _ALIGN) * _ALIGN
+
+
+def _train_maybe_on_gpu(index: Any, sample: np.ndarray) -> None:
+    """Train, running IVF k-means on the GPUs when faiss-gpu sees one."""
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None and gpu_available():
+        try:
+            ivf.clustering_index = faiss.index_cpu_to_all_gpus(faiss.IndexFlatIP(index.d))
+        except Exception as exc:  # fall back to CPU k-means
+            log.warning("GPU k-means unavailable (%s)", exc)
+    index.train(sample)

@@ -1,0 +1,318 @@
+"""VectorIndex over FAISS: choose, build, add, remove, search, save atomically.
+
+Vector ids are int64 and equal the primary keys of the files' rows; vectors are float32 and
+L2-normalised, so inner product is cosine similarity. Two families of kinds:
+
+* ``flat``: exact search, ``IndexIDMap2(IndexFlatIP)``, saved as a plain FAISS file. The right
+  choice up to ~200k vectors, where one exact query still costs a few milliseconds.
+* ``ivfpq`` and ``hnsw`` (``indexer.ann``): an approximate index proposes candidates, which are
+  re-ranked exactly against the stored float32 vectors, so recall@10 stays ≥ 0.98 of exact
+  search at a fraction of its cost.
+
+``auto`` picks ``flat`` up to ``APPROX_THRESHOLD`` vectors and ``ivfpq`` beyond;
+``upgrade_if_needed`` moves a grown flat index to the approximate kind. Filters run inside the
+FAISS search (an ``IDSelector`` in ``SearchParameters``), so a filtered top-k is full whenever
+at least k vectors pass the filter.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import faiss
+import numpy as np
+
+from encoders.errors import VitrieveError
+from indexer import ann
+from indexer.ann import ApproxBackend, as_ids, as_vectors, gpu_available, split_range_result
+
+log = logging.getLogger(__name__)
+
+APPROX_THRESHOLD = 200_000  # above this many vectors exact search passes ~10 ms per query
+DEFAULT_APPROX_KIND = "ivfpq"  # trains in minutes at 1M, removes cheaply, fits in RAM
+KINDS = ("auto", "flat", *ann.KINDS)
+FAISS_MAGIC = b"IxM2"  # fourcc FAISS writes first for an IndexIDMap2
+
+
+@runtime_checkable
+class VectorSearch(Protocol):
+    """What retrieval needs from a vector index (a fake in tests, FAISS in the library)."""
+
+    def search(
+        self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def range_search(
+        self, queries: np.ndarray, threshold: float
+    ) -> list[tuple[np.ndarray, np.ndarray]]: ...
+
+    def reconstruct(self, ids: np.ndarray) -> np.ndarray: ...
+
+    def ids(self) -> np.ndarray: ...
+
+    def __len__(self) -> int: ...
+
+
+class FlatBackend:
+    """Exact search: ``IndexIDMap2(IndexFlatIP)``, serialised as a standard FAISS file."""
+
+    kind = "flat"
+
+    def __init__(self, index: faiss.IndexIDMap2) -> None:
+        self.index = index
+        self.dim = int(index.d)
+        self._gpu: Any = None  # a GPU copy for unfiltered search, dropped on every change
+
+    @classmethod
+    def empty(cls, dim: int) -> FlatBackend:
+        return cls(faiss.IndexIDMap2(faiss.IndexFlatIP(dim)))
+
+    def __len__(self) -> int:
+        return int(self.index.ntotal)
+
+    def ids(self) -> np.ndarray:
+        return faiss.vector_to_array(self.index.id_map).astype(np.int64, copy=False)
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        present = np.isin(ids, self.ids())
+        if present.any():  # an id names one file: its new vector replaces the old one
+            self.remove(ids[present])
+        self.index.add_with_ids(vectors, ids)
+        self._gpu = None
+
+    def remove(self, ids: np.ndarray) -> int:
+        self._gpu = None
+        return int(self.index.remove_ids(faiss.IDSelectorBatch(ids)))
+
+    def search(
+        self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if allowed_ids is None:
+            return self._searcher().search(queries, k)
+        selector = faiss.IDSelectorBatch(allowed_ids)  # IndexIDMap2 translates it to positions
+        return self.index.search(queries, k, params=faiss.SearchParameters(sel=selector))
+
+    def _searcher(self) -> Any:
+        if self._gpu is None and gpu_available() and len(self) > 0:
+            try:
+                self._gpu = faiss.index_cpu_to_all_gpus(self.index)
+            except Exception as exc:  # out of GPU memory etc.: the CPU index still answers
+                log.warning("GPU search unavailable (%s); searching on the CPU", exc)
+                self._gpu = self.index
+        return self._gpu or self.index
+
+    def range_search(
+        self, queries: np.ndarray, threshold: float
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        lims, scores, ids = self.index.range_search(queries, float(threshold))
+        return split_range_result(lims, scores, ids)
+
+    def reconstruct(self, ids: np.ndarray) -> np.ndarray:
+        out = np.empty((len(ids), self.dim), dtype=np.float32)
+        for row, key in enumerate(ids.tolist()):
+            try:
+                out[row] = self.index.reconstruct(key)
+            except RuntimeError as exc:  # FAISS raises for an unknown key
+                raise KeyError(f"no vector with id {key}") from exc
+        return out
+
+    def content(self) -> tuple[np.ndarray, np.ndarray]:
+        """All ``(ids, vectors)``, in storage order."""
+        return self.ids(), self.index.index.reconstruct_n(0, len(self))
+
+    def write(self, path: Path) -> None:
+        faiss.write_index(self.index, str(path))
+
+    def describe(self) -> dict[str, Any]:
+        return {"factory": "IDMap2,Flat", "metric": "inner_product"}
+
+
+class VectorIndex:
+    """int64 file ids → L2-normalised float32 vectors, searched by inner product."""
+
+    def __init__(self, backend: FlatBackend | ApproxBackend) -> None:
+        self._backend = backend
+
+    # --- construction --------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        dim: int,
+        kind: str = "auto",
+        expected_size: int | None = None,
+        *,
+        threshold: int = APPROX_THRESHOLD,
+    ) -> VectorIndex:
+        """An empty index; ``auto`` decides by ``expected_size`` against ``threshold``."""
+        if dim <= 0:
+            raise VitrieveError(f"vector dimension must be positive, got {dim}")
+        resolved = resolve_kind(kind, expected_size or 0, threshold)
+        if resolved == "flat":
+            return cls(FlatBackend.empty(dim))
+        return cls(ApproxBackend.empty(dim, resolved, expected_size=expected_size))
+
+    @classmethod
+    def load(cls, path: Path | str) -> VectorIndex:
+        """Open a saved index (either a plain FAISS flat file or an approximate container)."""
+        path = Path(path)
+        try:
+            with path.open("rb") as handle:
+                magic = handle.read(8)
+        except OSError as exc:
+            raise VitrieveError(f"cannot read vector index {path}: {exc}") from exc
+        try:
+            if magic.startswith(ann.MAGIC):
+                return cls(ApproxBackend.read(path))
+            index = faiss.read_index(str(path))
+        except (RuntimeError, ValueError) as exc:
+            raise VitrieveError(f"{path} is not a readable vector index: {exc}") from exc
+        if not isinstance(index, faiss.IndexIDMap2):
+            raise VitrieveError(f"{path} holds a {type(index).__name__}, not a vitrieve index")
+        return cls(FlatBackend(index))
+
+    def rebuild(self, kind: str = "auto", *, threshold: int = APPROX_THRESHOLD) -> VectorIndex:
+        """A new index of ``kind`` (``auto``: by the current size) holding the same vectors."""
+        ids, vectors = self._backend.content()
+        resolved = resolve_kind(kind, len(ids), threshold)
+        if resolved == "flat":
+            fresh = VectorIndex(FlatBackend.empty(self.dim))
+            if len(ids):
+                fresh.add(ids, vectors)
+            return fresh
+        log.info("building a %s index of %d vectors", resolved, len(ids))
+        return VectorIndex(ApproxBackend.build(ids, vectors, resolved))
+
+    def upgrade_if_needed(self, threshold: int = APPROX_THRESHOLD) -> bool:
+        """Switch a flat index that outgrew ``threshold`` to the approximate kind, in place.
+
+        Call it at the end of an indexing run of an ``auto`` library (it may take minutes)."""
+        if self.kind != "flat" or len(self) <= threshold:
+            return False
+        self._backend = self.rebuild("auto", threshold=threshold)._backend
+        return True
+
+    # --- contents ------------------------------------------------------------------------
+
+    @property
+    def kind(self) -> str:
+        return self._backend.kind
+
+    @property
+    def dim(self) -> int:
+        return self._backend.dim
+
+    def __len__(self) -> int:
+        return len(self._backend)
+
+    def ids(self) -> np.ndarray:
+        """The ids held, int64 (order unspecified)."""
+        return self._backend.ids()
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add (or replace: an id held already gets the new vector) ``vectors`` under ``ids``."""
+        ids, vectors = as_ids(ids), as_vectors(vectors, self.dim, check_norm=True)
+        if len(ids) != len(vectors):
+            raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
+        if len(np.unique(ids)) != len(ids):
+            raise ValueError("duplicate ids in one add")
+        if len(ids):
+            self._backend.add(ids, vectors)
+
+    def remove(self, ids: np.ndarray) -> int:
+        """Remove ``ids`` (unknown ids are ignored); returns how many were removed."""
+        ids = as_ids(ids)
+        return self._backend.remove(ids) if len(ids) and len(self) else 0
+
+    def reconstruct(self, ids: np.ndarray) -> np.ndarray:
+        """The stored float32 vectors of ``ids`` (KeyError for an unknown id)."""
+        ids = as_ids(ids)
+        return self._backend.reconstruct(ids)
+
+    # --- search --------------------------------------------------------------------------
+
+    def search(
+        self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` ``(scores, ids)`` per query, best first, both (nq, k).
+
+        ``allowed_ids`` restricts results to those ids. Where fewer than ``k`` vectors qualify,
+        the remaining ids are -1 and their scores -inf."""
+        queries = as_vectors(queries, self.dim)
+        nq = len(queries)
+        if k <= 0 or nq == 0:
+            return np.zeros((nq, max(k, 0)), np.float32), np.zeros((nq, max(k, 0)), np.int64)
+        allowed = None if allowed_ids is None else np.unique(as_ids(allowed_ids))
+        if len(self) == 0 or (allowed is not None and len(allowed) == 0):
+            return np.full((nq, k), -np.inf, np.float32), np.full((nq, k), -1, np.int64)
+        scores, ids = self._backend.search(queries, k, allowed)
+        scores = np.where(ids < 0, -np.inf, scores).astype(np.float32, copy=False)
+        return scores, ids.astype(np.int64, copy=False)
+
+    def range_search(
+        self, queries: np.ndarray, threshold: float
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """For each query, ``(ids, scores)`` of every vector with score ≥ ``threshold``, best
+        first: near-duplicates are the stored vectors within a cosine threshold."""
+        queries = as_vectors(queries, self.dim)
+        if len(self) == 0:
+            return [(np.empty(0, np.int64), np.empty(0, np.float32)) for _ in queries]
+        return self._backend.range_search(queries, threshold)
+
+    # --- persistence ---------------------------------------------------------------------
+
+    def save(self, path: Path | str) -> None:
+        """Write atomically: a temporary file in the same folder, fsync, ``os.replace``.
+
+        A crash or an error at any point leaves the previous file untouched."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            self._backend.write(tmp)
+            with tmp.open("rb+") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+            _fsync_dir(path.parent)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def describe(self) -> dict[str, Any]:
+        """What ``library.json`` records about the index."""
+        return {
+            "kind": self.kind,
+            "dim": self.dim,
+            "count": len(self),
+            "faiss_version": faiss.__version__,
+            **self._backend.describe(),
+        }
+
+
+def resolve_kind(kind: str, size: int, threshold: int = APPROX_THRESHOLD) -> str:
+    """The concrete kind for a requested one: ``auto`` decides by ``size``."""
+    name = kind.lower()
+    if name not in KINDS:
+        raise VitrieveError(f"unknown index kind {kind!r}: choose one of {', '.join(KINDS)}")
+    if name == "auto":
+        return "flat" if size <= threshold else DEFAULT_APPROX_KIND
+    return name
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
