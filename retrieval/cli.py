@@ -13,6 +13,7 @@ import typer
 
 from encoders.errors import VitrieveError
 from retrieval.commands import data as data_commands
+from retrieval.commands import demo as demo_commands
 from retrieval.commands import evaluate as evaluate_commands
 from retrieval.commands import index as index_commands
 from retrieval.commands import labels as label_commands
@@ -34,6 +35,7 @@ for module in (
     data_commands,
     evaluate_commands,
     ui_commands,
+    demo_commands,
     search_commands,
     label_commands,
     library_tool_commands,

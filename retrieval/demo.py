@@ -9,7 +9,11 @@ of the UI (dates, formats, duplicates, failures) has something real to show.
 from __future__ import annotations
 
 import io
+import json
 import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -98,3 +102,78 @@ def _write_broken(path: Path, source: Path) -> None:
         image.convert("RGB").save(buffer, format="JPEG")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 3])
+
+
+# --- the whole demo: photos, a model trained here (cached), a library ---------------------------
+
+MODEL_MARKER = "demo-model.json"
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """What the demo builds; a change of any field builds that part again."""
+
+    cache: Path
+    photos: int = 300
+    photo_size: int = 192
+    train_images: int = 6000
+    train_minutes: float = 4.0
+    model: str = "tiny"
+    seed: int = 0
+
+    @property
+    def photo_dir(self) -> Path:
+        return self.cache / "photos"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.cache / "model"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.run_dir / "checkpoint"
+
+
+def demo_model(settings: DemoSettings, progress: Callable[[str], None] = log.info) -> Path:
+    """The demo's checkpoint: trained once on synthetic captions, then reused from the cache."""
+    marker = settings.run_dir / MODEL_MARKER
+    wanted = {"model": settings.model, "images": settings.train_images,
+              "minutes": settings.train_minutes, "seed": settings.seed}  # fmt: skip
+    if marker.is_file() and json.loads(marker.read_text()) == wanted:
+        return settings.checkpoint
+    from encoders.datasets import write_synthetic
+    from encoders.training.loop import TrainOptions
+    from encoders.training.main import TrainRequest, train_from_files
+
+    data = settings.cache / "train-data"
+    if not (data / "train.tsv").is_file():
+        progress(f"rendering {settings.train_images} captioned training images")
+        write_synthetic(data, settings.train_images, 500, size_px=64, seed=settings.seed)
+    progress(f"training a {settings.model} model for {settings.train_minutes:g} minutes")
+    shutil.rmtree(settings.run_dir, ignore_errors=True)  # a half-finished run is not resumed
+    request = TrainRequest(
+        data=data / "train.tsv", out=settings.run_dir, model=settings.model,
+        val=data / "test.tsv",
+        options=TrainOptions(minutes=settings.train_minutes, seed=settings.seed),
+    )  # fmt: skip
+    train_from_files(request)
+    marker.write_text(json.dumps(wanted))
+    return settings.checkpoint
+
+
+def build_demo(settings: DemoSettings, progress: Callable[[str], None] = log.info) -> Path:
+    """Photos, model and library of the demo (each reused when already there); the library."""
+    from encoders.encoder import Encoder
+    from indexer.pipeline import IndexOptions, index_library
+
+    written = write_demo_photos(settings.photo_dir, settings.photos, settings.photo_size,
+                                settings.seed)  # fmt: skip
+    progress(f"wrote {written} demo photos" if written else "demo photos already there")
+    checkpoint = demo_model(settings, progress)
+    progress("indexing the demo photos")
+    report = index_library(
+        settings.photo_dir, Encoder.load(checkpoint), model_ref=str(checkpoint),
+        options=IndexOptions(workers=0),
+    )  # fmt: skip
+    progress(f"library ready: {report.vectors} photos searchable ({report.embedded} new)")
+    return Path(report.library)

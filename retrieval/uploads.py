@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -40,13 +41,30 @@ def decode_upload(
         raise VitrieveError(f"{name}: {exc.reason}") from exc
 
 
-def display_jpeg(path: Path, max_side: int = 1280, quality: int = 85) -> bytes:
-    """A library file as a JPEG no larger than ``max_side``: what a browser can always show."""
+def display_image(path: Path, max_side: int = 1280) -> Image.Image:
+    """A library file decoded safely and reduced to at most ``max_side`` pixels."""
     try:
         image = decode_image(path, target_size=max_side).image
     except ImageError as exc:
         raise VitrieveError(f"{path.name}: {exc.reason}") from exc
     image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return image
+
+
+def _jpeg(image: Image.Image, quality: int = 85) -> bytes:
     out = io.BytesIO()
     image.save(out, format="JPEG", quality=quality)
     return out.getvalue()
+
+
+def display_jpeg(path: Path, max_side: int = 1280) -> bytes:
+    """A library file as a JPEG no larger than ``max_side``: what a browser can always show."""
+    return _jpeg(display_image(path, max_side))
+
+
+def explain_jpeg(library: Any, file_id: int, text: str, max_side: int = 1280) -> bytes:
+    """The photo ``file_id`` of an open Library with the heatmap of where ``text`` matched."""
+    from retrieval.explain import explain, overlay
+
+    image = display_image(library.file_path(file_id), max_side)
+    return _jpeg(overlay(image, explain(library.encoder, text, image)))

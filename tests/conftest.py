@@ -39,3 +39,24 @@ def trained_tiny() -> Path:
         if not (out / "model.safetensors").is_file():
             train_tiny(out, steps=TRAIN_STEPS)
     return out
+
+
+# --- demo_library (ui, e2e): the demo's photo folder, indexed with trained_tiny --------------
+DEMO_PHOTOS = 48
+
+
+@pytest.fixture(scope="session")
+def demo_library(trained_tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small demo library (``retrieval.demo`` photos: albums, formats, dates, an edit
+    and a broken file) indexed with ``trained_tiny``; returns the library directory."""
+    from encoders.encoder import Encoder
+    from indexer.pipeline import IndexOptions, index_library
+    from retrieval.demo import write_demo_photos
+
+    photos = tmp_path_factory.mktemp("demo") / "photos"
+    write_demo_photos(photos, DEMO_PHOTOS, size_px=96)
+    report = index_library(
+        photos, Encoder.load(trained_tiny), model_ref=str(trained_tiny),
+        options=IndexOptions(workers=0),
+    )  # fmt: skip
+    return Path(report.library)

@@ -169,3 +169,28 @@ def labels_frame(library: Any, label_set: str) -> pd.DataFrame:
         if best
     ]
     return pd.DataFrame(rows, columns=["file", "label", "score"]).sort_values("file")
+
+
+def duplicate_groups(library: Any) -> None:
+    """Near-identical photos found from the stored vectors, largest groups first."""
+    from retrieval.duplicates import DEFAULT_THRESHOLD, find_duplicates
+
+    threshold = st.slider(
+        "Similarity threshold", 0.90, 1.0, DEFAULT_THRESHOLD, 0.005,
+        help="Cosine similarity above which two photos count as copies.",
+    )  # fmt: skip
+    groups = find_duplicates(library.index, library.store, threshold)
+    if not groups:
+        st.caption("No near-duplicates at this threshold.")
+        return
+    st.caption(f"{len(groups)} groups, {sum(len(g.ids) for g in groups)} photos")
+    for group in groups[:30]:
+        with st.container(border=True):
+            st.caption(f"{len(group.ids)} photos · similarity ≥ {group.min_similarity:.3f}")
+            cells = st.grid(8, min_column_width=90, gap="small", key=f"dup-{group.ids[0]}")
+            for file_id, path in zip(group.ids, group.paths, strict=True):
+                with cells.container():
+                    thumb = media.thumbnail_bytes(library, file_id)
+                    if thumb is not None:
+                        st.image(thumb, width="stretch")
+                    st.html(f'<p class="vt-meta">{html.escape(path)}</p>')

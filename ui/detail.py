@@ -9,14 +9,21 @@ from typing import Any
 import streamlit as st
 
 from encoders.errors import VitrieveError
+from retrieval.query import parse_query
+from retrieval.uploads import explain_jpeg
 from ui import media
 
 SELECTED = "selected_id"
 
 
 def open_result(file_id: int) -> None:
-    """Button callback: remember which result to show large on this rerun."""
+    """Button callback: show this result large (until the dialog is dismissed)."""
     st.session_state[SELECTED] = int(file_id)
+
+
+def close() -> None:
+    """Dialog dismissed: back to the grid."""
+    st.session_state.pop(SELECTED, None)
 
 
 def _metadata(library: Any, file_id: int) -> str:
@@ -42,24 +49,25 @@ def _labels(library: Any, file_id: int) -> None:
 
 
 def _explain(library: Any, file_id: int, query_text: str) -> bytes | None:
-    from retrieval.explain import explain_overlay
-
     try:
-        return explain_overlay(library, file_id, query_text)
+        return explain_jpeg(library, file_id, query_text)
     except VitrieveError as exc:
         st.warning(str(exc))
         return None
 
 
-@st.dialog("Photo", width="large")
+@st.dialog("Photo", width="large", on_dismiss=close)
 def show(library: Any, file_id: int, query_text: str, on_similar) -> None:
-    """The dialog body; ``on_similar(file_id)`` starts a "more like this" search."""
+    """The dialog body; ``on_similar(file_id)`` (a callback) starts a "more like this" search."""
+    if st.session_state.get(SELECTED) != file_id:
+        st.rerun(scope="app")  # "more like this" closed it: redraw the page behind
     try:
         record = library.record(file_id)
     except VitrieveError as exc:
         st.error(str(exc))
         return
     explain = False
+    query_text = parse_query(query_text)[0]  # the words to find, without -negatives
     if query_text:
         explain = st.toggle(f"Explain: where does “{query_text}” match?", key=f"explain-{file_id}")
     picture = _explain(library, file_id, query_text) if explain else None
@@ -75,6 +83,5 @@ def show(library: Any, file_id: int, query_text: str, on_similar) -> None:
         st.subheader(media.display_name(record.path), divider="gray")
         st.markdown(_metadata(library, file_id))
         _labels(library, file_id)
-        if st.button("More like this", icon=":material/image_search:", type="primary"):
-            on_similar(file_id)
-            st.rerun()
+        st.button("More like this", icon=":material/image_search:", type="primary",
+                  on_click=on_similar, args=(file_id,))  # fmt: skip

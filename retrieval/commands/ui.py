@@ -35,15 +35,21 @@ def ui(
     """Open the search, classify and library pages in the browser."""
     if not 0 < port < 65536:
         raise typer.BadParameter(f"port must be 1-65535, got {port}")
+    serve(library, host, port, "vitrieve UI: {url}  (Ctrl-C to stop)")
+
+
+def serve(library: Path | None, host: str, port: int, banner: str) -> None:
+    """Run the UI until it exits or Ctrl-C; print ``banner`` (with ``{url}``) once it answers."""
     process = start_ui(library, host, port)
     try:
         wait_until_ready(process, host, port)
-        typer.echo(f"vitrieve UI: {ui_url(host, port)}  (Ctrl-C to stop)")
-        sys.exit(process.wait())
+        typer.echo(banner.format(url=ui_url(host, port)))
+        code = process.wait()
     except KeyboardInterrupt:
         process.terminate()
         process.wait(timeout=10)
         raise
+    sys.exit(code)
 
 
 def app_script() -> Path:
@@ -99,7 +105,7 @@ def wait_until_ready(
             raise VitrieveError(f"the UI server exited with code {process.returncode}")
         try:
             with urllib.request.urlopen(health, timeout=2) as response:
-                if response.status == 200:
+                if response.status == 200 and process.poll() is None:
                     return
         except OSError:
             time.sleep(0.3)

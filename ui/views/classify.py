@@ -30,7 +30,7 @@ def _classifier(
 
 def _settings() -> tuple[list[str], list[str], float] | None:
     left, right = st.columns(2)
-    text = left.text_area("Labels, one per line", EXAMPLE_LABELS, height=150)
+    text = left.text_area("Labels, one per line", EXAMPLE_LABELS, height=150, key="labels")
     custom = right.text_area(
         "Prompt templates (optional, one per line, {} = the label)",
         placeholder="a photo of a {}.\na drawing of a {}.",
@@ -123,7 +123,9 @@ if source == "Upload":
                                accept_multiple_files=True)  # fmt: skip
 else:
     items = _library_images(library)
-if settings is not None and st.button("Classify", type="primary", icon=":material/label:"):
+if settings is not None and st.button(
+    "Classify", type="primary", icon=":material/label:", key="classify"
+):
     labels, templates, abstain = settings
     clf = _classifier(str(library.path), tuple(labels), tuple(templates), abstain)
     if source == "Upload":

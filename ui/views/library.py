@@ -3,6 +3,7 @@ failed files and duplicate groups."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +14,7 @@ from retrieval import jobs
 from ui import components, state
 
 st.title("Library")
+RECENT_S = 600  # a finished job stays on the page this long
 
 
 def _picker() -> None:
@@ -33,17 +35,17 @@ def _picker() -> None:
 def _index_form(library) -> None:
     """Start indexing a folder: the current library's root, or a new folder."""
     stats = library.stats() if library is not None else None
-    with st.form("index-folder"):
-        st.markdown(
-            "**Index a folder** — new and changed photos are added; runs in the background."
-        )
+    empty = stats is None or stats.vectors == 0
+    panel = st.expander("Index a folder", icon=":material/create_new_folder:", expanded=empty)
+    with panel, st.form("index-folder", border=False):
+        st.caption("New and changed photos are added; indexing runs in the background.")
         photos = st.text_input("Photo folder", value=stats.root if stats else "")
         model = st.text_input(
             "Model checkpoint", value=(stats.model_ref or "") if stats else "",
             help="A checkpoint directory (config.json + model.safetensors)",
         )  # fmt: skip
         if st.form_submit_button("Start indexing", type="primary", icon=":material/play_arrow:"):
-            _start(photos.strip(), model.strip(), library.path if library is not None else None)
+            _start(photos.strip(), model.strip(), library.path if library else None)
 
 
 def _start(photos: str, model: str, library_dir: Path | None) -> None:
@@ -56,21 +58,29 @@ def _start(photos: str, model: str, library_dir: Path | None) -> None:
         st.error(str(exc))
         return
     state.choose_library(target)
-    st.toast("Indexing started", icon=":material/hourglass_top:")
+    st.rerun()  # the progress panel sits above this form
 
 
-@st.fragment(run_every=1.0)
 def _job_panel(library_dir: Path) -> None:
-    """Live progress of the library's last job, read from its job file (survives reloads)."""
+    """The library's last job, read from its job file (so it survives a page reload)."""
     status = jobs.read_status(library_dir)
     if status is None:
         return
-    components.job_progress(status)
-    if not status.running and st.session_state.get("job-was-running"):
-        st.session_state["job-was-running"] = False
-        st.rerun()  # the whole page: the counts below changed
     if status.running:
-        st.session_state["job-was-running"] = True
+        _live_job(library_dir)
+        return
+    recent = status.finished_at and time.time() - status.finished_at < RECENT_S
+    if recent or status.state in ("failed", "interrupted"):
+        components.job_progress(status)
+
+
+@st.fragment(run_every=1.0)
+def _live_job(library_dir: Path) -> None:
+    """Redrawn every second while the job runs; the whole page reloads when it ends."""
+    status = jobs.read_status(library_dir)
+    if status is None or not status.running:
+        st.rerun()  # the counts and charts below changed
+    components.job_progress(status)
 
 
 def _statistics(library) -> None:
@@ -117,11 +127,13 @@ if problem:
 job_dir = library.path if library is not None else state.library_dir_for(path)
 if job_dir is not None and Path(job_dir).is_dir():
     _job_panel(Path(job_dir))
-_index_form(library)
 if library is not None:
     if library.count() == 0:
-        st.info("This library has no searchable images yet: index a folder above.")
+        st.info("This library has no searchable photos yet: index a folder below.")
     else:
         _statistics(library)
-        _duplicates(library)
+_index_form(library)
+if library is not None and library.count() > 0:
+    _duplicates(library)
+if library is not None:
     _failures(library)

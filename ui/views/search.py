@@ -18,6 +18,7 @@ SEARCH = "search"  # session key: the query being shown and how many results
 
 def _new_search(**query: Any) -> None:
     st.session_state[SEARCH] = {"limit": PAGE, **query}
+    st.session_state.pop(detail.SELECTED, None)
 
 
 def _similar(file_id: int) -> None:
@@ -35,7 +36,7 @@ def _filters_sidebar(library: Any) -> Filters:
     stats = library.stats()
     with st.sidebar:
         st.subheader("Filters")
-        folder = st.text_input("Folder", placeholder="e.g. 2024/summer holiday")
+        folder = st.text_input("Folder", placeholder="e.g. 2024/summer holiday", key="folder")
         dates = st.date_input("Taken between", value=(), format="YYYY-MM-DD")
         labels = components.label_options(library, tuple(stats.label_sets))
         label = st.selectbox("Label", labels, index=None, placeholder="any label")
@@ -53,11 +54,13 @@ def _query_form(library: Any) -> None:
         left, right = st.columns([5, 1], vertical_alignment="bottom")
         text = left.text_input(
             "Describe the photo",
+            key="query",
             placeholder="a red circle",
             help='Words to search for. Exclude with a minus: "a circle -red".',
         )
-        submitted = right.form_submit_button("Search", type="primary", width="stretch",
-                                             icon=":material/search:")  # fmt: skip
+        submitted = right.form_submit_button(
+            "Search", type="primary", width="stretch", key="run-search", icon=":material/search:"
+        )
         with st.expander("Search with an image (and mix it with words)"):
             upload = st.file_uploader("Example photo", type=media.UPLOAD_TYPES)
             balance = st.slider("Words ↔ image", 0.0, 1.0, 0.5, help="Only when both are given.")
@@ -116,7 +119,7 @@ def _results(library: Any, filters: Filters) -> None:
     components.result_grid(library, response.results, detail.open_result, key="results")
     if response.has_more:
         st.button("Load more", on_click=_load_more, icon=":material/expand_more:")
-    selected = st.session_state.pop(detail.SELECTED, None)
+    selected = st.session_state.get(detail.SELECTED)
     if selected is not None:
         detail.show(library, selected, search.get("text", ""), _similar)
 

@@ -1,0 +1,56 @@
+"""``vitrieve demo`` (``make demo``): a demo library and the UI over it, in one command.
+
+The first run renders synthetic photos, trains a small model for a few minutes and indexes
+the photos (all cached); later runs reuse everything and start in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import typer
+
+from retrieval.commands.ui import serve
+from retrieval.demo import DemoSettings, build_demo
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)
+
+
+def default_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "vitrieve" / "demo"
+
+
+def demo(
+    cache_dir: Path | None = typer.Option(
+        None,
+        help="Where the demo's photos, model and library live (default ~/.cache/vitrieve/demo).",
+    ),
+    photos: int = typer.Option(300, min=1, help="Number of demo photos."),
+    train_minutes: float = typer.Option(4.0, min=0.1, help="Training time of the demo model."),
+    host: str = typer.Option("127.0.0.1", help="Address the UI listens on."),
+    port: int = typer.Option(8501, help="Port of the UI."),
+    no_ui: bool = typer.Option(False, "--no-ui", help="Build the demo library, don't serve it."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (with --no-ui)."),
+) -> None:
+    """Build (or reuse) the demo library — synthetic photos, a model trained here — and open it."""
+    settings = DemoSettings(
+        cache=(cache_dir or default_cache()).expanduser().resolve(),
+        photos=photos,
+        train_minutes=train_minutes,
+    )
+
+    def say(message: str) -> None:
+        typer.echo(f"demo: {message}", err=as_json)
+
+    library = build_demo(settings, say)
+    if no_ui:
+        result = {"library": str(library), "photos": str(settings.photo_dir),
+                  "model": str(settings.checkpoint)}  # fmt: skip
+        typer.echo(json.dumps(result) if as_json else f"demo library: {library}")
+        return
+    serve(library, host, port, "vitrieve demo: {url}  — try “a red circle” (Ctrl-C to stop)")

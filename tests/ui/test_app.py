@@ -1,0 +1,145 @@
+"""The Streamlit app, run headless with ``streamlit.testing.v1.AppTest`` over real libraries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parents[2] / "ui" / "app.py")
+TIMEOUT = 120  # the first run of a session loads the model and calibrates the library
+PAGES = ("views/search.py", "views/classify.py", "views/library.py", "views/model.py")
+
+
+def _app(library: Path | str | None) -> AppTest:
+    app = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    app.session_state["library_path"] = str(library) if library else None
+    return app
+
+
+def _texts(app: AppTest) -> str:
+    """All the text a person would read on the page."""
+    parts = []
+    for kind in ("title", "header", "subheader", "markdown", "caption", "info", "warning",
+                 "error", "success"):  # fmt: skip
+        parts += [str(element.value) for element in getattr(app, kind)]
+    return "\n".join(parts)
+
+
+@pytest.fixture
+def empty_library(tmp_path: Path, trained_tiny: Path) -> Path:
+    """A library whose photo folder holds no images yet."""
+    from encoders.encoder import Encoder
+    from indexer.pipeline import IndexOptions, index_library
+
+    photos = tmp_path / "no-photos"
+    photos.mkdir()
+    report = index_library(photos, Encoder.load(trained_tiny), model_ref=str(trained_tiny),
+                           options=IndexOptions(workers=0))  # fmt: skip
+    return Path(report.library)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_each_page_renders(demo_library: Path, page: str) -> None:
+    app = _app(demo_library).run()
+    if page != PAGES[0]:
+        app.switch_page(page).run()
+    assert not app.exception, app.exception
+    assert app.title, "every page has a title"
+    assert "Welcome" not in _texts(app)
+
+
+def _objects(path: str) -> set[str]:
+    """What the demo generator drew in a demo photo (IMG_0007.jpg, IMG_0007_edit.jpg)."""
+    from encoders.synthetic import scene_for
+
+    index = int(Path(path).stem.split("_")[1]) - 1
+    return {o.name for o in scene_for(0, "test", index, 96).objects}
+
+
+def _common_class(library: Path) -> str:
+    """The class drawn most often in the library's photos."""
+    from collections import Counter
+
+    from retrieval.library import Library
+
+    with Library.open(library) as opened:
+        photos = [p for p in opened.root.rglob("IMG_[0-9]*.*") if "BROKEN" not in p.name]
+    counts = Counter(name for p in photos for name in _objects(p.name))
+    return counts.most_common(1)[0][0]
+
+
+def test_query_shows_results(demo_library: Path) -> None:
+    wanted = _common_class(demo_library)
+    app = _app(demo_library).run()
+    app.text_input(key="query").set_value(f"a {wanted}")
+    app.button(key="run-search").click().run()
+    assert not app.exception, app.exception
+    assert app.session_state["search"]["text"] == f"a {wanted}"
+    assert len(app.get("image")) >= 4, "a grid of thumbnails"
+    opens = [b for b in app.button if b.label == "Open"]
+    assert len(opens) == len(app.get("image"))
+    top = [_objects(b.help.split(" · ")[0]) for b in opens[:3]]
+    assert any(wanted in names for names in top), (wanted, top)
+
+
+def test_open_result_shows_details_and_more_like_this(demo_library: Path) -> None:
+    app = _app(demo_library).run()
+    app.text_input(key="query").set_value("a blue square")
+    app.button(key="run-search").click().run()
+    first = next(b for b in app.button if b.label == "Open")
+    first.click().run()
+    assert not app.exception, app.exception
+    more = [b for b in app.button if b.label == "More like this"]
+    assert more, "the large view offers more like this"
+    more[0].click().run()
+    assert not app.exception, app.exception
+    assert app.session_state["search"].get("similar_to") is not None
+    assert "Photos like" in _texts(app)
+
+
+def test_nonsense_query_says_no_good_match_or_shows_matches(demo_library: Path) -> None:
+    app = _app(demo_library).run()
+    app.text_input(key="query").set_value("an invoice from the tax office")
+    app.button(key="run-search").click().run()
+    assert not app.exception, app.exception
+    assert "No good match" in _texts(app)
+
+
+def test_empty_library_shows_first_run_screen(empty_library: Path) -> None:
+    app = _app(empty_library).run()
+    assert not app.exception, app.exception
+    assert "Welcome to vitrieve" in _texts(app)
+    assert any("vitrieve demo" in str(code.value) for code in app.code)
+
+
+def test_no_library_shows_first_run_screen() -> None:
+    app = _app(None).run()
+    assert not app.exception, app.exception
+    assert "Welcome to vitrieve" in _texts(app)
+
+
+@pytest.mark.parametrize("bad", ["/nonexistent/library", "/etc", "/etc/passwd"])
+def test_bad_library_path_is_a_message(bad: str) -> None:
+    app = _app(bad).run()
+    assert not app.exception, app.exception
+    assert app.error, "a clear message"
+    assert "Welcome" not in _texts(app)
+
+
+def test_unknown_id_is_refused(demo_library: Path) -> None:
+    """A crafted id (or one that names a file outside the library) shows nothing."""
+    from retrieval.library import Library
+    from ui import media
+
+    with Library.open(demo_library) as library:
+        assert media.thumbnail_bytes(library, 10**9) is None
+        assert media.thumbnail_bytes(library, -1) is None
+        assert media.large_bytes(library, 10**9) is None
+    app = _app(demo_library).run()
+    app.session_state["search"] = {"text": "a red circle", "limit": 24}
+    app.session_state["selected_id"] = 10**9
+    app.run()
+    assert not app.exception, app.exception
+    assert any("unknown image id" in str(e.value) for e in app.error)
