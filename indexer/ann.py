@@ -55,6 +55,8 @@ class ApproxParams:
 
     def sized(self, dim: int, size: int) -> ApproxParams:
         """Fill the size-dependent settings for a collection of ``size`` vectors."""
+        if self.kind != "ivfpq":
+            return self
         nlist = self.nlist or int(np.clip(2 ** round(math.log2(2 * math.sqrt(size))), 16, 65536))
         pq_m = self.pq_m or next(m for m in range(max(dim // 8, 1), 0, -1) if dim % m == 0)
         return replace(self, nlist=nlist, pq_m=pq_m)
@@ -93,6 +95,7 @@ class ApproxBackend:
     def __init__(self, dim: int, params: ApproxParams, expected_size: int | None = None) -> None:
         self.kind, self.dim, self.params = params.kind, dim, params
         self.expected_size = expected_size or 0
+        self.trained_size = 0  # the collection size the trained index was sized for
         self._n = 0  # positions in use
         self._ext = np.empty(0, np.int64)  # position → file id
         self._live = np.empty(0, bool)
@@ -104,12 +107,16 @@ class ApproxBackend:
         self._live_bitmap: Any = None
 
     @classmethod
-    def empty(cls, dim: int, kind: str, expected_size: int | None = None) -> ApproxBackend:
-        return cls(dim, ApproxParams(kind), expected_size)
+    def empty(
+        cls, dim: int, params: ApproxParams, expected_size: int | None = None
+    ) -> ApproxBackend:
+        return cls(dim, params, expected_size)
 
     @classmethod
-    def build(cls, ids: np.ndarray, vectors: np.ndarray, kind: str) -> ApproxBackend:
-        backend = cls(vectors.shape[1], ApproxParams(kind), len(ids))
+    def build(cls, ids: np.ndarray, vectors: np.ndarray, params: ApproxParams) -> ApproxBackend:
+        """Train on (a sample of) ``vectors`` and index them all at once."""
+        params = replace(params, train_min=min(params.train_min, len(ids)))
+        backend = cls(vectors.shape[1], params, len(ids))
         backend.add(ids, vectors)
         return backend
 
@@ -193,7 +200,7 @@ class ApproxBackend:
             self._indexed = self._n
 
     def _train(self) -> None:
-        size = max(len(self), self.expected_size)
+        size = self.trained_size = max(len(self), self.expected_size)
         self.params = self.params.sized(self.dim, size)
         index = faiss.index_factory(
             self.dim, self.params.factory(self.dim), faiss.METRIC_INNER_PRODUCT
@@ -214,11 +221,11 @@ class ApproxBackend:
         """Rebuild positions and the index without dead vectors (training kept)."""
         log.info("compacting: %d of %d positions are removed vectors", self._n - len(self), self._n)
         ids, vectors = self.content()
-        index = self._index
+        index, trained_size = self._index, self.trained_size
         self.__init__(self.dim, self.params, self.expected_size)  # type: ignore[misc]
         if index is not None:
             index.reset()
-            self._index = index
+            self._index, self.trained_size = index, trained_size
         self.add(ids, vectors)
 
     # --- search --------------------------------------------------------------------------
@@ -343,6 +350,7 @@ class ApproxBackend:
             "n": n,
             "indexed": self._indexed,
             "expected_size": self.expected_size,
+            "trained_size": self.trained_size,
             "params": asdict(self.params),
             "trained": self._index is not None,
         }
@@ -378,6 +386,7 @@ class ApproxBackend:
                 handle.seek(vec_offset + n * dim * 4)
                 backend._index = faiss.read_index(faiss.PyCallbackIOReader(handle.read))
         backend._n, backend._indexed = n, header["indexed"]
+        backend.trained_size = header.get("trained_size", 0)
         live = np.flatnonzero(backend._live)
         order = np.argsort(backend._ext[live], kind="stable")
         backend._keys, backend._keypos = backend._ext[live][order], live[order]

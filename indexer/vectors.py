@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -28,7 +29,14 @@ import numpy as np
 
 from encoders.errors import VitrieveError
 from indexer import ann
-from indexer.ann import ApproxBackend, as_ids, as_vectors, gpu_available, split_range_result
+from indexer.ann import (
+    ApproxBackend,
+    ApproxParams,
+    as_ids,
+    as_vectors,
+    gpu_available,
+    split_range_result,
+)
 
 log = logging.getLogger(__name__)
 
@@ -147,14 +155,18 @@ class VectorIndex:
         expected_size: int | None = None,
         *,
         threshold: int = APPROX_THRESHOLD,
+        approx: ApproxParams | None = None,
     ) -> VectorIndex:
-        """An empty index; ``auto`` decides by ``expected_size`` against ``threshold``."""
+        """An empty index; ``auto`` decides by ``expected_size`` against ``threshold``.
+
+        ``approx`` overrides the build/search settings of an approximate kind."""
         if dim <= 0:
             raise VitrieveError(f"vector dimension must be positive, got {dim}")
         resolved = resolve_kind(kind, expected_size or 0, threshold)
         if resolved == "flat":
             return cls(FlatBackend.empty(dim))
-        return cls(ApproxBackend.empty(dim, resolved, expected_size=expected_size))
+        params = _params_for(resolved, approx)
+        return cls(ApproxBackend.empty(dim, params, expected_size=expected_size))
 
     @classmethod
     def load(cls, path: Path | str) -> VectorIndex:
@@ -175,8 +187,15 @@ class VectorIndex:
             raise VitrieveError(f"{path} holds a {type(index).__name__}, not a vitrieve index")
         return cls(FlatBackend(index))
 
-    def rebuild(self, kind: str = "auto", *, threshold: int = APPROX_THRESHOLD) -> VectorIndex:
-        """A new index of ``kind`` (``auto``: by the current size) holding the same vectors."""
+    def rebuild(
+        self,
+        kind: str = "auto",
+        *,
+        threshold: int = APPROX_THRESHOLD,
+        approx: ApproxParams | None = None,
+    ) -> VectorIndex:
+        """A new index of ``kind`` (``auto``: by the current size) holding the same vectors;
+        an approximate kind is trained on them (minutes at 1M vectors)."""
         ids, vectors = self._backend.content()
         resolved = resolve_kind(kind, len(ids), threshold)
         if resolved == "flat":
@@ -185,16 +204,21 @@ class VectorIndex:
                 fresh.add(ids, vectors)
             return fresh
         log.info("building a %s index of %d vectors", resolved, len(ids))
-        return VectorIndex(ApproxBackend.build(ids, vectors, resolved))
+        return VectorIndex(ApproxBackend.build(ids, vectors, _params_for(resolved, approx)))
 
     def upgrade_if_needed(self, threshold: int = APPROX_THRESHOLD) -> bool:
-        """Switch a flat index that outgrew ``threshold`` to the approximate kind, in place.
+        """Rebuild in place when the collection outgrew its kind: a flat index past
+        ``threshold``, or an IVF index with 8× the vectors it was sized for.
 
         Call it at the end of an indexing run of an ``auto`` library (it may take minutes)."""
-        if self.kind != "flat" or len(self) <= threshold:
-            return False
-        self._backend = self.rebuild("auto", threshold=threshold)._backend
-        return True
+        backend = self._backend
+        if backend.kind == "flat":
+            needed = len(self) > threshold
+        else:
+            needed = backend.kind == "ivfpq" and len(self) > 8 * max(backend.trained_size, 1)
+        if needed:
+            self._backend = self.rebuild("auto", threshold=threshold)._backend
+        return needed
 
     # --- contents ------------------------------------------------------------------------
 
@@ -302,6 +326,12 @@ def resolve_kind(kind: str, size: int, threshold: int = APPROX_THRESHOLD) -> str
     if name == "auto":
         return "flat" if size <= threshold else DEFAULT_APPROX_KIND
     return name
+
+
+def _params_for(kind: str, approx: ApproxParams | None) -> ApproxParams:
+    if approx is None:
+        return ApproxParams(kind)
+    return replace(approx, kind=kind)
 
 
 def _fsync_dir(folder: Path) -> None:
