@@ -1,0 +1,165 @@
+"""VectorIndex at scale: build time, memory, single-query latency p50/p99, recall@10 vs exact.
+
+Data: ``--n`` random-but-clustered unit vectors (default 1M × 512): cluster centres, each
+cluster spread along its own low-dimensional subspace plus isotropic noise, which is how
+CLIP-style embeddings of a photo library look (near-duplicates, events, themes). ``--real``
+adds a run on an ``.npy`` file of real embeddings (rows L2-normalised here).
+
+Exact search (faiss brute force, the ``flat`` kind's algorithm) runs side by side on the same
+queries: recall@10 is measured against it and its latency is reported as a ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from indexer.vectors import VectorIndex
+
+
+def clustered(n: int, dim: int, seed: int = 0, per_cluster: int = 1000, intrinsic: int = 24):
+    """``n`` unit vectors in ~n/per_cluster clusters, each spread in its own subspace."""
+    rng = np.random.default_rng(seed)
+    clusters = max(n // per_cluster, 8)
+    labels = rng.integers(0, clusters, n)
+    out = np.empty((n, dim), np.float32)
+    for cluster in range(clusters):
+        rows = np.flatnonzero(labels == cluster)
+        centre = rng.standard_normal(dim).astype(np.float32)
+        centre /= np.linalg.norm(centre)
+        basis = rng.standard_normal((intrinsic, dim)).astype(np.float32) / np.sqrt(dim)
+        spread = rng.standard_normal((len(rows), intrinsic)).astype(np.float32) @ basis
+        noise = rng.standard_normal((len(rows), dim)).astype(np.float32) * (0.2 / np.sqrt(dim))
+        out[rows] = centre + 0.5 * spread + noise
+    out /= np.linalg.norm(out, axis=1, keepdims=True)
+    return out
+
+
+def rss_gb() -> float:
+    """Resident memory now (Linux /proc), in GB."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * resource.getpagesize() / 1e9
+
+
+def latencies(search, queries: np.ndarray) -> tuple[list[float], np.ndarray]:
+    times, found = [], []
+    for query in queries:
+        start = time.perf_counter()
+        _, ids = search(query[None])
+        times.append(time.perf_counter() - start)
+        found.append(ids[0])
+    return times, np.array(found)
+
+
+def percentile_ms(times: list[float], q: float) -> float:
+    return float(np.percentile(times, q) * 1000)
+
+
+def recall_at_10(found: np.ndarray, truth: np.ndarray) -> float:
+    hits = [len(np.intersect1d(a[:10], b[:10])) for a, b in zip(found, truth, strict=True)]
+    return float(np.mean(hits) / 10)
+
+
+def run(name: str, base: np.ndarray, queries: np.ndarray, kind: str, exact_queries: int) -> dict:
+    n, dim = base.shape
+    ids = np.arange(n, dtype=np.int64)
+    _, truth = faiss.knn(queries, base, 10, metric=faiss.METRIC_INNER_PRODUCT)
+    rss_before = rss_gb()
+    start = time.perf_counter()
+    index = VectorIndex.create(dim, kind, expected_size=n)
+    index.add(ids, base)
+    build_s = time.perf_counter() - start
+    rss_after = rss_gb()
+    index.search(queries[:20], 10)  # warm-up: page in, allocate
+    times, found = latencies(lambda q: index.search(q, 10), queries)
+    allowed = ids[np.random.default_rng(1).random(n) < 0.1]  # a 10 % filter (e.g. one year)
+    filtered_times, filtered = latencies(lambda q: index.search(q, 10, allowed), queries[:200])
+    exact_times, _ = latencies(
+        lambda q: faiss.knn(q, base, 10, metric=faiss.METRIC_INNER_PRODUCT), queries[:exact_queries]
+    )
+    with tempfile.TemporaryDirectory(dir=".") as folder:
+        path = Path(folder) / "vectors.faiss"
+        start = time.perf_counter()
+        index.save(path)
+        save_s, file_gb = time.perf_counter() - start, path.stat().st_size / 1e9
+        start = time.perf_counter()
+        VectorIndex.load(path)
+        load_s = time.perf_counter() - start
+    p50 = percentile_ms(times, 50)
+    return {
+        "data": name,
+        "n": n,
+        "dim": dim,
+        "index": index.describe(),
+        "build_s": round(build_s, 1),
+        "rss_growth_gb": round(rss_after - rss_before, 2),
+        "file_gb": round(file_gb, 2),
+        "save_s": round(save_s, 1),
+        "load_s": round(load_s, 2),
+        "p50_ms": round(p50, 2),
+        "p99_ms": round(percentile_ms(times, 99), 2),
+        "recall_at_10": round(recall_at_10(found, truth), 4),
+        "filtered_p50_ms": round(percentile_ms(filtered_times, 50), 2),
+        "filtered_only_allowed": bool(np.isin(filtered, allowed).all()),
+        "exact_p50_ms": round(percentile_ms(exact_times, 50), 2),
+        "speedup_vs_exact": round(percentile_ms(exact_times, 50) / p50, 1),
+    }
+
+
+def report(result: dict) -> str:
+    index = result["index"]
+    return "\n".join(
+        [
+            f"{result['data']}: {result['n']:,} x {result['dim']} -> {index['kind']} "
+            f"({index.get('factory', 'IDMap2,Flat')}, {json.dumps(index.get('params', {}))})",
+            f"  build {result['build_s']} s, RSS +{result['rss_growth_gb']} GB, "
+            f"file {result['file_gb']} GB (save {result['save_s']} s, load {result['load_s']} s)",
+            f"  search k=10, one query: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, "
+            f"recall@10 {result['recall_at_10']} vs exact",
+            f"  10% filter: p50 {result['filtered_p50_ms']} ms, "
+            f"only allowed ids: {result['filtered_only_allowed']}",
+            f"  exact brute force p50 {result['exact_p50_ms']} ms "
+            f"(approximate is {result['speedup_vs_exact']}x faster)",
+        ]
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, default=1_000_000, help="vectors in the index")
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--exact-queries", type=int, default=30, help="exact latency samples")
+    parser.add_argument("--kind", default="auto", help="auto, flat, ivfpq or hnsw")
+    parser.add_argument("--real", type=Path, help=".npy of real embeddings (N, D)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    datasets = []
+    vectors = clustered(args.n + args.queries, args.dim)
+    datasets.append(("clustered", vectors[: args.n], vectors[args.n :]))
+    if args.real:
+        real = np.load(args.real).astype(np.float32)
+        real /= np.linalg.norm(real, axis=1, keepdims=True)
+        cut = max(len(real) - args.queries, len(real) * 9 // 10)
+        datasets.append((args.real.name, real[:cut], real[cut:]))
+    results = []
+    for name, base, queries in datasets:
+        result = run(name, base, queries, args.kind, args.exact_queries)
+        results.append(result)
+        if not args.json:
+            print(report(result), flush=True)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print(f"threads: {faiss.omp_get_max_threads()}, faiss {faiss.__version__}")
+
+
+if __name__ == "__main__":
+    main()
