@@ -51,9 +51,16 @@ class HFTextTower(nn.Module):
         if config.lock:
             self.model.requires_grad_(False)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def pool(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The pretrained model's masked mean of hidden states (B, H), before the projection.
+
+        Separate from ``forward`` so a trainer with a locked tower can compute it once per
+        distinct caption and train only the projection.
+        """
         mask = (tokens != self.pad_id).long()
         hidden = self.model(input_ids=tokens, attention_mask=mask).last_hidden_state  # (B, L, H)
         weights = mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
-        return self.proj(pooled)
+        return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.pool(tokens))

@@ -20,6 +20,7 @@ from retrieval.commands import labels as label_commands
 from retrieval.commands import library_tools as library_tool_commands
 from retrieval.commands import model as model_commands
 from retrieval.commands import search as search_commands
+from retrieval.commands import train as train_commands
 from retrieval.commands import ui as ui_commands
 
 app = typer.Typer(
@@ -40,6 +41,7 @@ for module in (
     label_commands,
     library_tool_commands,
     index_commands,
+    train_commands,
 ):
     module.register(app)
 

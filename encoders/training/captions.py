@@ -1,0 +1,111 @@
+"""Caption-side preparation: every distinct caption tokenised once, mirrors and hard negatives.
+
+Training looks captions up by index instead of tokenising per step. The table also holds
+each caption's left/right mirror (the caption of a flipped image) and hard negatives:
+the same words with attributes swapped — "a red circle left of a blue square" →
+"a blue circle left of a red square" or "... right of ..." — or a colour replaced —
+"a red star" → "a green star". As extra candidates in the loss they force the model to tell
+*which* colour goes with *which* object instead of matching a bag of words; this is what a
+plain CLIP lacks on compositions it never saw.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from encoders.tokenizer import Tokenizer, trim_padding
+from encoders.training.data import swap_left_right
+
+# Common colour words (English basic colour terms and a few frequent synonyms). Generic on
+# purpose: the trainer knows nothing of any data set, only that colours are attributes.
+COLOUR_WORDS = frozenset(
+    {"red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white",
+     "grey", "gray", "violet", "cyan", "magenta", "beige", "turquoise", "gold", "silver", "navy"}
+)  # fmt: skip
+_WORD = re.compile(r"[A-Za-z]+|[^A-Za-z]+")
+
+
+def hard_negatives(
+    caption: str, colours: Sequence[str], rng: random.Random, count: int = 2
+) -> list[str]:
+    """Up to ``count`` captions that describe a *different* scene with the same words.
+
+    Two different colours in a caption are swapped between their objects; a left/right
+    relation is reversed; a lone colour is replaced by another colour of ``colours``.
+    """
+    tokens = _WORD.findall(caption)
+    colour_at = [i for i, t in enumerate(tokens) if t.lower() in COLOUR_WORDS]
+    found: list[str] = []
+    distinct = {tokens[i].lower() for i in colour_at}
+    if len(distinct) >= 2:
+        first = colour_at[0]
+        second = next(i for i in colour_at if tokens[i].lower() != tokens[first].lower())
+        swapped = list(tokens)
+        swapped[first], swapped[second] = tokens[second], tokens[first]
+        found.append("".join(swapped))
+    mirrored = swap_left_right(caption)
+    if mirrored != caption and len(distinct) >= 2:
+        found.append(mirrored)  # "x left of y" ≠ "x right of y" when x and y differ
+    others = [c for c in colours if c not in distinct]
+    while colour_at and others and len(found) < count:
+        replaced = list(tokens)
+        replaced[rng.choice(colour_at)] = rng.choice(others)
+        text = "".join(replaced)
+        if text in found:
+            break
+        found.append(text)
+    return found[:count]
+
+
+@dataclass
+class CaptionTable:
+    """Distinct captions (with their left/right mirrors) and tokens; hard negatives per caption.
+
+    ``negatives[i]`` lists indices into ``texts`` (−1 where a caption has fewer).
+    """
+
+    texts: list[str]
+    tokens: torch.Tensor  # (U, L) int64, trimmed to the longest caption
+    negatives: torch.Tensor  # (U, K) int64, −1 = none
+    pad_id: int = 0
+
+    def __post_init__(self) -> None:
+        self.lookup = {t: i for i, t in enumerate(self.texts)}
+
+    def index_of(self, captions: Sequence[str]) -> torch.Tensor:
+        """Indices of captions that are in the table (all training captions and mirrors)."""
+        return torch.tensor([self.lookup[c] for c in captions], dtype=torch.long)
+
+
+def build_caption_table(
+    captions: Sequence[str], tokenizer: Tokenizer, negatives_per_caption: int = 2, seed: int = 0
+) -> CaptionTable:
+    """Tokenise each distinct caption (and its mirror and negatives) once."""
+    texts: list[str] = []
+    lookup: dict[str, int] = {}
+
+    def add(text: str) -> int:
+        if text not in lookup:
+            lookup[text] = len(texts)
+            texts.append(text)
+        return lookup[text]
+
+    originals = [add(c) for c in dict.fromkeys(captions)]
+    mirrors = {i: add(swap_left_right(texts[i])) for i in list(originals)}
+    sources = sorted(set(originals) | set(mirrors.values()))
+    colours = sorted({w.lower() for t in texts for w in _WORD.findall(t)} & COLOUR_WORDS)
+    rng = random.Random(seed)
+    negative_rows = {
+        i: [add(n) for n in hard_negatives(texts[i], colours, rng, negatives_per_caption)]
+        for i in sources
+    }
+    negatives = torch.full((len(texts), max(negatives_per_caption, 1)), -1, dtype=torch.long)
+    for i, row in negative_rows.items():
+        negatives[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+    tokens = trim_padding(tokenizer(texts), tokenizer.pad_id)
+    return CaptionTable(texts, tokens, negatives, tokenizer.pad_id)

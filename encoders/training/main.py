@@ -1,0 +1,147 @@
+"""Training from files: resolve the model config, read and prepare data, run, record.
+
+``train_from_files`` is what ``vitrieve train`` calls; each step is a short function so tests
+and benchmarks can reuse them (e.g. ``prepare_data`` with their own items).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from encoders.checkpoint import load_checkpoint
+from encoders.clip import CLIP, create_model
+from encoders.config import CLIPConfig, TextConfig, load_config
+from encoders.errors import VitrieveError
+from encoders.hf_text import HFTextTower
+from encoders.tokenizer import Tokenizer, get_tokenizer
+from encoders.training.captions import build_caption_table
+from encoders.training.data import CaptionedItem, preload_images, read_captioned
+from encoders.training.loop import Callback, TrainData, Trainer, TrainOptions
+from encoders.training.metrics import plot_curves, read_metrics
+from encoders.training.state import TrainState
+from encoders.training.validate import ZeroShotValidator
+
+log = logging.getLogger(__name__)
+
+TEXT_TOWERS = ("own", "minilm")
+MINILM_CONTEXT = 32  # captions of a few words; MiniLM itself allows 512 tokens
+SIGLIP_INIT_SCALE, SIGLIP_INIT_BIAS = math.log(10.0), -10.0  # SigLIP paper's initialisation
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """Everything ``vitrieve train`` was asked for, already validated by the CLI."""
+
+    data: Path
+    out: Path
+    model: str = "tiny"
+    val: Path | None = None
+    image_size: int | None = None
+    text_tower: str = "own"
+    lock_text: bool = True
+    resume: bool = False
+    sep: str = "\t"
+    image_col: str = "filepath"
+    caption_col: str = "title"
+    label_col: str = "label"
+    options: TrainOptions = TrainOptions()
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    state: TrainState
+    checkpoint: Path
+    final: dict[str, float]
+    samples_per_s: float
+
+
+def build_config(request: TrainRequest) -> CLIPConfig:
+    """The architecture: a named/JSON config, with image size, text tower and loss applied."""
+    config = load_config(request.model)
+    if request.image_size:
+        config = config.with_image_size(request.image_size)
+    if request.text_tower == "minilm":
+        text = TextConfig(context_length=MINILM_CONTEXT, hf_model="minilm", lock=request.lock_text)
+        config = replace(config, text=text)
+    elif request.text_tower != "own":
+        raise VitrieveError(f"unknown text tower {request.text_tower!r}: use one of {TEXT_TOWERS}")
+    if request.options.loss == "siglip" and config.init_logit_bias is None:
+        config = replace(
+            config, init_logit_scale=SIGLIP_INIT_SCALE, init_logit_bias=SIGLIP_INIT_BIAS
+        )
+    return config
+
+
+def build_model(config: CLIPConfig, tokenizer: Tokenizer, seed: int) -> CLIP:
+    """A fresh model; the seed makes every DDP rank start from the same weights."""
+    torch.manual_seed(seed)
+    return create_model(config, tokenizer)
+
+
+@torch.inference_mode()
+def cache_text_features(tower: HFTextTower, tokens: torch.Tensor, batch: int = 512) -> torch.Tensor:
+    """A locked pretrained tower's pooled output for every caption, computed once (U, H)."""
+    tower.eval()
+    chunks = []
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for start in range(0, len(tokens), batch):
+            chunks.append(tower.pool(tokens[start : start + batch]).float())
+    return torch.cat(chunks)
+
+
+def prepare_data(
+    items: list[CaptionedItem], model: CLIP, tokenizer: Tokenizer, options: TrainOptions
+) -> TrainData:
+    """Preload images, tabulate captions (+ hard negatives), cache a locked text tower."""
+    size = model.config.vision.image_size
+    images, kept = preload_images([item.path for item in items], size)
+    if not kept:
+        raise VitrieveError("none of the training images could be read")
+    captions = [items[i].caption for i in kept]
+    negatives = 2 if options.hard_negatives else 0
+    table = build_caption_table(captions, tokenizer, negatives, seed=options.seed)
+    features = None
+    text = model.text
+    if isinstance(text, HFTextTower) and text.config.lock:
+        features = cache_text_features(text, table.tokens)
+    log.info("training data: %d images, %d distinct texts", len(images), len(table.texts))
+    return TrainData(images, captions, table, features)
+
+
+def _model_for(request: TrainRequest) -> tuple[CLIP, Tokenizer]:
+    checkpoint = request.out / "checkpoint"
+    if request.resume:
+        model, _ = load_checkpoint(checkpoint)
+        return model, get_tokenizer(model.config.text)
+    config = build_config(request)
+    tokenizer = get_tokenizer(config.text)
+    return build_model(config, tokenizer, request.options.seed), tokenizer
+
+
+def train_from_files(request: TrainRequest, callback: Callback | None = None) -> TrainResult:
+    """Read the data, build (or resume) the model, train, write checkpoint and curves."""
+    started = time.perf_counter()
+    request.out.mkdir(parents=True, exist_ok=True)
+    model, tokenizer = _model_for(request)
+    items = read_captioned(request.data, request.sep, request.image_col, request.caption_col)
+    data = prepare_data(items, model, tokenizer, request.options)
+    validator = None
+    if request.val is not None:
+        val_items = read_captioned(
+            request.val, request.sep, request.image_col, request.caption_col, request.label_col
+        )
+        validator = ZeroShotValidator(val_items, tokenizer, model.config.vision.image_size)
+    trainer = Trainer(model, data, request.options, request.out, callback, validator, started)
+    state = trainer.run(resume=request.resume)
+    records = read_metrics(request.out / "metrics.jsonl")
+    if trainer.rank == 0:
+        plot_curves(records, request.out / "curves.png")
+    final = {k[4:]: v for k, v in trainer.history[-1].items() if k.startswith("val_")}
+    rates = [r["samples_per_s"] for r in trainer.history if r.get("samples_per_s")]
+    return TrainResult(state, request.out / "checkpoint", final, rates[-1] if rates else 0.0)

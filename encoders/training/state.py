@@ -1,0 +1,92 @@
+"""Training state for ``--resume``: tensors in safetensors, everything else in JSON.
+
+``RUN_DIR/checkpoint/`` holds the model (``config.json`` + ``model.safetensors``, the same
+format as any checkpoint) and beside it ``training_state.safetensors`` (optimizer moments,
+RNG state) and ``training_state.json`` (step, epoch, data position, schedule, options).
+Nothing is pickled, so a run directory from elsewhere cannot execute code when resumed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from encoders.checkpoint import _atomic_write, save_checkpoint
+from encoders.clip import CLIP
+from encoders.errors import VitrieveError
+
+STATE_TENSORS = "training_state.safetensors"
+STATE_JSON = "training_state.json"
+
+
+@dataclass
+class TrainState:
+    """Where a run is: enough, with the optimizer, to continue it exactly."""
+
+    step: int = 0  # optimiser steps done
+    epoch: int = 0
+    position: int = 0  # samples of this epoch's order already used (global, all ranks)
+    total_steps: int = 0  # 0 until known (wall-clock budgets estimate it after a few steps)
+    warmup: int = 0
+    elapsed_s: float = 0.0  # training time used, for wall-clock budgets
+    samples: int = 0
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict, dict[str, Any]]:
+    """Split an optimizer state dict into named tensors and JSON-able metadata."""
+    state_dict = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    for index, slots in state_dict["state"].items():
+        for name, value in slots.items():
+            tensors[f"optimizer.{index}.{name}"] = torch.as_tensor(value).detach().cpu()
+    groups = [{k: v for k, v in g.items()} for g in state_dict["param_groups"]]
+    return tensors, {"param_groups": groups}
+
+
+def save_training_state(
+    directory: Path,
+    model: CLIP,
+    optimizer: torch.optim.Optimizer,
+    state: TrainState,
+    extra: dict[str, Any],
+) -> None:
+    """Write model + training state into ``directory`` (each file atomically)."""
+    save_checkpoint(model, directory, extra={"train": {"step": state.step, **extra}})
+    tensors, meta = _optimizer_tensors(optimizer)
+    tensors["rng.torch"] = torch.get_rng_state()
+    tensors = {k: v.contiguous() for k, v in tensors.items()}
+    _atomic_write(directory / STATE_TENSORS, lambda tmp: save_file(tensors, str(tmp)))
+    payload = {"state": asdict(state), "optimizer": meta, **extra}
+    text = json.dumps(payload, indent=2, default=list)
+    _atomic_write(directory / STATE_JSON, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def load_training_state(
+    directory: Path, optimizer: torch.optim.Optimizer
+) -> tuple[TrainState, dict[str, Any]]:
+    """Restore the optimizer and the torch RNG; return the state and the saved extras."""
+    json_path, tensor_path = directory / STATE_JSON, directory / STATE_TENSORS
+    if not json_path.is_file() or not tensor_path.is_file():
+        raise VitrieveError(f"nothing to resume in {directory} (no {STATE_JSON})")
+    try:
+        payload = json.loads(json_path.read_text(encoding="utf-8"))
+        tensors = load_file(str(tensor_path))
+    except (OSError, ValueError) as exc:
+        raise VitrieveError(f"cannot read the training state in {directory}: {exc}") from exc
+    slots: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".", 2)
+            slots.setdefault(int(index), {})[name] = value
+    groups = payload["optimizer"]["param_groups"]
+    for group in groups:
+        group["betas"] = tuple(group.get("betas", (0.9, 0.999)))
+    optimizer.load_state_dict({"state": slots, "param_groups": groups})
+    torch.set_rng_state(tensors["rng.torch"])
+    extras = {k: v for k, v in payload.items() if k not in ("state", "optimizer")}
+    return TrainState(**payload["state"]), extras

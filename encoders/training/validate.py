@@ -1,0 +1,69 @@
+"""In-training validation: zero-shot top-1 on labelled validation images, cheaply and often.
+
+The full metrics live in ``retrieval.evaluate`` (which runs on saved checkpoints); this is the
+small in-loop version for the learning curves: images preloaded once, the class prompts
+re-encoded each time (the text tower is training too), top-1 overall and — when the data has a
+``held_out`` column — on seen and held-out compositions separately.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from encoders.clip import CLIP
+from encoders.tokenizer import Tokenizer, trim_padding
+from encoders.training.data import CaptionedItem, normalize_batch, preload_images
+
+TEMPLATES = ("a {}.", "a photo of a {}.")  # the same prompts as retrieval.evaluate's default
+
+
+class ZeroShotValidator:
+    """Callable ``model -> {"top1": ..., "top1_seen": ..., "top1_held_out": ...}``."""
+
+    def __init__(
+        self,
+        items: Sequence[CaptionedItem],
+        tokenizer: Tokenizer,
+        image_size: int,
+        limit: int = 1000,
+        templates: Sequence[str] = TEMPLATES,
+    ) -> None:
+        labelled = [item for item in items if item.label][:limit]
+        if not labelled:
+            raise ValueError("validation data has no labelled items (need a label column)")
+        images, kept = preload_images([item.path for item in labelled], image_size)
+        labelled = [labelled[i] for i in kept]
+        self.images = images
+        self.classnames = sorted({item.label for item in labelled})
+        index = {name: i for i, name in enumerate(self.classnames)}
+        self.targets = torch.tensor([index[item.label] for item in labelled])
+        self.held_out = torch.tensor(
+            [item.extra.get("held_out", "0") in ("1", "true") for item in labelled]
+        )
+        prompts = [t.format(c) for c in self.classnames for t in templates]
+        self.tokens = trim_padding(tokenizer(prompts), tokenizer.pad_id)
+        self.templates = len(templates)
+
+    @torch.inference_mode()
+    def __call__(self, model: CLIP) -> dict[str, float]:
+        was_training = model.training
+        model.eval()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            text = model.encode_text(self.tokens).float()
+            classes = text.view(len(self.classnames), self.templates, -1).mean(dim=1)
+            classes = torch.nn.functional.normalize(classes, dim=-1)
+            images = torch.cat(
+                [
+                    model.encode_image(normalize_batch(self.images[i : i + 256])).float()
+                    for i in range(0, len(self.images), 256)
+                ]
+            )
+        model.train(was_training)
+        correct = (images @ classes.T).argmax(dim=1) == self.targets
+        result = {"top1": correct.float().mean().item()}
+        if self.held_out.any():
+            result["top1_seen"] = correct[~self.held_out].float().mean().item()
+            result["top1_held_out"] = correct[self.held_out].float().mean().item()
+        return result
