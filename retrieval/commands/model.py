@@ -12,6 +12,7 @@ from encoders.checkpoint import save_checkpoint
 from encoders.encoder import Encoder
 from encoders.errors import VitrieveError
 from encoders.pretrained import load_openclip
+from indexer.images import decode_image
 
 
 def register(app: typer.Typer) -> None:
@@ -56,7 +57,8 @@ def embed(
         raise typer.BadParameter("give exactly one of --images, --texts or --texts-file")
     encoder = Encoder.load(model, weights=weights, precision=precision)
     if images:
-        vectors = encoder.encode_images([_open_image(p) for p in images])
+        size = encoder.image_size
+        vectors = encoder.encode_images([_decode(p, size) for p in images])
     else:
         lines = texts or _read_lines(texts_file)
         vectors = encoder.encode_texts(lines)
@@ -66,13 +68,11 @@ def embed(
     )
 
 
-def _open_image(path: Path):
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
+def _decode(path: Path, size: int):
+    """The indexer's safe decoder: EXIF orientation, bomb guard, clear errors."""
     try:
-        with Image.open(path) as image:
-            return ImageOps.exif_transpose(image).convert("RGB")
-    except (OSError, UnidentifiedImageError) as exc:
+        return decode_image(path, target_size=size).image
+    except OSError as exc:
         raise VitrieveError(f"cannot read image {path}: {exc}") from exc
 
 
