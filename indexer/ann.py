@@ -199,7 +199,14 @@ class ApproxBackend:
             self._index.add(np.ascontiguousarray(self._vec[self._indexed : self._n]))
             self._indexed = self._n
 
-    def _train(self) -> None:
+    def train(self, sample: np.ndarray) -> None:
+        """Train on ``sample`` now (e.g. drawn across the shards of a distributed run), so the
+        vectors added next go straight into the approximate index."""
+        if self._index is None:
+            self._train(sample)
+            self._index_tail()
+
+    def _train(self, sample: np.ndarray | None = None) -> None:
         size = self.trained_size = max(len(self), self.expected_size)
         self.params = self.params.sized(self.dim, size)
         index = faiss.index_factory(
@@ -209,12 +216,14 @@ class ApproxBackend:
             faiss.downcast_index(index).hnsw.efConstruction = self.params.ef_construction
         else:
             _cheap_training(index)
-        rng = np.random.default_rng(0)
-        live = np.sort(self._keypos)
-        sample_size = 64 * self.params.nlist if self.kind == "ivfpq" else 65_536
-        sample = rng.choice(live, min(len(live), sample_size), replace=False)
+        if sample is None:
+            rng = np.random.default_rng(0)
+            live = np.sort(self._keypos)
+            sample_size = 64 * self.params.nlist if self.kind == "ivfpq" else 65_536
+            rows = np.sort(rng.choice(live, min(len(live), sample_size), replace=False))
+            sample = self._vec[rows]
         log.info("training %s on %d vectors", self.params.factory(self.dim), len(sample))
-        _train_maybe_on_gpu(index, np.ascontiguousarray(self._vec[np.sort(sample)]))
+        _train_maybe_on_gpu(index, np.ascontiguousarray(sample, dtype=np.float32))
         self._index, self._indexed = index, 0
 
     def _compact(self) -> None:

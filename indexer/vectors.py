@@ -247,6 +247,13 @@ class VectorIndex:
         if len(ids):
             self._backend.add(ids, vectors)
 
+    def train(self, sample: np.ndarray) -> None:
+        """Train an approximate kind on ``sample`` before adding (a no-op for ``flat``, and
+        for an index already trained). Without it, training happens on the first
+        ``train_min`` vectors added."""
+        if isinstance(self._backend, ApproxBackend):
+            self._backend.train(as_vectors(sample, self.dim))
+
     def remove(self, ids: np.ndarray) -> int:
         """Remove ``ids`` (unknown ids are ignored); returns how many were removed."""
         ids = as_ids(ids)
