@@ -143,3 +143,57 @@ def test_unknown_id_is_refused(demo_library: Path) -> None:
     app.run()
     assert not app.exception, app.exception
     assert any("unknown image id" in str(e.value) for e in app.error)
+
+
+def _png(colour: str, shape: str) -> bytes:
+    import io
+
+    from encoders.synthetic import render_object
+
+    buffer = io.BytesIO()
+    render_object(colour, shape, 96, seed=3).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_image_upload_searches_by_example(demo_library: Path) -> None:
+    wanted = _common_class(demo_library)
+    app = _app(demo_library).run()
+    app.file_uploader[0].upload("example.png", _png(*wanted.split()), "image/png")
+    app.button(key="run-search").click().run()
+    assert not app.exception, app.exception
+    assert app.session_state["search"]["image"] is not None
+    opens = [b for b in app.button if b.label == "Open"]
+    assert opens, "results for an example image"
+    top = [_objects(b.help.split(" · ")[0]) for b in opens[:3]]
+    assert any(wanted in names for names in top), (wanted, top)
+
+
+def test_broken_upload_is_a_message(demo_library: Path) -> None:
+    app = _app(demo_library).run()
+    app.file_uploader[0].upload("fake.jpg", b"\xff\xd8 not really a jpeg", "image/jpeg")
+    app.button(key="run-search").click().run()
+    assert not app.exception, app.exception
+    assert any("fake.jpg" in str(e.value) for e in app.error)
+    assert "search" not in app.session_state
+
+
+def test_classify_uploads_shows_probabilities_and_csv(demo_library: Path) -> None:
+    app = _app(demo_library).run()
+    app.switch_page("views/classify.py").run()
+    app.text_area(key="labels").set_value("red circle\nblue square")
+    app.file_uploader[0].set_value([("a.png", _png("red", "circle"), "image/png"),
+                                    ("b.png", _png("blue", "square"), "image/png")])  # fmt: skip
+    app.button(key="classify").click().run()
+    assert not app.exception, app.exception
+    assert len(app.get("arrow_vega_lite_chart")) + len(app.get("vega_lite_chart")) >= 2
+    assert any(d.label == "Download CSV" for d in app.get("download_button"))
+    verdicts = [m.value for m in app.markdown if "→" in str(m.value)]
+    assert any("a.png" in v and "red circle" in v for v in verdicts), verdicts
+
+
+def test_library_page_lists_failures_and_stats(demo_library: Path) -> None:
+    app = _app(demo_library).run()
+    app.switch_page("views/library.py").run()
+    assert not app.exception, app.exception
+    assert any("Failed files (1)" in e.label for e in app.expander)
+    assert any(m.label == "Images" for m in app.metric)

@@ -70,6 +70,13 @@ def _classify_uploads(clf: ZeroShotClassifier, uploads: list, size: int):
     )
 
 
+def _verdict(name: str, verdict: Any) -> str:
+    if verdict.label is not None:
+        return f"**{name}** → **{verdict.label}** ({verdict.score:.0%})"
+    closest = max(verdict.probabilities, key=verdict.probabilities.get)
+    return f"**{name}** → **none of these** (closest: {closest}, {verdict.score:.0%})"
+
+
 def _show_verdicts(names: list[str], pictures: list, verdicts: list) -> None:
     rows = []
     for name, picture, verdict in zip(names, pictures, verdicts, strict=True):
@@ -78,8 +85,7 @@ def _show_verdicts(names: list[str], pictures: list, verdicts: list) -> None:
             if picture is not None:
                 left.image(picture, width="stretch")
             with right:
-                st.markdown(f"**{name}** → **{verdict.label or 'none of these'}** "
-                            f"({verdict.score:.0%})")  # fmt: skip
+                st.markdown(_verdict(name, verdict))
                 components.probability_chart(verdict.probabilities, height=160)
         rows.append({"image": name, "label": verdict.label or ABSTAIN, "score": verdict.score,
                      **{f"p({k})": v for k, v in verdict.probabilities.items()}})  # fmt: skip
