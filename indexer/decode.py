@@ -14,7 +14,6 @@ import io
 import logging
 import multiprocessing
 import os
-import queue
 import signal
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -119,13 +118,15 @@ class DecodePool:
         self.settings, self.workers, self.timeout = settings, workers, timeout
         self.window = max(window, 2 * workers)
         self._context = multiprocessing.get_context("forkserver")
-        self._context.set_forkserver_preload(["indexer.decode"])
+        # workers fork from a server that has imported torch once, so restarts are cheap
+        self._context.set_forkserver_preload(["torch", "torchvision.transforms", "indexer.decode"])
         self._executor: ProcessPoolExecutor | None = None
         self._started: Any = None
         self._crashes: dict[int, int] = {}
 
     def _start(self) -> ProcessPoolExecutor:
-        self._started = self._context.Queue()
+        self._started = self._context.SimpleQueue()  # unbuffered: a killed worker's last word
+        # still arrives (a Queue's feeder thread would die with it)
         self._executor = ProcessPoolExecutor(
             self.workers,
             mp_context=self._context,
@@ -160,7 +161,12 @@ class DecodePool:
         running: dict[int, tuple[int, float]] = {}  # file id → (worker pid, start)
         executor = self._executor or self._start()
         while True:
-            while len(inflight) < self.window:
+            # after a crash the suspects run one at a time, so the guilty file is the only one
+            # present at its second crash
+            isolate = any(i in self._crashes for i, _ in retry) or any(
+                i in self._crashes for i, _ in inflight.values()
+            )
+            while len(inflight) < (1 if isolate else self.window):
                 item = retry.pop() if retry else next(todo, None)
                 if item is None:
                     break
@@ -171,13 +177,15 @@ class DecodePool:
             self._drain_started(running)
             broken = False
             for future in done:
-                file_id, _path = item = inflight.pop(future)
-                running.pop(file_id, None)
+                item = inflight.pop(future)
                 try:
-                    yield future.result()
-                except BrokenProcessPool:
+                    decoded = future.result()
+                except BrokenProcessPool:  # still "running": a suspect if it had started
                     broken = True
                     retry.append(item)
+                    continue
+                running.pop(item[0], None)
+                yield decoded
             hung = self._hung(running)
             if hung or broken:
                 yield from self._recover(hung, running, inflight, retry)
@@ -186,12 +194,12 @@ class DecodePool:
                 executor = self._start()
 
     def _drain_started(self, running: dict[int, tuple[int, float]]) -> None:
-        while True:
-            try:
-                file_id, pid, start = self._started.get_nowait()
-            except (queue.Empty, OSError, EOFError):
-                return
-            running[file_id] = (pid, start)
+        try:
+            while not self._started.empty():
+                file_id, pid, start = self._started.get()
+                running[file_id] = (pid, start)
+        except (OSError, EOFError):
+            return
 
     def _hung(self, running: dict[int, tuple[int, float]]) -> list[int]:
         now = time.monotonic()
@@ -211,7 +219,8 @@ class DecodePool:
         for file_id in hung:
             yield Decoded(file_id, error=f"decoding took longer than {self.timeout:g} s")
         suspects = set(running) - set(hung)
-        for item in list(inflight.values()) + retry:
+        survivors = []
+        for item in dict.fromkeys([*inflight.values(), *retry]):
             file_id = item[0]
             if file_id in hung:
                 continue
@@ -219,9 +228,10 @@ class DecodePool:
                 self._crashes[file_id] = self._crashes.get(file_id, 0) + 1
             if self._crashes.get(file_id, 0) >= MAX_CRASHES:
                 yield Decoded(file_id, error="the decoder crashed on this file")
-            elif item not in retry:
-                retry.append(item)
-        retry[:] = list(dict.fromkeys(retry))
+            else:
+                survivors.append(item)
+        # suspects last: ``pop`` takes them first, one at a time
+        retry[:] = sorted(survivors, key=lambda item: item[0] in self._crashes)
 
     def _kill_workers(self) -> None:
         """SIGKILL the pool's processes: a hung C decoder ignores everything gentler."""

@@ -46,19 +46,21 @@ def test_filters(store: MetadataStore) -> None:
     ids = _fill(store)
     pick = lambda *paths: np.array(sorted(ids[p] for p in paths), np.int64)  # noqa: E731
     assert store.filter_ids().dtype == np.int64
-    np.testing.assert_array_equal(store.filter_ids(), pick("2020/a.jpg", "2020/b_c.png",
-                                                           "2021/c.jpg", "2020_x/d.jpg"))
-    np.testing.assert_array_equal(store.filter_ids(folder="2020"), pick("2020/a.jpg",
-                                                                        "2020/b_c.png"))
+    np.testing.assert_array_equal(
+        store.filter_ids(), pick("2020/a.jpg", "2020/b_c.png", "2021/c.jpg", "2020_x/d.jpg")
+    )
+    np.testing.assert_array_equal(
+        store.filter_ids(folder="2020"), pick("2020/a.jpg", "2020/b_c.png")
+    )
     np.testing.assert_array_equal(
         store.filter_ids(date_from=datetime(2020, 6, 1), date_to=datetime(2020, 12, 31)),
         pick("2020/b_c.png"),
     )
     np.testing.assert_array_equal(store.filter_ids(formats=["png"]), pick("2020/b_c.png"))
-    np.testing.assert_array_equal(store.filter_ids(min_bytes=900), pick("2020/b_c.png",
-                                                                        "2021/c.jpg"))
-    np.testing.assert_array_equal(store.filter_ids(min_side=400), pick("2020/a.jpg",
-                                                                       "2021/c.jpg"))
+    np.testing.assert_array_equal(
+        store.filter_ids(min_bytes=900), pick("2020/b_c.png", "2021/c.jpg")
+    )
+    np.testing.assert_array_equal(store.filter_ids(min_side=400), pick("2020/a.jpg", "2021/c.jpg"))
     assert store.filter_ids(folder="20%").size == 0  # LIKE wildcards are escaped
 
 
