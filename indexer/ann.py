@@ -105,6 +105,7 @@ class ApproxBackend:
         self._index: Any = None  # trained approximate index over positions [0, _indexed)
         self._indexed = 0
         self._live_bitmap: Any = None
+        self._table: np.ndarray | None = None  # id → position, when ids are dense
 
     @classmethod
     def empty(
@@ -145,7 +146,7 @@ class ApproxBackend:
         order = np.argsort(keys, kind="stable")
         self._keys = keys[order]
         self._keypos = np.concatenate([self._keypos, np.arange(start, end)])[order]
-        self._live_bitmap = None
+        self._live_bitmap = self._table = None
         self._index_tail()
 
     def remove(self, ids: np.ndarray) -> int:
@@ -160,7 +161,7 @@ class ApproxBackend:
             self._live[positions] = False
             keep = ~np.isin(self._keypos, positions)
             self._keys, self._keypos = self._keys[keep], self._keypos[keep]
-            self._live_bitmap = None
+            self._live_bitmap = self._table = None
 
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
         positions = self.positions(ids)
@@ -239,42 +240,56 @@ class ApproxBackend:
 
     # --- search --------------------------------------------------------------------------
 
-    def _mask(self, allowed: np.ndarray | None) -> np.ndarray:
-        if allowed is None:
-            return self._live[: self._n]
-        mask = np.zeros(self._n, bool)
-        mask[self.positions(allowed)] = True
-        return mask
+    def _lookup(self, ids: np.ndarray) -> np.ndarray:
+        """Positions of live ``ids`` through a direct table when ids are dense (row keys
+        are), which beats a binary search over 1M keys by ~10x for large filters."""
+        if self._table is None and len(self._keys) and self._keys[-1] < 4 * len(self) + 1024:
+            self._table = np.full(int(self._keys[-1]) + 1, -1, np.int64)
+            self._table[self._keys] = self._keypos
+        if self._table is None:
+            return self.positions(ids)
+        inside = ids[(ids >= 0) & (ids < len(self._table))]
+        found = self._table[inside]
+        return found[found >= 0]
 
-    def _bitmap(self, mask: np.ndarray, allowed: np.ndarray | None) -> Any:
-        if allowed is None and len(self) == self._n == self._indexed:
-            return None  # nothing removed, nothing filtered: no selector at all
-        if allowed is None and self._live_bitmap is not None:
+    def _selected(self, mask: np.ndarray | None) -> np.ndarray:
+        """Sorted positions a query may return (all live ones without a filter)."""
+        return np.flatnonzero(self._live[: self._n] if mask is None else mask)
+
+    def _selector(self, mask: np.ndarray | None) -> Any:
+        """An ``IDSelectorBitmap`` over indexed positions, or None when all are eligible."""
+        if mask is None:
+            if len(self) == self._n:
+                return None  # nothing removed, nothing filtered: no selector at all
+            if self._live_bitmap is None:
+                bitmap = np.packbits(self._live[: self._indexed], bitorder="little")
+                self._live_bitmap = (faiss.IDSelectorBitmap(bitmap), bitmap)
             return self._live_bitmap
         bitmap = np.packbits(mask[: self._indexed], bitorder="little")
-        selector = (faiss.IDSelectorBitmap(bitmap), bitmap)  # keep the bytes alive
-        if allowed is None:
-            self._live_bitmap = selector
-        return selector
+        return faiss.IDSelectorBitmap(bitmap), bitmap  # the bytes must outlive the search
 
     def search(
         self, queries: np.ndarray, k: int, allowed: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        mask = self._mask(allowed)
-        selected = np.flatnonzero(mask)
-        if self._index is None or len(selected) <= EXACT_LIMIT:
-            return self._exact(queries, k, selected)
-        candidates = self._candidates(queries, k, self._bitmap(mask, allowed))
-        tail = np.flatnonzero(mask[self._indexed :]) + self._indexed
-        if len(tail):
-            _, extra = self._exact_positions(queries, k, tail)
+        mask = None
+        count = len(self)
+        if allowed is not None:
+            mask = np.zeros(self._n, bool)
+            mask[self._lookup(allowed)] = True
+            count = int(np.count_nonzero(mask))
+        if self._index is None or count <= EXACT_LIMIT:
+            return self._exact(queries, k, self._selected(mask))
+        candidates = self._candidates(queries, k, self._selector(mask))
+        if self._indexed < self._n:  # vectors added before training: searched exactly
+            tail = self._selected(mask)
+            _, extra = self._exact_positions(queries, k, tail[tail >= self._indexed])
             candidates = np.concatenate([candidates, extra], axis=1)
-        scores, positions = self._rerank(queries, candidates, k)
-        short = (positions >= 0).sum(axis=1) < min(k, len(selected))
+        scores, found = self._rerank(queries, candidates, k)
+        short = (found >= 0).sum(axis=1) < min(k, count)
         if short.any():  # a filter the approximate index could not fill: exact for those rows
-            scores[short], positions[short] = self._exact_positions(queries[short], k, selected)
-        ids = np.where(positions >= 0, self._ext[np.maximum(positions, 0)], -1)
-        return scores, ids
+            selected = self._selected(mask)
+            scores[short], found[short] = self._exact_positions(queries[short], k, selected)
+        return scores, np.where(found >= 0, self._ext[np.maximum(found, 0)], -1)
 
     def _candidates(self, queries: np.ndarray, k: int, selector: Any) -> np.ndarray:
         wanted = min(max(self.params.rerank, 4 * k), self._indexed)
@@ -298,7 +313,7 @@ class ApproxBackend:
             cand = candidates[start : start + 256]
             valid = cand >= 0
             gathered = self._vec[np.where(valid, cand, 0)]  # (q, c, d)
-            exact = np.einsum("qcd,qd->qc", gathered, queries[start : start + 256])
+            exact = np.matmul(gathered, queries[start : start + 256, :, None])[..., 0]
             exact[~valid] = -np.inf
             top = np.argsort(-exact, axis=1, kind="stable")[:, :k]
             width = top.shape[1]

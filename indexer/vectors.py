@@ -254,6 +254,15 @@ class VectorIndex:
         if isinstance(self._backend, ApproxBackend):
             self._backend.train(as_vectors(sample, self.dim))
 
+    def tune(self, **search: int) -> None:
+        """Change search-time settings of an approximate kind (``nprobe``, ``ef_search``,
+        ``rerank``): the recall/latency trade-off, no rebuild. A no-op for ``flat``."""
+        unknown = set(search) - {"nprobe", "ef_search", "rerank"}
+        if unknown:
+            raise ValueError(f"not search settings: {sorted(unknown)}")
+        if isinstance(self._backend, ApproxBackend):
+            self._backend.params = replace(self._backend.params, **search)
+
     def remove(self, ids: np.ndarray) -> int:
         """Remove ``ids`` (unknown ids are ignored); returns how many were removed."""
         ids = as_ids(ids)
@@ -277,7 +286,7 @@ class VectorIndex:
         nq = len(queries)
         if k <= 0 or nq == 0:
             return np.zeros((nq, max(k, 0)), np.float32), np.zeros((nq, max(k, 0)), np.int64)
-        allowed = None if allowed_ids is None else np.unique(as_ids(allowed_ids))
+        allowed = None if allowed_ids is None else as_ids(allowed_ids)
         if len(self) == 0 or (allowed is not None and len(allowed) == 0):
             return np.full((nq, k), -np.inf, np.float32), np.full((nq, k), -1, np.int64)
         scores, ids = self._backend.search(queries, k, allowed)
