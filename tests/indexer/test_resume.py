@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 from library_factory import photo
 from test_pipeline import OPTIONS, assert_consistent, library_state
 

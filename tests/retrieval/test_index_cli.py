@@ -1,0 +1,63 @@
+"""`vitrieve index` and `vitrieve status` on the generated bad library (real decoder workers)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "indexer"))
+from library_factory import BOMB_LIMIT, make_bad_library  # noqa: E402
+
+from retrieval.cli import app  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from encoders.checkpoint import save_checkpoint
+    from encoders.clip import create_model
+    from encoders.config import load_config
+
+    directory = tmp_path_factory.mktemp("ckpt") / "tiny"
+    save_checkpoint(create_model(load_config("tiny")), directory)
+    return directory
+
+
+def test_index_bad_library_then_status(tmp_path: Path, checkpoint: Path) -> None:
+    lib = make_bad_library(tmp_path / "photos")
+    runner = CliRunner()
+    args = ["index", str(lib.root), "--model", str(checkpoint), "--workers", "2",
+            "--batch-size", "4", "--max-pixels", str(BOMB_LIMIT), "--report"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert f"failed    {len(lib.bad)}" in result.output
+    for path in lib.bad:
+        assert f"  {path}: " in result.output
+    assert "skipped   2 symlinks" in result.output
+    status = runner.invoke(app, ["status", "--library", str(lib.root), "--json"])
+    assert status.exit_code == 0, status.output
+    info = json.loads(status.output)
+    assert info["counts"] == {"pending": 0, "indexed": len(lib.good), "failed": len(lib.bad),
+                              "deleted": 0}  # fmt: skip
+    assert {f["path"] for f in info["failures"]} == set(lib.bad)
+    assert info["index"] == {"kind": "flat", "vectors": len(lib.good)}
+    again = runner.invoke(app, [*args[:-1], "--json"])  # nothing new: a JSON report
+    report = json.loads(again.output)
+    assert report["embedded"] == 0 and report["unchanged"] == len(lib.good) + len(lib.bad)
+    human = runner.invoke(app, ["status", "--library", str(lib.root / ".vitrieve")])
+    assert f"{len(lib.good)} indexed" in human.output and "bomb.png: decompression" in human.output
+
+
+def test_errors_are_one_line(tmp_path: Path, checkpoint: Path) -> None:
+    runner = CliRunner()
+    missing = runner.invoke(app, ["index", str(tmp_path / "nope"), "--model", str(checkpoint)])
+    assert missing.exit_code == 1 and "error: photo folder not found" in missing.output
+    bad_engine = runner.invoke(
+        app, ["index", str(tmp_path), "--model", str(checkpoint), "--engine", "spark"]
+    )
+    assert bad_engine.exit_code == 2
+    no_library = runner.invoke(app, ["status", "--library", str(tmp_path)])
+    assert no_library.exit_code == 1 and "no library" in no_library.output
