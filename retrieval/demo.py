@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from encoders.drawing import BACKGROUND_KINDS
 from encoders.errors import VitrieveError
-from encoders.synthetic import scene_for
+from encoders.synthetic import POSITIONS, SIZES, Scene, SceneObject, render_scene, scene_for
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,9 @@ FORMATS = (("JPEG", ".jpg", 0.7), ("PNG", ".png", 0.15), ("WEBP", ".webp", 0.15)
 EDITS_ALBUM = "2025/edits"
 DUPLICATES = 4  # photos copied (resized, re-encoded) into the edits album
 DONE_MARKER = ".demo-photos-complete"
+# Every other demo photo shows one of these (the Classify page's example labels), so that a
+# first query like "a red circle" has a screenful of right answers; the rest are varied scenes.
+FEATURED = (("red", "circle"), ("blue", "square"), ("green", "triangle"), ("yellow", "star"))
 _EXIF_IFD, _DATETIME_ORIGINAL = 0x8769, 0x9003
 
 
@@ -60,6 +64,16 @@ def _photo(index: int, size_px: int, seed: int, rng: np.random.Generator) -> tup
     return Path(album) / f"IMG_{index + 1:04d}{suffix}", fmt
 
 
+def demo_scene(index: int, size_px: int, seed: int = 0) -> Scene:
+    """What demo photo ``index`` shows (a pure function: tests use it to know the truth)."""
+    if index % 2:
+        return scene_for(seed, "test", index, size_px)
+    colour, shape = FEATURED[(index // 2) % len(FEATURED)]
+    rng = np.random.default_rng([seed, 77, index])
+    obj = SceneObject(colour, shape, str(rng.choice(list(SIZES))), str(rng.choice(list(POSITIONS))))
+    return render_scene([obj], size_px, seed=index, background=str(rng.choice(BACKGROUND_KINDS)))
+
+
 def write_demo_photos(out: Path, count: int = 300, size_px: int = 192, seed: int = 0) -> int:
     """Write ``count`` demo photos (plus edits and a broken file) under ``out``; idempotent.
 
@@ -68,7 +82,7 @@ def write_demo_photos(out: Path, count: int = 300, size_px: int = 192, seed: int
     if count < 1:
         raise VitrieveError("the demo needs at least one photo")
     marker = out / DONE_MARKER
-    if marker.is_file() and marker.read_text().strip() == f"{count} {size_px} {seed}":
+    if marker.is_file() and marker.read_text().strip() == f"{count} {size_px} {seed} v2":
         return 0
     rng = np.random.default_rng([seed, 4242])
     written = []
@@ -76,12 +90,12 @@ def write_demo_photos(out: Path, count: int = 300, size_px: int = 192, seed: int
         relative, fmt = _photo(index, size_px, seed, rng)
         start = ALBUMS[index % len(ALBUMS)][1]
         taken = start + timedelta(days=int(rng.integers(0, 40)), minutes=int(rng.integers(0, 720)))
-        scene = scene_for(seed, "test", index, size_px)
+        scene = demo_scene(index, size_px, seed)
         _save(scene.image, out / relative, fmt, taken)
         written.append((relative, taken))
     _write_edits(out, written[:DUPLICATES], size_px)
     _write_broken(out / EDITS_ALBUM / "IMG_BROKEN.jpg", out / written[0][0])
-    marker.write_text(f"{count} {size_px} {seed}\n")
+    marker.write_text(f"{count} {size_px} {seed} v2\n")
     log.info("wrote %d demo photos to %s", count + DUPLICATES + 1, out)
     return count + DUPLICATES + 1
 
@@ -117,9 +131,10 @@ class DemoSettings:
     photos: int = 300
     photo_size: int = 192
     train_images: int = 6000
-    train_minutes: float = 4.0
+    train_minutes: float = 6.0
     model: str = "tiny"
     seed: int = 0
+    use_checkpoint: Path | None = None  # a checkpoint to use instead of training one
 
     @property
     def photo_dir(self) -> Path:
@@ -136,6 +151,8 @@ class DemoSettings:
 
 def demo_model(settings: DemoSettings, progress: Callable[[str], None] = log.info) -> Path:
     """The demo's checkpoint: trained once on synthetic captions, then reused from the cache."""
+    if settings.use_checkpoint is not None:
+        return settings.use_checkpoint.expanduser().resolve()
     marker = settings.run_dir / MODEL_MARKER
     wanted = {"model": settings.model, "images": settings.train_images,
               "minutes": settings.train_minutes, "seed": settings.seed}  # fmt: skip

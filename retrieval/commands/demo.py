@@ -31,7 +31,10 @@ def demo(
         help="Where the demo's photos, model and library live (default ~/.cache/vitrieve/demo).",
     ),
     photos: int = typer.Option(300, min=1, help="Number of demo photos."),
-    train_minutes: float = typer.Option(4.0, min=0.1, help="Training time of the demo model."),
+    train_minutes: float = typer.Option(6.0, min=0.1, help="Training time of the demo model."),
+    model: Path | None = typer.Option(
+        None, help="Use this checkpoint directory instead of training the demo model."
+    ),
     host: str = typer.Option("127.0.0.1", help="Address the UI listens on."),
     port: int = typer.Option(8501, help="Port of the UI."),
     no_ui: bool = typer.Option(False, "--no-ui", help="Build the demo library, don't serve it."),
@@ -42,6 +45,7 @@ def demo(
         cache=(cache_dir or default_cache()).expanduser().resolve(),
         photos=photos,
         train_minutes=train_minutes,
+        use_checkpoint=model,
     )
 
     def say(message: str) -> None:

@@ -52,10 +52,10 @@ def test_each_page_renders(demo_library: Path, page: str) -> None:
 
 def _objects(path: str) -> set[str]:
     """What the demo generator drew in a demo photo (IMG_0007.jpg, IMG_0007_edit.jpg)."""
-    from encoders.synthetic import scene_for
+    from retrieval.demo import demo_scene
 
     index = int(Path(path).stem.split("_")[1]) - 1
-    return {o.name for o in scene_for(0, "test", index, 96).objects}
+    return {o.name for o in demo_scene(index, 96).objects}
 
 
 def _common_class(library: Path) -> str:
