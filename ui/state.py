@@ -30,6 +30,7 @@ STYLE = """
   .vt-meta { font-size: .78rem; opacity: .75; white-space: nowrap; overflow: hidden;
              text-overflow: ellipsis; margin: 0; }
   [data-testid="stImage"] img { border-radius: 6px; }
+  [data-testid="stElementContainer"]:has(.vt-meta) { min-width: 0; flex: 1 1 0; }
   .block-container { padding-top: 2.2rem; }
 </style>
 """
@@ -148,7 +149,8 @@ def library_badge() -> None:
     if library is None:
         st.caption(f":red[{path.name}: unavailable]")
         return
-    st.caption(f"Library **{path.name}** · {library_size(library):,} images")
+    name = library.root.name if library.path.name == DEFAULT_LIBRARY_DIR else library.path.name
+    st.caption(f"Library **{name}** · {library_size(library):,} photos")
 
 
 def library_size(library: Library) -> int:

@@ -97,8 +97,7 @@ def _heading(library: Any, search: dict, response: Any) -> None:
             icon=":material/search_off:",
         )
     else:
-        shown = min(response.relevant, len(response.results))
-        st.caption(f"{response.relevant} good matches · showing {shown} · "
+        st.caption(f"{response.relevant:,} good matches · "
                    f"{sum(response.timings_ms.values()):.0f} ms")  # fmt: skip
 
 
@@ -116,7 +115,14 @@ def _results(library: Any, filters: Filters) -> None:
         st.error(str(exc), icon=":material/error:")
         return
     _heading(library, search, response)
-    components.result_grid(library, response.results, detail.open_result, key="results")
+    strong = [r for r in response.results if not r.weak]
+    weak = [r for r in response.results if r.weak]
+    if strong and weak and search.get("similar_to") is None:
+        components.result_grid(library, strong, detail.open_result, key="strong")
+        st.markdown("**Less likely matches**")
+        components.result_grid(library, weak, detail.open_result, key="weak")
+    else:
+        components.result_grid(library, response.results, detail.open_result, key="results")
     if response.has_more:
         st.button("Load more", on_click=_load_more, icon=":material/expand_more:")
     selected = st.session_state.get(detail.SELECTED)
