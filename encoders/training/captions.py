@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -31,12 +31,18 @@ _WORD = re.compile(r"[A-Za-z]+|[^A-Za-z]+")
 
 
 def hard_negatives(
-    caption: str, colours: Sequence[str], rng: random.Random, count: int = 2
+    caption: str,
+    colours: Sequence[str],
+    rng: random.Random,
+    count: int = 2,
+    known: Collection[str] = (),
 ) -> list[str]:
     """Up to ``count`` captions that describe a *different* scene with the same words.
 
     Two different colours in a caption are swapped between their objects; a left/right
-    relation is reversed; a lone colour is replaced by another colour of ``colours``.
+    relation is reversed; a lone colour is replaced by another colour of ``colours`` —
+    preferring replacements that are ``known`` captions already, so that a cached text tower
+    has fewer new texts to encode.
     """
     tokens = _WORD.findall(caption)
     colour_at = [i for i, t in enumerate(tokens) if t.lower() in COLOUR_WORDS]
@@ -51,14 +57,13 @@ def hard_negatives(
     mirrored = swap_left_right(caption)
     if mirrored != caption and len(distinct) >= 2:
         found.append(mirrored)  # "x left of y" ≠ "x right of y" when x and y differ
-    others = [c for c in colours if c not in distinct]
-    while colour_at and others and len(found) < count:
-        replaced = list(tokens)
-        replaced[rng.choice(colour_at)] = rng.choice(others)
-        text = "".join(replaced)
-        if text in found:
-            break
-        found.append(text)
+    if colour_at and len(found) < count:
+        position = rng.choice(colour_at)
+        others = [c for c in colours if c not in distinct]
+        rng.shuffle(others)
+        replaced = ["".join(tokens[:position] + [c] + tokens[position + 1 :]) for c in others]
+        replaced.sort(key=lambda text: text not in known)  # stable: known ones first
+        found.extend(replaced[: count - len(found)])
     return found[:count]
 
 
@@ -100,8 +105,9 @@ def build_caption_table(
     sources = sorted(set(originals) | set(mirrors.values()))
     colours = sorted({w.lower() for t in texts for w in _WORD.findall(t)} & COLOUR_WORDS)
     rng = random.Random(seed)
+    known = set(texts)
     negative_rows = {
-        i: [add(n) for n in hard_negatives(texts[i], colours, rng, negatives_per_caption)]
+        i: [add(n) for n in hard_negatives(texts[i], colours, rng, negatives_per_caption, known)]
         for i in sources
     }
     negatives = torch.full((len(texts), max(negatives_per_caption, 1)), -1, dtype=torch.long)

@@ -57,6 +57,7 @@ class TrainOptions:
     checkpoint_every: int = 0  # steps; 0 = only at the end
     val_every: int = 0  # steps; 0 = about ten times per run
     seed: int = 0
+    threads: int = 0  # intra-op threads; 0 = measured (budget runs) or torch's default
 
 
 @dataclass
@@ -235,6 +236,8 @@ class Trainer:
         self.model, self.data, self.options = model, data, options
         self.started = started  # perf_counter() when setup began: budgets include it
         self.run_dir, self.callback, self.validate = run_dir, callback, validate
+        if run_dir is not None:
+            run_dir.mkdir(parents=True, exist_ok=True)
         self.rank, self.world_size = world()
         module: nn.Module = ContrastiveModule(model, data.text_features is not None)
         if self.world_size > 1:

@@ -6,6 +6,7 @@ The loop reports through a callback; the progress bar (loss, lr, samples/s, ETA)
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
@@ -58,6 +59,15 @@ def _progress_callback(progress: Progress, task: int):
     return report
 
 
+def _join_torchrun() -> int:
+    """Under torchrun (WORLD_SIZE > 1) join the process group; returns the rank, or -1."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return -1
+    from encoders.training.distributed import setup_distributed
+
+    return setup_distributed()[0]
+
+
 def _check_budget(epochs: float | None, minutes: float | None) -> None:
     if (epochs is None) == (minutes is None):
         raise typer.BadParameter("give exactly one of --epochs N or --minutes M")
@@ -92,6 +102,9 @@ def train(
     accum: int = typer.Option(1, "--accum", min=1, help="Micro-batches per optimiser step."),
     checkpoint_every: int = typer.Option(0, "--checkpoint-every", min=0, help="Steps; 0: end."),
     seed: int = typer.Option(0, "--seed"),
+    threads: int = typer.Option(
+        0, "--threads", min=0, help="Intra-op threads; 0: measured for --minutes runs."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue RUN_DIR/checkpoint."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
@@ -109,18 +122,27 @@ def train(
     options = TrainOptions(
         loss=loss, batch_size=batch_size, lr=lr, weight_decay=weight_decay, epochs=epochs,
         minutes=minutes, accum=accum, hard_negatives=hard_negatives,
-        checkpoint_every=checkpoint_every, seed=seed,
+        checkpoint_every=checkpoint_every, seed=seed, threads=threads,
     )  # fmt: skip
     request = TrainRequest(
         data=data, out=out, model=model, val=val, image_size=image_size,
         text_tower=text_tower, lock_text=lock_text, resume=resume, options=options,
     )  # fmt: skip
-    console = Console(stderr=True)
-    with _bar(console) as progress:
-        task = progress.add_task(
-            "training", total=None, loss="-", lr="-", rate="-", eta="-", val=""
-        )
-        result = train_from_files(request, _progress_callback(progress, task))
+    rank = _join_torchrun()
+    console = Console(stderr=True, quiet=rank != 0)
+    try:
+        with _bar(console) as progress:
+            task = progress.add_task(
+                "training", total=None, loss="-", lr="-", rate="-", eta="-", val=""
+            )
+            result = train_from_files(request, _progress_callback(progress, task))
+    finally:
+        if rank >= 0:
+            from encoders.training.distributed import cleanup_distributed
+
+            cleanup_distributed()
+    if rank > 0:
+        return
     summary = {
         "checkpoint": str(result.checkpoint),
         "steps": result.state.step,

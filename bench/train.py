@@ -1,0 +1,210 @@
+"""Training benchmark: ``vitrieve train`` vs open_clip's own trainer, same budget and data.
+
+On the synthetic shapes (≥ 20k pairs, 64 px) both trainers get the same wall-clock budget,
+the same architecture (our default config, written as an open_clip JSON config), the same
+batch size and bf16; both checkpoints are then scored by the same evaluation code
+(``retrieval.evaluate``): zero-shot top-1 on seen and held-out colour–shape compositions and
+text→image R@1. Prints samples/s of each and the ratios; never asserts timings.
+
+open_clip's schedule is epoch-based, so a short calibration run measures its samples/s first
+and its "epoch" is then the training file cycled to the number of samples that fit the
+budget: its cosine ends when the budget does, as ours does with ``--minutes``.
+
+    python bench/train.py [--minutes 5] [--rounds 1] [--data DIR] [--work DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from encoders.datasets import write_synthetic  # noqa: E402
+from encoders.encoder import Encoder  # noqa: E402
+from encoders.training.data import read_captioned  # noqa: E402
+from retrieval.evaluate import evaluate_retrieval, evaluate_zeroshot  # noqa: E402
+
+PYTHON = sys.executable
+OPENCLIP_RUNNER = """
+import sys, open_clip
+open_clip.add_model_config(sys.argv[1])
+from open_clip_train.main import main
+main(sys.argv[2:])
+"""
+RATE = re.compile(r"Batch \(t\): [\d.]+, ([\d.]+)/s")
+
+
+def make_data(data: Path, train: int, test: int, size: int) -> Path:
+    if not (data / "train.tsv").is_file():
+        print(f"writing the synthetic set ({train} + {test} at {size} px) to {data}")
+        write_synthetic(data, train, test, size_px=size, seed=0)
+    return data
+
+
+def run_ours(data: Path, run: Path, minutes: float, batch: int) -> dict:
+    """``vitrieve train`` for the budget; its own samples/s and the wall time it took."""
+    command = [PYTHON, "-m", "retrieval.cli", "train", "--data", str(data / "train.tsv"),
+               "--minutes", str(minutes), "--batch-size", str(batch), "--out", str(run),
+               "--json"]  # fmt: skip
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    if done.returncode:
+        raise SystemExit(f"vitrieve train failed:\n{done.stderr[-3000:]}")
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"wall_s": time.perf_counter() - started, "samples": summary["samples"],
+            "samples_per_s": summary["samples_per_s"], "checkpoint": Path(summary["checkpoint"])}  # fmt: skip
+
+
+def openclip_config(checkpoint: Path, out: Path) -> Path:
+    """Our trained architecture as an open_clip model config (same towers, same sizes)."""
+    from encoders.hf_text import resolve_hf_path
+
+    config = json.loads((checkpoint / "config.json").read_text())
+    model = {k: config[k] for k in ("embed_dim", "quick_gelu", "vision_cfg", "text_cfg")}
+    model["init_logit_scale"] = config.get("init_logit_scale")
+    text = dict(model["text_cfg"])
+    if text.pop("hf_model_name", None):
+        path = resolve_hf_path("minilm")
+        text.pop("lock", None)
+        text = {"hf_model_name": path, "hf_tokenizer_name": path, "hf_pooler_type":
+                "mean_pooler", "hf_proj_type": "linear", "context_length": text["context_length"]}  # fmt: skip
+    model["text_cfg"] = text
+    path = out / "vitrieve_bench.json"
+    path.write_text(json.dumps(model, indent=2))
+    return path
+
+
+def cycled_tsv(data: Path, rows: int, out: Path) -> Path:
+    """train.tsv with absolute paths (open_clip opens paths as given), cycled to ``rows``."""
+    lines = (data / "train.tsv").read_text().splitlines()
+    header, body = lines[0], lines[1:]
+    body = [str(data / line.split("\t", 1)[0]) + "\t" + line.split("\t", 1)[1] for line in body]
+    cycled = [body[i % len(body)] for i in range(max(rows, 1))]
+    out.write_text("\n".join([header, *cycled]) + "\n")
+    return out
+
+
+def run_openclip(config: Path, tsv: Path, logs: Path, batch: int, timeout: float) -> dict:
+    """open_clip_train.main for one epoch over ``tsv``; killed at ``timeout`` seconds."""
+    lock = ["--lock-text"] if "hf_model_name" in config.read_text() else []
+    args = ["--train-data", str(tsv), "--dataset-type", "csv", "--csv-separator", "\t",
+            "--csv-img-key", "filepath", "--csv-caption-key", "title", "--model", config.stem,
+            "--batch-size", str(batch), "--epochs", "1", "--lr", "1e-3", "--wd", "0.1",
+            "--warmup", "20", "--precision", "amp_bf16", "--workers", "2", "--device", "cpu",
+            "--logs", str(logs), "--name", "run", "--save-frequency", "1", "--seed", "0",
+            "--log-every-n-steps", "5", "--zeroshot-frequency", "0", *lock]  # fmt: skip
+    started = time.perf_counter()
+    try:
+        subprocess.run([PYTHON, "-c", OPENCLIP_RUNNER, str(config), *args], cwd=ROOT,
+                       capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        print("  open_clip hit the time limit (its last checkpoint is used)")
+    log = (logs / "run" / "out.log").read_text() if (logs / "run" / "out.log").is_file() else ""
+    rates = [float(r) for r in RATE.findall(log)]
+    steady = rates[len(rates) // 4 :] or rates
+    return {"wall_s": time.perf_counter() - started,
+            "samples_per_s": float(np.median(steady)) if steady else 0.0,
+            "checkpoint": logs / "run" / "checkpoints" / "epoch_1.pt"}  # fmt: skip
+
+
+class OpenClipEncoder:
+    """The slice of ``Encoder`` that ``retrieval.evaluate`` uses, over an open_clip model."""
+
+    def __init__(self, config: Path, weights: Path) -> None:
+        import open_clip
+
+        open_clip.add_model_config(str(config))
+        model, _, preprocess = open_clip.create_model_and_transforms(config.stem)
+        state = torch.load(weights, map_location="cpu", weights_only=True)["state_dict"]
+        model.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
+        self.model, self.preprocess = model.eval(), preprocess
+        self.tokenizer = open_clip.get_tokenizer(config.stem)
+        self.embed_dim = int(json.loads(config.read_text())["embed_dim"])
+
+    @torch.inference_mode()
+    def encode_image_tensors(self, batch: torch.Tensor) -> np.ndarray:
+        return self.model.encode_image(batch, normalize=True).float().numpy()
+
+    @torch.inference_mode()
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        rows = [self.model.encode_text(self.tokenizer(texts[i : i + 256]), normalize=True)
+                for i in range(0, len(texts), 256)]  # fmt: skip
+        return torch.cat(rows).float().numpy()
+
+
+def score(encoder, data: Path) -> dict:
+    """Seen / held-out zero-shot top-1 and text→image R@1 on the test split."""
+    items = read_captioned(data / "test.tsv", label_col="label")
+    classes = (data / "classes.txt").read_text().split("\n")
+    zeroshot = evaluate_zeroshot(encoder, items, [c for c in classes if c])
+    retrieval = evaluate_retrieval(encoder, items)
+    t2i = retrieval["text_to_image_R@1"]
+    return {"seen": zeroshot["seen"]["top1"], "held_out": zeroshot["held_out"]["top1"],
+            "t2i_r1": t2i}  # fmt: skip
+
+
+def one_round(args, data: Path, work: Path, index: int) -> dict:
+    ours = run_ours(data, work / f"ours{index}", args.minutes, args.batch_size)
+    ours.update(score(Encoder.load(ours["checkpoint"]), data))
+    print(f"  ours: {ours['samples_per_s']:.0f} samples/s, {ours}")
+    config = openclip_config(ours["checkpoint"], work)
+    calibration = cycled_tsv(data, args.batch_size * 12, work / "calibrate.tsv")
+    probe = run_openclip(config, calibration, work / f"calib{index}", args.batch_size, 600)
+    rows = int(probe["samples_per_s"] * args.minutes * 60 * 0.9) or args.batch_size * 10
+    print(f"  open_clip calibration: {probe['samples_per_s']:.0f} samples/s -> {rows} samples")
+    tsv = cycled_tsv(data, rows, work / "openclip_train.tsv")
+    theirs = run_openclip(config, tsv, work / f"openclip{index}", args.batch_size,
+                          args.minutes * 60 * 1.15)  # fmt: skip
+    if theirs["checkpoint"].is_file():
+        theirs.update(score(OpenClipEncoder(config, theirs["checkpoint"]), data))
+    print(f"  open_clip: {theirs}")
+    return {"ours": ours, "open_clip": theirs}
+
+
+def report(rounds: list[dict]) -> None:
+    def mean(who: str, key: str) -> float:
+        values = [r[who][key] for r in rounds if key in r[who]]
+        return float(np.mean(values)) if values else float("nan")
+
+    print(f"\n{'':12}{'samples/s':>10}{'seen top-1':>12}{'held-out':>10}{'t→i R@1':>9}")
+    for who in ("ours", "open_clip"):
+        print(f"{who:12}{mean(who, 'samples_per_s'):>10.0f}{mean(who, 'seen'):>12.3f}"
+              f"{mean(who, 'held_out'):>10.3f}{mean(who, 't2i_r1'):>9.3f}")  # fmt: skip
+    ratio = mean("ours", "samples_per_s") / max(mean("open_clip", "samples_per_s"), 1e-9)
+    print(f"throughput ratio ours/open_clip: {ratio:.2f}×")
+    for key in ("seen", "held_out", "t2i_r1"):
+        gap = 100 * (mean("ours", key) - mean("open_clip", key))
+        print(f"{key}: ours − open_clip = {gap:+.1f} points")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--minutes", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--train", type=int, default=20000)
+    parser.add_argument("--test", type=int, default=3000)
+    parser.add_argument("--data", type=Path, default=Path("/tmp/vitrieve-bench/synth"))
+    parser.add_argument("--work", type=Path, default=Path("/tmp/vitrieve-bench/train"))
+    args = parser.parse_args()
+    data = make_data(args.data, args.train, args.test, 64)
+    args.work.mkdir(parents=True, exist_ok=True)
+    rounds = []
+    for index in range(args.rounds):
+        print(f"round {index + 1}/{args.rounds} ({args.minutes} min each)")
+        rounds.append(one_round(args, data, args.work / f"round{index}", index))
+    report(rounds)
+
+
+if __name__ == "__main__":
+    main()

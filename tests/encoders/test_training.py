@@ -1,0 +1,176 @@
+"""The trainer: optimiser groups, schedule, hard negatives, overfit, resume, learning, DDP."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import socket
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from encoders.clip import create_model
+from encoders.config import load_config
+from encoders.datasets import write_synthetic
+from encoders.tokenizer import get_tokenizer
+from encoders.training.captions import build_caption_table, hard_negatives
+from encoders.training.data import read_captioned
+from encoders.training.loop import ContrastiveModule, Trainer, TrainOptions, optimise
+from encoders.training.main import TrainRequest, prepare_data, train_from_files
+from encoders.training.optim import CosineSchedule, estimate_total_steps, param_groups
+
+HERE = Path(__file__).parent
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine it is the faster (and steadier) choice."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("synth")
+    write_synthetic(out, 1200, 400, size_px=64, seed=0, workers=1)
+    return out
+
+
+def test_param_groups_exclude_norms_biases_embeddings_and_temperature():
+    model = create_model(load_config("tiny"))
+    decay, no_decay = param_groups(model, 0.1)
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed = {names[id(p)] for p in decay["params"]}
+    skipped = {names[id(p)] for p in no_decay["params"]}
+    assert "visual.transformer.blocks.0.attn.qkv.weight" in decayed
+    for name in ("logit_scale", "visual.class_token", "visual.pos_embed", "text.pos_embed",
+                 "text.token_embed.weight", "visual.norm.weight", "text.transformer.blocks.0.mlp.fc1.bias"):  # fmt: skip
+        assert name in skipped
+    assert no_decay["weight_decay"] == 0.0 and decay["weight_decay"] == 0.1
+
+
+def test_cosine_schedule_warms_up_then_decays_to_min():
+    schedule = CosineSchedule(1.0, total_steps=110, warmup=10, min_lr=0.1)
+    assert schedule.lr(0) == pytest.approx(0.1)
+    assert schedule.lr(9) == pytest.approx(1.0)
+    assert schedule.lr(60) == pytest.approx(0.55)  # half-way through the cosine
+    assert schedule.lr(110) == pytest.approx(0.1) and schedule.lr(500) == pytest.approx(0.1)
+    assert estimate_total_steps(10, 20.0, 2.0, 60.0) == 30
+
+
+def test_hard_negatives_swap_attributes_between_objects():
+    rng = random.Random(0)
+    two = hard_negatives("a red circle left of a blue square", ["red", "blue", "green"], rng)
+    assert "a blue circle left of a red square" in two
+    assert "a red circle right of a blue square" in two
+    one = hard_negatives("a photo of a red star", ["red", "blue", "green"], rng, count=2)
+    assert one and all(n != "a photo of a red star" and n.endswith(" star") for n in one)
+    assert hard_negatives("a photo of a dog", ["red"], rng) == []
+
+
+def test_one_batch_overfit_below_0_1():
+    torch.manual_seed(0)
+    config = load_config("tiny")
+    model = create_model(config)
+    tokenizer = get_tokenizer(config.text)
+    captions = [f"picture number {i} of {w}" for i, w in enumerate(["cats", "dogs"] * 16)]
+    table = build_caption_table(captions, tokenizer, negatives_per_caption=0)
+    images = torch.randn(32, 3, 64, 64)
+    tokens = table.tokens[table.index_of(captions)]
+    module = ContrastiveModule(model, cached_text=False)
+    options = TrainOptions(lr=1e-3, hard_negatives=False, weight_decay=0.0)
+    from encoders.training.optim import make_optimizer
+
+    optimizer = make_optimizer(model, options.lr, 0.0)
+    losses = [optimise(module, optimizer, (images, tokens, None, None), options) for _ in range(60)]
+    assert losses[0] > 2.0
+    assert min(losses) < 0.1
+
+
+def _small_options(**changes) -> TrainOptions:
+    base = TrainOptions(batch_size=32, epochs=None, lr=1e-3, seed=3, checkpoint_every=3)
+    return replace(base, **changes)
+
+
+def _trainer(synth: Path, run_dir: Path, options: TrainOptions, callback=None) -> Trainer:
+    torch.manual_seed(0)
+    config = load_config("tiny").with_image_size(32)
+    tokenizer = get_tokenizer(config.text)
+    model = create_model(config, tokenizer)
+    items = read_captioned(synth / "train.tsv")[:160]
+    data = prepare_data(items, model, tokenizer, options)
+    return Trainer(model, data, options, run_dir, callback)
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(synth: Path, tmp_path: Path):
+    options = _small_options(epochs=1.2)  # 5 steps per epoch of 160 → 6 steps, 2 epochs
+    straight = _trainer(synth, tmp_path / "straight", options)
+    straight.run()
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_after_checkpoint(progress):
+        if progress.step == 4:  # the step-3 checkpoint is on disk
+            raise Interrupt
+
+    broken = _trainer(synth, tmp_path / "resumed", options, stop_after_checkpoint)
+    with pytest.raises(Interrupt):
+        broken.run()
+    resumed = _trainer(synth, tmp_path / "resumed", options)
+    state = resumed.run(resume=True)
+    assert state.step == straight.state.step == 6 and state.epoch == 1
+    a = load_file(str(tmp_path / "straight" / "checkpoint" / "model.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "checkpoint" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_tiny_model_learns_the_synthetic_task(synth: Path, tmp_path: Path):
+    options = TrainOptions(batch_size=64, epochs=3, lr=2e-3, seed=0)
+    request = TrainRequest(
+        data=synth / "train.tsv", val=synth / "test.tsv", out=tmp_path / "run", options=options
+    )
+    seen: list = []
+    result = train_from_files(request, seen.append)
+    chance = 1 / 64
+    assert result.final["top1"] > 5 * chance, result.final
+    assert seen[-1].step == result.state.step
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    assert records[-1]["final"] and (tmp_path / "run" / "curves.png").stat().st_size > 1000
+    assert records[-1]["loss"] < records[0]["loss"]
+    assert (tmp_path / "run" / "checkpoint" / "training_state.json").is_file()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_ddp_two_processes_end_with_identical_weights(synth: Path, tmp_path: Path):
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+        str(HERE / "ddp_worker.py"), str(synth / "train.tsv"), str(tmp_path),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [load_file(str(tmp_path / f"rank{r}.safetensors")) for r in (0, 1)]
+    for key in ranks[0]:
+        assert torch.equal(ranks[0][key], ranks[1][key]), key
+    start = load_file(str(tmp_path / "start.safetensors"))
+    assert any(not torch.equal(start[k], ranks[0][k]) for k in start)  # it did train
+    losses = json.loads((tmp_path / "losses.json").read_text())
+    assert all(math.isfinite(v) for v in losses)
