@@ -1,20 +1,27 @@
 """Relevance calibration: is this score a real match on *this* library, or confident noise?
 
-Raw cosine scores mean little on their own: every text has its own offset to the image cloud
-(the modality gap varies by wording), and the best of N random scores rises with N. So each
-query's scores are compared with two things:
+A raw cosine means little on its own: every text sits at its own distance from the image
+cloud, the scale differs between models (a fresh CLIP's matches score 0.3, a small one trained
+here scores 0.9), and the best of N random scores rises with N. So each query's scores are read
+against two references, both measured on this library with this model:
 
-1. the query's own score distribution over a fixed sample of the library's vectors (median and
-   robust spread): a score becomes ``z = (score - median) / spread``;
-2. the *null*: a fixed bank of unrelated captions (paperwork, abstractions, random letters),
-   each scored the same way; the best ``z`` each of them reaches over the whole library is what
-   "unrelated text" looks like here. A result is a good match when its ``z`` clears the
-   ``NULL_QUANTILE`` of those bests — when it stands out more than unrelated text's best match.
+1. the query's *own* centre: the median of its scores over a fixed sample of the library's
+   vectors. A result's *margin* is ``score - centre``: how far above the query's typical
+   image it stands. This removes the per-text offset.
+2. the *null*: a fixed bank of unrelated captions (paperwork, abstractions, gibberish). For each
+   of them, the margin of its *best* match over the whole library is what "the top result of a
+   query that matches nothing" looks like here. A text result is a good match when its margin
+   clears the ``TEXT_QUANTILE`` of those — when it beats unrelated text's best.
 
-``calibrated = sigmoid((z - z0) / width)`` (``z0`` that quantile, ``width`` the spread of the
-bests): 0.5 at the cut-off, near 1 far above it. The null is computed once per library and
-model and stored beside ``library.json`` (``calibration.npz``); it is recomputed when the model
-changes or the library's size moves by more than ``STALE_FRACTION``.
+Image queries ("more like this") live on another scale (photos resemble photos more than
+captions do), so they get their own null, built the same way from pictures of nothing —
+noise, blurred noise, stripes, checkerboards: a result must beat the ``IMAGE_QUANTILE`` of
+those pictures' best matches. A mixed query's cut-off is the weighted mix of the two.
+
+``calibrated = sigmoid((margin - cutoff) / width)`` (``width`` is the spread of the null): 0.5
+at the cut-off, near 1 far above it. The null is computed once per library and model and kept
+beside ``library.json`` (``calibration.npz``); it is recomputed when the model changes or the
+library's size moves by more than ``STALE_FRACTION``.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageFilter
 
 from encoders.encoder import Encoder
 from indexer.layout import atomic_write_bytes
@@ -34,13 +42,13 @@ from indexer.vectors import VectorSearch
 log = logging.getLogger(__name__)
 
 CALIBRATION_FILE = "calibration.npz"
-CALIBRATION_VERSION = 1
-SAMPLE_SIZE = 4096  # library vectors each query is scored against for its own distribution
-NULL_QUANTILE = 0.95  # a good match beats the best match of 95% of the unrelated captions
+CALIBRATION_VERSION = 3
+SAMPLE_SIZE = 4096  # library vectors each query is scored against for its centre
+TEXT_QUANTILE = 0.95  # a good text match beats the best match of 95% of unrelated captions
+IMAGE_QUANTILE = 0.95  # a good image match beats what 95% of pictures of nothing reach
+NULL_IMAGES = 24
 STALE_FRACTION = 0.2  # recompute when the library grew or shrank by more than this
-MIN_SPREAD = 1e-4
-MIN_WIDTH = 0.25  # z units: keeps the sigmoid from becoming a step on tiny libraries
-MAD_TO_SIGMA = 1.4826  # median absolute deviation → standard deviation of a normal
+MIN_WIDTH = 0.01  # cosine units: keeps the sigmoid from becoming a step on tiny libraries
 
 # Text that should match nothing in a photo library: paperwork, abstractions, code, gibberish.
 NULL_CAPTIONS: tuple[str, ...] = (
@@ -66,63 +74,80 @@ NULL_CAPTIONS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class QueryStats:
-    """A query's own score distribution over the sample: where it sits and how wide it is."""
+    """Where a query's scores sit on this library, and the cut-off that applies to it."""
 
-    centre: float
-    spread: float
+    centre: float  # median score over the library sample
+    cutoff: float  # margin (score - centre) of a just-good-enough match
+    width: float  # margin units per step of the sigmoid
+
+
+@dataclass(frozen=True)
+class Null:
+    """A null distribution of margins, reduced to its cut-off and spread."""
+
+    cutoff: float
+    width: float
+
+    @classmethod
+    def of(cls, margins: np.ndarray, quantile: float, wide: float) -> Null:
+        """Cut-off at ``quantile``; width from the spread between ``wide`` and it."""
+        if margins.size == 0:
+            return cls(0.0, 1.0)
+        cutoff = float(np.quantile(margins, quantile))
+        width = cutoff - float(np.quantile(margins, wide))
+        return cls(cutoff, max(width, MIN_WIDTH))
 
 
 @dataclass
 class Calibration:
-    """The null distribution of one library and model, and the maths that uses it."""
+    """The null distributions of one library and model, and the maths that uses them."""
 
     model_id: str
     n_vectors: int
-    sample: np.ndarray  # (S, D) library vectors: each query's own distribution
-    null_best_z: np.ndarray  # (M,) best z of each unrelated caption over the library
-    quantile: float = NULL_QUANTILE
+    sample: np.ndarray  # (S, D) library vectors: each query's centre
+    text_null: np.ndarray  # (M,) margin of each unrelated caption's best match, sorted
+    image_null: np.ndarray  # margins of random photo pairs (a sorted subsample)
 
     @property
-    def z0(self) -> float:
-        """The cut-off in z units: the ``quantile`` of the unrelated captions' best matches."""
-        if self.null_best_z.size == 0:
-            return 3.0  # no null yet (empty library): a conventional 3-sigma bar
-        return float(np.quantile(self.null_best_z, self.quantile))
+    def text(self) -> Null:
+        return Null.of(self.text_null, TEXT_QUANTILE, 0.5)
 
     @property
-    def width(self) -> float:
-        if self.null_best_z.size < 2:
-            return 1.0
-        return max(float(np.std(self.null_best_z)), MIN_WIDTH)
+    def image(self) -> Null:
+        return Null.of(self.image_null, IMAGE_QUANTILE, 0.5)
 
-    def stats(self, query: np.ndarray) -> QueryStats:
-        """The query's (median, robust spread) over the library sample."""
-        if self.sample.size == 0:
-            return QueryStats(0.0, 1.0)
-        return _robust_stats(self.sample @ np.asarray(query, np.float32))
-
-    def z(self, scores: np.ndarray, stats: QueryStats) -> np.ndarray:
-        return (np.asarray(scores, np.float64) - stats.centre) / stats.spread
+    def stats(self, query: np.ndarray, image_share: float = 0.0) -> QueryStats:
+        """The query's centre over the sample and its cut-off (``image_share``: the part of
+        the query's weight that came from an image, 0 for pure text, 1 for pure image)."""
+        centre = (
+            float(np.median(self.sample @ np.asarray(query, np.float32)))
+            if len(self.sample)
+            else 0.0
+        )
+        text, image = self.text, self.image
+        share = min(max(image_share, 0.0), 1.0)
+        cutoff = (1 - share) * text.cutoff + share * image.cutoff
+        width = (1 - share) * text.width + share * image.width
+        return QueryStats(centre, cutoff, width)
 
     def calibrate(self, scores: np.ndarray, stats: QueryStats) -> np.ndarray:
         """Raw cosine scores → calibrated scores in (0, 1); 0.5 is the relevance cut-off."""
-        z = self.z(scores, stats)
+        margin = np.asarray(scores, np.float64) - stats.centre
         with np.errstate(over="ignore"):
-            return 1.0 / (1.0 + np.exp(-(z - self.z0) / self.width))
+            return 1.0 / (1.0 + np.exp(-(margin - stats.cutoff) / stats.width))
 
     def is_stale(self, model_id: str, n_vectors: int) -> bool:
         if model_id != self.model_id:
             return True
-        base = max(self.n_vectors, 1)
-        return abs(n_vectors - self.n_vectors) / base > STALE_FRACTION
+        return abs(n_vectors - self.n_vectors) > STALE_FRACTION * max(self.n_vectors, 1)
 
     # --- persistence -------------------------------------------------------------------------
 
     def save(self, path: Path) -> None:
         meta = {"version": CALIBRATION_VERSION, "model_id": self.model_id,
-                "n_vectors": self.n_vectors, "quantile": self.quantile}  # fmt: skip
+                "n_vectors": self.n_vectors}  # fmt: skip
         buffer = io.BytesIO()
-        np.savez(buffer, sample=self.sample, null_best_z=self.null_best_z,
+        np.savez(buffer, sample=self.sample, text_null=self.text_null, image_null=self.image_null,
                  meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))  # fmt: skip
         atomic_write_bytes(path, buffer.getvalue())
 
@@ -135,19 +160,11 @@ class Calibration:
                 if meta.get("version") != CALIBRATION_VERSION:
                     return None
                 return cls(meta["model_id"], int(meta["n_vectors"]), data["sample"],
-                           data["null_best_z"], float(meta["quantile"]))  # fmt: skip
+                           data["text_null"], data["image_null"])  # fmt: skip
         except (OSError, ValueError, KeyError) as exc:
             if path.exists():
                 log.warning("ignoring unreadable calibration %s: %s", path, exc)
             return None
-
-
-def _robust_stats(scores: np.ndarray) -> QueryStats:
-    centre = float(np.median(scores))
-    spread = MAD_TO_SIGMA * float(np.median(np.abs(scores - centre)))
-    if spread < MIN_SPREAD:  # (near-)constant scores: fall back to the standard deviation
-        spread = float(np.std(scores))
-    return QueryStats(centre, max(spread, MIN_SPREAD))
 
 
 def library_sample(index: VectorSearch, size: int = SAMPLE_SIZE, seed: int = 0) -> np.ndarray:
@@ -160,24 +177,52 @@ def library_sample(index: VectorSearch, size: int = SAMPLE_SIZE, seed: int = 0) 
     return np.ascontiguousarray(index.reconstruct(ids), dtype=np.float32)
 
 
-def compute_calibration(
-    encoder: Encoder,
-    index: VectorSearch,
-    captions: tuple[str, ...] = NULL_CAPTIONS,
-    quantile: float = NULL_QUANTILE,
-) -> Calibration:
-    """Score the unrelated captions against this library: their best z over all vectors."""
+def text_null(encoder: Encoder, index: VectorSearch, sample: np.ndarray) -> np.ndarray:
+    """Margin of each unrelated caption's best match over the whole library."""
+    null = encoder.encode_texts(list(NULL_CAPTIONS))
+    best, _ = index.search(null, 1)
+    centres = np.median(sample @ null.T, axis=0)  # (M,)
+    return np.sort(best[:, 0].astype(np.float64) - centres)
+
+
+def null_images(size: int, seed: int = 0) -> list[Image.Image]:
+    """Pictures of nothing: noise, blurred noise, stripes and checkerboards."""
+    rng = np.random.default_rng(seed)
+    ramp = np.arange(size)
+    images = []
+    for k in range(NULL_IMAGES // 4):
+        noise = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+        images.append(Image.fromarray(noise))
+        blurred = Image.fromarray(noise).filter(ImageFilter.GaussianBlur(size / 16 * (k + 1)))
+        images.append(blurred)
+        period = max(2, size // (4 + 3 * k))
+        stripes = ((ramp // period) % 2 * 255).astype(np.uint8)
+        axis = stripes[None, :] if k % 2 else stripes[:, None]
+        images.append(Image.fromarray(np.broadcast_to(axis, (size, size))).convert("RGB"))
+        checks = ((ramp[:, None] // period) + (ramp[None, :] // period)) % 2 * 255
+        images.append(Image.fromarray(checks.astype(np.uint8)).convert("RGB"))
+    return images
+
+
+def image_null(encoder: Encoder, index: VectorSearch, sample: np.ndarray) -> np.ndarray:
+    """Margin of each picture-of-nothing's best match over the whole library."""
+    null = encoder.encode_images(null_images(encoder.image_size))
+    best, _ = index.search(null, 1)
+    centres = np.median(sample @ null.T, axis=0)
+    return np.sort(best[:, 0].astype(np.float64) - centres)
+
+
+def compute_calibration(encoder: Encoder, index: VectorSearch) -> Calibration:
+    """Measure both nulls on this library with this model."""
     sample = library_sample(index)
     if len(index) == 0:
-        return Calibration(encoder.model_id, 0, sample, np.zeros(0), quantile)
-    null = encoder.encode_texts(list(captions))
-    best, _ = index.search(null, 1)  # the best raw score of each caption over the library
-    best_z = []
-    for vector, top in zip(null, best[:, 0], strict=True):
-        stats = _robust_stats(sample @ vector)
-        best_z.append((float(top) - stats.centre) / stats.spread)
-    log.info("calibrated %d null captions over %d vectors", len(captions), len(index))
-    return Calibration(encoder.model_id, len(index), sample, np.sort(best_z), quantile)
+        return Calibration(encoder.model_id, 0, sample, np.zeros(0), np.zeros(0))
+    texts, images = text_null(encoder, index, sample), image_null(encoder, index, sample)
+    calibration = Calibration(encoder.model_id, len(index), sample, texts, images)
+    log.info("calibrated on %d vectors: text cut-off %.3f (width %.3f), image %.3f (%.3f)",
+             len(index), calibration.text.cutoff, calibration.text.width,
+             calibration.image.cutoff, calibration.image.width)  # fmt: skip
+    return calibration
 
 
 def load_or_compute(path: Path, encoder: Encoder, index: VectorSearch) -> Calibration:

@@ -110,7 +110,10 @@ class Searcher:
             self._cache.move_to_end(key)
             return self._cache[key]
         vector = self._embed(query)
-        entry = (vector, self.calibration.stats(vector))
+        text_part = query.text_weight if query.text else 0.0
+        image_part = query.image_weight if query.image is not None else 0.0
+        share = image_part / (text_part + image_part) if text_part + image_part > 0 else 0.0
+        entry = (vector, self.calibration.stats(vector, image_share=share))
         self._cache[key] = entry
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)

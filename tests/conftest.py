@@ -15,7 +15,7 @@ TESTS = Path(__file__).parent
 # Trained once per machine and code version: the checkpoint is cached under
 # $VITRIEVE_TEST_CACHE (default ~/.cache/vitrieve-tests), keyed by the training code's hash,
 # so only the first session pays for it (a few minutes on a busy 2-core machine).
-TRAIN_STEPS = 400
+TRAIN_STEPS = 160
 
 
 def _test_cache() -> Path:

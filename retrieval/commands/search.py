@@ -183,19 +183,26 @@ def explain_command(
     query: str = typer.Argument(..., help="The text whose match to show."),
     image: str = typer.Argument(..., help="An image file (or an indexed id with --library)."),
     out: Path = typer.Option(..., "--out", "-o", help="Where to write the heatmap PNG."),
+    method: str = typer.Option(
+        "window",
+        "--method",
+        help="window (what each part matches on its own) or patches (text vs each patch token).",
+    ),  # fmt: skip
     model: Path | None = MODEL_OPTION,
     library: Path | None = LIBRARY_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Heatmap of which part of a photo matched the text (patch-token similarity)."""
-    _explain(query, image, out, model, library, as_json)
+    """Heatmap of which part of a photo matched the text."""
+    _explain(query, image, out, method, model, library, as_json)
 
 
 @cli_errors
-def _explain(query: str, image: str, out: Path, model, library, as_json: bool) -> None:
+def _explain(query: str, image: str, out: Path, method: str, model, library, as_json) -> None:
     from indexer.images import decode_image
-    from retrieval.explain import write_heatmap
+    from retrieval.explain import METHODS, write_heatmap
 
+    if method not in METHODS:
+        raise typer.BadParameter(f"--method must be one of {', '.join(METHODS)}")
     if not query.strip():
         raise VitrieveError("empty query: nothing to explain")
     path = Path(image).expanduser()
@@ -212,12 +219,12 @@ def _explain(query: str, image: str, out: Path, model, library, as_json: bool) -
         raise VitrieveError(f"image not found: {image}")
     with open(path, "rb") as handle:  # full resolution: the heatmap goes over the photo
         picture = decode_image(handle, target_size=1 << 14).image
-    explanation = write_heatmap(encoder, query, picture, out)
+    explanation = write_heatmap(encoder, query, picture, out, method)
     hot = explanation.hot_mask()
     ys, xs = hot.nonzero()
     box = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1] if len(xs) else []
     if as_json:
-        emit_json({"query": query, "image": str(path), "out": str(out), "hot_box": box,
-                   "grid": explanation.grid.round(4).tolist()})  # fmt: skip
+        emit_json({"query": query, "image": str(path), "out": str(out), "method": method,
+                   "hot_box": box, "grid": explanation.grid.round(4).tolist()})  # fmt: skip
     else:
         typer.echo(f"wrote {out} (hottest area {box})")

@@ -1,0 +1,122 @@
+"""The retrieval commands end to end: --json output, and one-line errors with exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from retrieval.cli import app
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def ok_json(*args: str):
+    result = run(*args, "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_search_and_similar_json(synth_library) -> None:
+    lib = synth_library.path
+    data = ok_json("search", "a green square", "--library", lib, "-k", "4")
+    assert len(data["results"]) == 4 and not data["no_good_match"]
+    assert all(r["path"].startswith("green/") for r in data["results"])
+    assert set(data["timings_ms"]) == {"encode", "filter", "index", "metadata"}
+    first = data["results"][0]
+    again = ok_json("similar", str(first["id"]), "--library", lib, "-k", "2")
+    assert again["results"][0]["id"] == first["id"]
+    by_file = ok_json("similar", synth_library.root / first["path"], "--library", lib, "-k", "2")
+    assert by_file["results"][0]["id"] == first["id"]
+    filtered = ok_json("search", "a shape", "--library", lib, "--folder", "blue", "--type", "png")
+    assert filtered["results"] and all(r["path"].startswith("blue/") for r in filtered["results"])
+    negative = ok_json("search", "a shape -red", "--library", lib, "--not", "blue", "-k", "6")
+    assert not {r["path"].split("/")[0] for r in negative["results"]} & {"red", "blue", "copies"}
+
+
+def test_search_human_output_says_no_good_match(synth_library) -> None:
+    result = run("search", "xqzv blorp", "--library", synth_library.path, "-k", "3")
+    assert result.exit_code == 0
+    assert result.stdout.splitlines()[0] == "no good match; closest results:"
+
+
+def test_default_library_is_the_current_folders(synth_library, monkeypatch) -> None:
+    monkeypatch.chdir(synth_library.root)  # PHOTOS/.vitrieve
+    assert ok_json("search", "a red star", "-k", "1")["results"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["search", "x", "--library", "{tmp}/nowhere"], "no library"),
+        (["search", "", "--library", "{lib}"], "empty query"),
+        (["search", "  -people", "--library", "{lib}"], "empty query"),
+        (["similar", "987654", "--library", "{lib}"], "unknown image id"),
+        (["similar", "{tmp}/missing.jpg", "--library", "{lib}"], "not an image file"),
+        (["similar", "{tmp}/bad.jpg", "--library", "{lib}"], "bad.jpg"),
+        (["search", "x", "--image", "{tmp}/missing.jpg", "--library", "{lib}"], "image not found"),
+        (["classify", "{tmp}/bad.jpg", "--labels", "a,b", "--library", "{lib}"], "bad.jpg"),
+        (["classify", "{tmp}/bad.jpg", "--library", "{lib}"], "no labels"),
+        (
+            ["explain", "red", "{tmp}/missing.png", "--out", "{tmp}/h.png", "--library", "{lib}"],
+            "image not found",
+        ),
+        (["explain", " ", "1", "--out", "{tmp}/h.png", "--library", "{lib}"], "empty query"),
+        (["label", "--library", "{tmp}/nowhere", "--labels", "a"], "no library"),
+        (["export", "--library", "{tmp}/nowhere"], "no library"),
+        (["duplicates", "--library", "{tmp}/nowhere", "--json"], "no library"),
+        (["eval", "search", "{tmp}/missing.tsv", "--library", "{lib}"], "cannot read"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_1(synth_library, tmp_path, args, message) -> None:
+    (tmp_path / "bad.jpg").write_bytes(b"this is not a jpeg")
+    filled = [a.format(tmp=tmp_path, lib=synth_library.path) for a in args]
+    result = run(*filled, "--json") if "--json" not in filled else run(*filled)
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+
+
+def test_bad_arguments_exit_2(synth_library) -> None:
+    assert run("search", "x", "--library", synth_library.path, "--sort", "size").exit_code == 2
+    assert run("export", "--library", synth_library.path, "--format", "xml").exit_code == 2
+
+
+def test_classify_label_export_duplicates_explain(synth_library, tmp_path) -> None:
+    lib, root = synth_library.path, synth_library.root
+    images = [root / p.path for p in synth_library.photos[::12]]
+    verdicts = ok_json("classify", *images, "--labels", "red,blue,green,yellow", "--library", lib)
+    assert [v["label"] for v in verdicts] == [p.colour for p in synth_library.photos[::12]]
+    labelled = ok_json(
+        "label", "--library", lib, "--labels", "red,blue,green,yellow", "--name", "cli"
+    )
+    assert labelled["images"] == len(synth_library.photos) + len(synth_library.copies)
+    exported = ok_json("export", "--library", lib, "--set", "cli")
+    assert len(exported) == labelled["images"] and {e["label_set"] for e in exported} == {"cli"}
+    csv_out = tmp_path / "labels.csv"
+    assert run("export", "--library", lib, "--set", "cli", "--out", csv_out).exit_code == 0
+    assert csv_out.read_text().splitlines()[0] == "path,label_set,label,score"
+    groups = ok_json("duplicates", "--library", lib)["groups"]
+    assert sorted(sorted(g["paths"]) for g in groups) == sorted(
+        sorted(p) for p in synth_library.copies
+    )
+    out = tmp_path / "heat.png"
+    photo = root / synth_library.photos[0].path
+    explained = ok_json("explain", "a red circle", photo, "--out", out, "--library", lib)
+    assert out.is_file() and len(explained["hot_box"]) == 4
+
+
+def test_eval_search(synth_library, tmp_path) -> None:
+    reds = [p.path for p in synth_library.photos if p.colour == "red"]
+    truth = tmp_path / "truth.tsv"
+    truth.write_text("# query<TAB>relevant paths\nred\t" + "\t".join(reds) + "\nxqzv blorp\n")
+    report = ok_json("eval", "search", truth, "--library", synth_library.path)
+    assert report["positives"] == 1 and report["negatives"] == 1
+    assert (
+        report["metrics"]["ndcg@10"] > 0.8 and report["metrics"]["negative_flagged_no_match"] == 1
+    )
