@@ -25,6 +25,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/encode.py
+	$(PY) bench/vectors.py
 
 demo: $(STAMP)
 	$(VENV)/bin/vitrieve demo
