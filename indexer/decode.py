@@ -15,6 +15,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 60.0  # seconds for one file: generous for a 100 MP TIFF on a slow disk
 MAX_CRASHES = 2
+WORKER_NICENESS = 10
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,9 @@ def _init_worker(settings: DecodeSettings, started: Any) -> None:
     import torch
 
     torch.set_num_threads(1)  # the parent's model uses the cores; one decode per worker
+    # Below the model's priority: a preempted thread stalls a whole parallel matmul, while a
+    # decoder only needs to stay a batch ahead (decoding is ~10% of the work per image).
+    os.nice(WORKER_NICENESS)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     _settings, _started = settings, started
 
@@ -123,6 +128,7 @@ class DecodePool:
         self._executor: ProcessPoolExecutor | None = None
         self._started: Any = None
         self._crashes: dict[int, int] = {}
+        self._warming: threading.Thread | None = None
 
     def _start(self) -> ProcessPoolExecutor:
         self._started = self._context.SimpleQueue()  # unbuffered: a killed worker's last word
@@ -135,8 +141,26 @@ class DecodePool:
         )
         return self._executor
 
+    def warm_up(self) -> None:
+        """Start the workers in the background now (they import torch: seconds) while the
+        caller does other work; ``imap_unordered`` waits for them."""
+        if self.workers > 0 and self._executor is None and self._warming is None:
+            self._warming = threading.Thread(target=self._start_and_ping, daemon=True)
+            self._warming.start()
+
+    def _start_and_ping(self) -> None:
+        executor = self._start()
+        for _ in range(self.workers):
+            executor.submit(os.getpid)
+
+    def _wait_warm(self) -> None:
+        if self._warming is not None:
+            self._warming.join()
+            self._warming = None
+
     def close(self, kill: bool = False) -> None:
         """Stop the workers; ``kill`` when one of them may be stuck in a decoder."""
+        self._wait_warm()
         if self._executor is not None:
             if kill:
                 self._kill_workers()
@@ -155,6 +179,7 @@ class DecodePool:
             for file_id, path in items:
                 yield decode_file(file_id, Path(path), self.settings)
             return
+        self._wait_warm()
         todo = iter(items)
         retry: list[tuple[int, Path]] = []
         inflight: dict[Future, tuple[int, Path]] = {}

@@ -186,6 +186,26 @@ def _run(
     options: IndexOptions,
     progress: ProgressCallback | None,
 ) -> IndexReport:
+    settings = DecodeSettings(
+        encoder.transform, encoder.image_size, options.max_pixels, options.thumb_size
+    )
+    with DecodePool(settings, options.workers, options.timeout, 2 * options.batch_size) as pool:
+        pool.warm_up()  # workers start while the indexes are opened and the folder scanned
+        return _run_with_pool(photos, library, store, manifest, encoder, model_ref, pool, progress,
+                              options)  # fmt: skip
+
+
+def _run_with_pool(
+    photos: Path,
+    library: Path,
+    store: MetadataStore,
+    manifest: Manifest,
+    encoder: Encoder,
+    model_ref: str,
+    pool: DecodePool,
+    progress: ProgressCallback | None,
+    options: IndexOptions,
+) -> IndexReport:
     if manifest.switching and manifest.building is not None:
         switch_to_building(library, store, manifest)  # finish a switch a crash interrupted
     target, building = _target_generation(
@@ -205,14 +225,10 @@ def _run(
     state = IndexProgress("embed", found=result.found, todo=len(work), skipped=report.unchanged)
     notify(state)
     writer = _BatchWriter(library, store, indexes[-1], encoder, report, state, notify)
-    settings = DecodeSettings(
-        encoder.transform, encoder.image_size, options.max_pixels, options.thumb_size
-    )
     paths = dict(work)
-    with DecodePool(settings, options.workers, options.timeout, 2 * options.batch_size) as pool:
-        for decoded in pool.imap_unordered((i, photos / p) for i, p in work):
-            writer.add(decoded, paths[decoded.id], options.batch_size)
-        writer.flush()
+    for decoded in pool.imap_unordered((i, photos / p) for i, p in work):
+        writer.add(decoded, paths[decoded.id], options.batch_size)
+    writer.flush()
     notify(IndexProgress("merge", **_counts(state)))
     kinds = [ix.finish() for ix in indexes]
     if building and not store.work_list(target.generation):
