@@ -26,6 +26,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/encode.py
 	$(PY) bench/vectors.py
+	$(PY) bench/index.py
 
 demo: $(STAMP)
 	$(VENV)/bin/vitrieve demo
