@@ -360,7 +360,11 @@ class ApproxBackend:
     # --- persistence ---------------------------------------------------------------------
 
     def describe(self) -> dict[str, Any]:
-        info = {"params": asdict(self.params), "positions": self._n, "trained": bool(self._index)}
+        info = {
+            "params": asdict(self.params),
+            "positions": self._n,
+            "trained": self._index is not None,
+        }
         if self._index is not None:
             info["factory"] = self.params.factory(self.dim)
         return info

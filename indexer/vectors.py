@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import struct
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -181,7 +182,7 @@ class VectorIndex:
             if magic.startswith(ann.MAGIC):
                 return cls(ApproxBackend.read(path))
             index = faiss.read_index(str(path))
-        except (RuntimeError, ValueError) as exc:
+        except (RuntimeError, ValueError, KeyError, TypeError, struct.error, OSError) as exc:
             raise VitrieveError(f"{path} is not a readable vector index: {exc}") from exc
         if not isinstance(index, faiss.IndexIDMap2):
             raise VitrieveError(f"{path} holds a {type(index).__name__}, not a vitrieve index")
