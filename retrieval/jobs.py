@@ -223,13 +223,16 @@ def start_indexing(
 
 def start_labeling(
     library: Any, labels: list[str], templates: list[str] | None, label_set: str,
-    abstain_threshold: float = 0.0,
+    abstain_threshold: float = 0.0, null_z: float | None = None,
 ) -> JobStatus:  # fmt: skip
-    """Label every image of an open ``retrieval.library.Library`` in the background."""
+    """Label every image of an open ``retrieval.library.Library`` in the background.
+
+    ``null_z``: also abstain when the best label is no closer than unrelated text (see
+    ``ZeroShotClassifier``); None keeps only the probability threshold."""
     from retrieval.zeroshot import DEFAULT_TEMPLATES, ZeroShotClassifier, label_library
 
     classifier = ZeroShotClassifier(
-        library.encoder, labels, templates or DEFAULT_TEMPLATES, abstain_threshold
+        library.encoder, labels, templates or DEFAULT_TEMPLATES, abstain_threshold, null_z
     )
 
     def work(progress: Progress) -> str:

@@ -13,22 +13,32 @@ import streamlit as st
 from encoders.errors import VitrieveError
 from retrieval import jobs
 from retrieval.query import Filters, resolve_filters
-from retrieval.zeroshot import ABSTAIN, DEFAULT_TEMPLATES, ZeroShotClassifier, parse_labels
+from retrieval.zeroshot import (
+    ABSTAIN,
+    DEFAULT_NULL_Z,
+    DEFAULT_TEMPLATES,
+    ZeroShotClassifier,
+    parse_labels,
+)
 from ui import components, media, state
 
 MAX_IMAGES = 24  # images classified on the page at once (the whole library goes to a job)
 EXAMPLE_LABELS = "red circle\nblue square\ngreen triangle\nyellow star"
 
 
+RESULTS = "classified"  # session key: the last classification shown
+
+
 @st.cache_resource(max_entries=8, show_spinner="Encoding the labels…")
 def _classifier(
-    library_dir: str, labels: tuple[str, ...], templates: tuple[str, ...], abstain: float
-) -> ZeroShotClassifier:
+    library_dir: str, labels: tuple[str, ...], templates: tuple[str, ...], abstain: float,
+    null_z: float | None,
+) -> ZeroShotClassifier:  # fmt: skip
     library = state.library_by_dir(library_dir)
-    return ZeroShotClassifier(library.encoder, list(labels), list(templates), abstain)
+    return ZeroShotClassifier(library.encoder, list(labels), list(templates), abstain, null_z)
 
 
-def _settings() -> tuple[list[str], list[str], float] | None:
+def _settings() -> tuple[list[str], list[str], float, float | None] | None:
     left, right = st.columns(2)
     text = left.text_area("Labels, one per line", EXAMPLE_LABELS, height=150, key="labels")
     custom = right.text_area(
@@ -37,14 +47,19 @@ def _settings() -> tuple[list[str], list[str], float] | None:
         height=150,
         help=f"Empty: the built-in ensemble of {len(DEFAULT_TEMPLATES)} CLIP-style templates.",
     )
-    abstain = st.slider("Say “none of these” below probability", 0.0, 0.9, 0.0, 0.05)
+    left, right = st.columns(2, vertical_alignment="bottom")
+    abstain = left.slider("Say “none of these” below probability", 0.0, 0.9, 0.0, 0.05)
+    unrelated = right.checkbox(
+        "Also when the best label is no closer than unrelated text",
+        help="Compares each photo with a bank of neutral captions (stricter).",
+    )
     try:
         labels = parse_labels(text)
     except VitrieveError as exc:
         st.warning(str(exc))
         return None
     templates = [t.strip() for t in custom.splitlines() if t.strip()] or list(DEFAULT_TEMPLATES)
-    return labels, templates, abstain
+    return labels, templates, abstain, (DEFAULT_NULL_Z if unrelated else None)
 
 
 def _library_images(library: Any) -> list[tuple[int, str]]:
@@ -95,15 +110,21 @@ def _show_verdicts(names: list[str], pictures: list, verdicts: list) -> None:
                        icon=":material/download:")  # fmt: skip
 
 
-def _whole_library(library: Any, labels: list[str], templates: list[str], abstain: float) -> None:
+def _whole_library(library: Any, labels: list[str], templates: list[str], abstain: float,
+                   null_z: float | None) -> None:  # fmt: skip
     st.subheader("Label the whole library")
     name = st.text_input("Label set name", "labels", help="Labels become a search filter.")
     if st.button("Label all photos", icon=":material/sell:"):
         try:
-            jobs.start_labeling(library, labels, templates, name.strip(), abstain)
+            jobs.start_labeling(library, labels, templates, name.strip(), abstain, null_z)
         except VitrieveError as exc:
             st.error(str(exc))
-    _label_job(Path(library.path))
+    status = jobs.read_status(Path(library.path))
+    if status is not None and status.kind == "label":
+        if status.running:
+            _label_job(Path(library.path))
+        else:
+            components.job_progress(status)
     sets = library.stats().label_sets
     if sets:
         chosen = st.selectbox("Results of label set", sets)
@@ -115,9 +136,11 @@ def _whole_library(library: Any, labels: list[str], templates: list[str], abstai
 
 @st.fragment(run_every=1.0)
 def _label_job(library_dir: Path) -> None:
+    """Redrawn every second while labelling runs; the page reloads (new table) when it ends."""
     status = jobs.read_status(library_dir)
-    if status is not None and status.kind == "label":
-        components.job_progress(status)
+    if status is None or not status.running:
+        st.rerun()
+    components.job_progress(status)
 
 
 library = state.require_library()
@@ -132,20 +155,23 @@ else:
 if settings is not None and st.button(
     "Classify", type="primary", icon=":material/label:", key="classify"
 ):
-    labels, templates, abstain = settings
-    clf = _classifier(str(library.path), tuple(labels), tuple(templates), abstain)
+    labels, templates, abstain, null_z = settings
+    clf = _classifier(str(library.path), tuple(labels), tuple(templates), abstain, null_z)
+    st.session_state.pop(RESULTS, None)
     if source == "Upload":
         if not uploads:
             st.warning("Add one or more photos first.")
         else:
-            names, pictures, verdicts = _classify_uploads(clf, uploads, library.encoder.image_size)
-            _show_verdicts(names, pictures, verdicts)
+            size = library.encoder.image_size
+            st.session_state[RESULTS] = _classify_uploads(clf, uploads, size)
     elif items:
         verdicts = _classify_library(clf, library, items)
         pictures = [media.thumbnail_bytes(library, i) for i, _ in items]
-        _show_verdicts([p for _, p in items], pictures, verdicts)
+        st.session_state[RESULTS] = ([p for _, p in items], pictures, verdicts)
     else:
         st.info("No photos in that folder.")
+if RESULTS in st.session_state:
+    _show_verdicts(*st.session_state[RESULTS])
 st.divider()
 if settings is not None:
     _whole_library(library, *settings)
