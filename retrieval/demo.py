@@ -154,7 +154,7 @@ def demo_model(settings: DemoSettings, progress: Callable[[str], None] = log.inf
     if settings.use_checkpoint is not None:
         return settings.use_checkpoint.expanduser().resolve()
     marker = settings.run_dir / MODEL_MARKER
-    wanted = {"model": settings.model, "images": settings.train_images,
+    wanted = {"model": settings.model, "text": "minilm", "images": settings.train_images,
               "minutes": settings.train_minutes, "seed": settings.seed}  # fmt: skip
     if marker.is_file() and json.loads(marker.read_text()) == wanted:
         return settings.checkpoint
@@ -170,7 +170,7 @@ def demo_model(settings: DemoSettings, progress: Callable[[str], None] = log.inf
     shutil.rmtree(settings.run_dir, ignore_errors=True)  # a half-finished run is not resumed
     request = TrainRequest(
         data=data / "train.tsv", out=settings.run_dir, model=settings.model,
-        val=data / "test.tsv",
+        val=data / "test.tsv", text_tower="minilm",  # the project's default: pretrained, locked
         options=TrainOptions(minutes=settings.train_minutes, seed=settings.seed),
     )  # fmt: skip
     train_from_files(request)

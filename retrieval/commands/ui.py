@@ -53,14 +53,17 @@ def serve(library: Path | None, host: str, port: int, banner: str) -> None:
 
 
 def app_script() -> Path:
-    """ui/app.py, found without importing ui (imports flow ui → retrieval, never back)."""
+    """ui/app.py, found without importing ui (imports flow ui → retrieval, never back).
+
+    ``ui`` is installed next to ``retrieval``; the import system is asked only as a fallback."""
+    candidates = [Path(__file__).resolve().parents[2] / "ui"]
     spec = importlib.util.find_spec("ui")
-    if spec is None or not spec.submodule_search_locations:
-        raise VitrieveError("the ui package is not installed next to retrieval")
-    script = Path(next(iter(spec.submodule_search_locations))) / "app.py"
-    if not script.is_file():
-        raise VitrieveError(f"UI entry point not found: {script}")
-    return script
+    if spec is not None and spec.submodule_search_locations:
+        candidates += [Path(p) for p in spec.submodule_search_locations]
+    for folder in candidates:
+        if (folder / "app.py").is_file() and (folder / "__init__.py").is_file():
+            return folder / "app.py"
+    raise VitrieveError("the UI entry point ui/app.py is not installed next to retrieval")
 
 
 def streamlit_command(library: Path | None, host: str, port: int) -> list[str]:
