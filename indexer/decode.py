@@ -170,8 +170,8 @@ class DecodePool:
     def __enter__(self) -> DecodePool:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self.close(kill=exc_type is not None)  # interrupted: a worker may be stuck
 
     def imap_unordered(self, items: Iterable[tuple[int, Path]]) -> Iterator[Decoded]:
         """Yield one ``Decoded`` per item, in completion order."""

@@ -224,7 +224,9 @@ def _run_with_pool(
     work = store.work_list(target.generation)
     state = IndexProgress("embed", found=result.found, todo=len(work), skipped=report.unchanged)
     notify(state)
-    writer = _BatchWriter(library, store, indexes[-1], encoder, report, state, notify)
+    writer = _BatchWriter(
+        library, store, indexes[-1], encoder, report, state, notify, active=not building
+    )
     paths = dict(work)
     for decoded in pool.imap_unordered((i, photos / p) for i, p in work):
         writer.add(decoded, paths[decoded.id], options.batch_size)
@@ -289,10 +291,11 @@ class _BatchWriter:
         report: IndexReport,
         state: IndexProgress,
         notify: ProgressCallback,
+        active: bool,
     ) -> None:
         self.library, self.store, self.target, self.encoder = library, store, target, encoder
         self.report, self.state, self.notify = report, state, notify
-        self.active = target.path.name == "vectors.faiss"
+        self.active = active  # rows become searchable now, or when a new model's index switches
         self.decoded: list[Decoded] = []
         self.failed: list[tuple[int, str]] = []
         self.started = time.monotonic()

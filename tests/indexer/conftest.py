@@ -53,19 +53,8 @@ def store(request, tmp_path: Path):
     if request.param == "sqlite":
         store = MetadataStore.for_library(tmp_path)
     else:
-        store = MetadataStore(_fresh_database(request.getfixturevalue("postgres_url")))
+        from pgserver import fresh_database
+
+        store = MetadataStore(fresh_database(request.getfixturevalue("postgres_url")))
     yield store
     store.close()
-
-
-def _fresh_database(url: str) -> str:
-    import uuid
-
-    from sqlalchemy import create_engine, text
-
-    name = "t_" + uuid.uuid4().hex[:12]
-    engine = create_engine(url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    engine.dispose()
-    return url.rsplit("/", 1)[0] + "/" + name

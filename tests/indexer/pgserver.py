@@ -58,3 +58,17 @@ def postgres_server() -> Iterator[str]:
             run([f"{bindir}/pg_ctl", "-D", data, "-m", "immediate", "stop"])
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def fresh_database(url: str) -> str:
+    """Create an empty database on the server of ``url``; return its URL."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    name = "t_" + uuid.uuid4().hex[:12]
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return url.rsplit("/", 1)[0] + "/" + name

@@ -12,9 +12,9 @@ from indexer.store import MetadataStore
 
 
 def test_index_into_postgres(bad_library, tiny_encoder, postgres_url: str, tmp_path: Path) -> None:
-    from conftest import _fresh_database
+    from pgserver import fresh_database
 
-    url = _fresh_database(postgres_url)
+    url = fresh_database(postgres_url)
     library = tmp_path / "lib"
     report = index_library(bad_library.root, tiny_encoder, model_ref="tiny", library=library,
                            db_url=url, options=OPTIONS)  # fmt: skip
