@@ -18,10 +18,18 @@ captions do), so they get their own null, built the same way from pictures of no
 noise, blurred noise, stripes, checkerboards: a result must beat the ``IMAGE_QUANTILE`` of
 those pictures' best matches. A mixed query's cut-off is the weighted mix of the two.
 
-``calibrated = sigmoid((margin - cutoff) / width)`` (``width`` is the spread of the null): 0.5
-at the cut-off, near 1 far above it. The null is computed once per library and model and kept
-beside ``library.json`` (``calibration.npz``); it is recomputed when the model changes or the
-library's size moves by more than ``STALE_FRACTION``.
+Text results are also checked from the image's side: the image must match the query better
+than it matches *any* of the unrelated captions, by ``IMAGE_SIDE_MARGIN`` widths — otherwise
+the query is just the nearest bit of noise to that image (a small model maps gibberish onto
+some colour or shape it knows). Captions that are not unrelated to the query itself (closer to
+it than any two unrelated captions are to each other, ``unrelated_to``) are left out of that
+check, so searching a library of scanned invoices for "an invoice" still works.
+
+``calibrated = sigmoid((margin - cutoff) / width)`` (``width`` is the spread of the null; for
+text, the smaller of the two checks): 0.5 at the cut-off, near 1 far above it. The nulls are
+computed once per library and model and kept beside ``library.json`` (``calibration.npz``);
+they are recomputed when the model changes or the library's size moves by more than
+``STALE_FRACTION``.
 """
 
 from __future__ import annotations
@@ -42,12 +50,13 @@ from indexer.vectors import VectorSearch
 log = logging.getLogger(__name__)
 
 CALIBRATION_FILE = "calibration.npz"
-CALIBRATION_VERSION = 3
+CALIBRATION_VERSION = 4
 SAMPLE_SIZE = 4096  # library vectors each query is scored against for its centre
 TEXT_QUANTILE = 0.95  # a good text match beats the best match of 95% of unrelated captions
 IMAGE_QUANTILE = 0.95  # a good image match beats what 95% of pictures of nothing reach
 NULL_IMAGES = 24
 STALE_FRACTION = 0.2  # recompute when the library grew or shrank by more than this
+IMAGE_SIDE_MARGIN = 0.25  # in widths: how clearly a result must beat unrelated text on itself
 MIN_WIDTH = 0.01  # cosine units: keeps the sigmoid from becoming a step on tiny libraries
 
 # Text that should match nothing in a photo library: paperwork, abstractions, code, gibberish.
@@ -79,6 +88,7 @@ class QueryStats:
     centre: float  # median score over the library sample
     cutoff: float  # margin (score - centre) of a just-good-enough match
     width: float  # margin units per step of the sigmoid
+    unrelated: np.ndarray | None = None  # (M,) which null captions are unrelated to the query
 
 
 @dataclass(frozen=True)
@@ -106,7 +116,8 @@ class Calibration:
     n_vectors: int
     sample: np.ndarray  # (S, D) library vectors: each query's centre
     text_null: np.ndarray  # (M,) margin of each unrelated caption's best match, sorted
-    image_null: np.ndarray  # margins of random photo pairs (a sorted subsample)
+    image_null: np.ndarray  # (P,) margin of each picture of nothing's best match, sorted
+    null_vectors: np.ndarray  # (M, D) the unrelated captions' embeddings
 
     @property
     def text(self) -> Null:
@@ -128,13 +139,26 @@ class Calibration:
         share = min(max(image_share, 0.0), 1.0)
         cutoff = (1 - share) * text.cutoff + share * image.cutoff
         width = (1 - share) * text.width + share * image.width
-        return QueryStats(centre, cutoff, width)
+        return QueryStats(centre, cutoff, width, unrelated_to(query[None], self.null_vectors)[0])
 
-    def calibrate(self, scores: np.ndarray, stats: QueryStats) -> np.ndarray:
-        """Raw cosine scores → calibrated scores in (0, 1); 0.5 is the relevance cut-off."""
-        margin = np.asarray(scores, np.float64) - stats.centre
-        with np.errstate(over="ignore"):
-            return 1.0 / (1.0 + np.exp(-(margin - stats.cutoff) / stats.width))
+    def calibrate(
+        self, scores: np.ndarray, stats: QueryStats, vectors: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Raw cosine scores → calibrated scores in (0, 1); 0.5 is the relevance cut-off.
+
+        ``vectors`` (the results' image vectors, text queries only) adds the image-side check.
+        """
+        scores = np.asarray(scores, np.float64)
+        calibrated = _sigmoid((scores - stats.centre - stats.cutoff) / stats.width)
+        if vectors is not None and len(vectors) and len(self.null_vectors):
+            null = np.asarray(vectors, np.float32) @ self.null_vectors.T  # (k, M)
+            if stats.unrelated is not None and stats.unrelated.any():
+                null = null[:, stats.unrelated]
+            unrelated = null.max(axis=1)
+            width = self.text.width
+            image_side = _sigmoid((scores - unrelated - IMAGE_SIDE_MARGIN * width) / width)
+            calibrated = np.minimum(calibrated, image_side)
+        return calibrated
 
     def is_stale(self, model_id: str, n_vectors: int) -> bool:
         if model_id != self.model_id:
@@ -148,6 +172,7 @@ class Calibration:
                 "n_vectors": self.n_vectors}  # fmt: skip
         buffer = io.BytesIO()
         np.savez(buffer, sample=self.sample, text_null=self.text_null, image_null=self.image_null,
+                 null_vectors=self.null_vectors,
                  meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))  # fmt: skip
         atomic_write_bytes(path, buffer.getvalue())
 
@@ -160,11 +185,26 @@ class Calibration:
                 if meta.get("version") != CALIBRATION_VERSION:
                     return None
                 return cls(meta["model_id"], int(meta["n_vectors"]), data["sample"],
-                           data["text_null"], data["image_null"])  # fmt: skip
+                           data["text_null"], data["image_null"], data["null_vectors"])  # fmt: skip
         except (OSError, ValueError, KeyError) as exc:
             if path.exists():
                 log.warning("ignoring unreadable calibration %s: %s", path, exc)
             return None
+
+
+def unrelated_to(texts: np.ndarray, null_vectors: np.ndarray) -> np.ndarray:
+    """(T, M): which null captions are unrelated to each text — no closer to it than the two
+    most similar null captions are to each other."""
+    if len(null_vectors) < 2:
+        return np.ones((len(texts), len(null_vectors)), dtype=bool)
+    among = null_vectors @ null_vectors.T
+    bar = among[~np.eye(len(among), dtype=bool)].max()
+    return (np.asarray(texts, np.float32) @ null_vectors.T) <= bar
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-x))
 
 
 def library_sample(index: VectorSearch, size: int = SAMPLE_SIZE, seed: int = 0) -> np.ndarray:
@@ -177,9 +217,8 @@ def library_sample(index: VectorSearch, size: int = SAMPLE_SIZE, seed: int = 0) 
     return np.ascontiguousarray(index.reconstruct(ids), dtype=np.float32)
 
 
-def text_null(encoder: Encoder, index: VectorSearch, sample: np.ndarray) -> np.ndarray:
+def text_null(null: np.ndarray, index: VectorSearch, sample: np.ndarray) -> np.ndarray:
     """Margin of each unrelated caption's best match over the whole library."""
-    null = encoder.encode_texts(list(NULL_CAPTIONS))
     best, _ = index.search(null, 1)
     centres = np.median(sample @ null.T, axis=0)  # (M,)
     return np.sort(best[:, 0].astype(np.float64) - centres)
@@ -215,10 +254,11 @@ def image_null(encoder: Encoder, index: VectorSearch, sample: np.ndarray) -> np.
 def compute_calibration(encoder: Encoder, index: VectorSearch) -> Calibration:
     """Measure both nulls on this library with this model."""
     sample = library_sample(index)
+    null = encoder.encode_texts(list(NULL_CAPTIONS))
     if len(index) == 0:
-        return Calibration(encoder.model_id, 0, sample, np.zeros(0), np.zeros(0))
-    texts, images = text_null(encoder, index, sample), image_null(encoder, index, sample)
-    calibration = Calibration(encoder.model_id, len(index), sample, texts, images)
+        return Calibration(encoder.model_id, 0, sample, np.zeros(0), np.zeros(0), null)
+    texts, images = text_null(null, index, sample), image_null(encoder, index, sample)
+    calibration = Calibration(encoder.model_id, len(index), sample, texts, images, null)
     log.info("calibrated on %d vectors: text cut-off %.3f (width %.3f), image %.3f (%.3f)",
              len(index), calibration.text.cutoff, calibration.text.width,
              calibration.image.cutoff, calibration.image.width)  # fmt: skip

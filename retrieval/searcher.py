@@ -70,7 +70,7 @@ class SearchResponse:
     """A page of results and what the cut-off concluded about the whole query."""
 
     results: list[SearchResult]
-    no_good_match: bool  # even the best result is below the cut-off
+    no_good_match: bool  # every ranked result is below the cut-off
     offset: int
     limit: int
     sort: str
@@ -182,7 +182,8 @@ class Searcher:
         scores, ids = self.index.search(vector[None], k, allowed)
         found = ids[0] >= 0
         scores, ids = scores[0][found], ids[0][found]
-        calibrated = self.calibration.calibrate(scores, stats)
+        vectors = self._result_vectors(ids) if query.text and query.image is None else None
+        calibrated = self.calibration.calibrate(scores, stats, vectors)
         weak = calibrated < threshold
         clock.lap("index")
         order = np.arange(len(ids))
@@ -194,7 +195,7 @@ class Searcher:
         results = self._results(ids[page], scores[page], calibrated[page], weak[page])
         clock.lap("metadata")
         return SearchResponse(
-            results=results, no_good_match=bool(len(ids) == 0 or weak[0]), offset=offset,
+            results=results, no_good_match=bool(weak.all()), offset=offset,
             limit=limit, sort=sort, has_more=len(order) > offset + limit,
             relevant=int((~weak).sum()), timings_ms=clock.laps,
         )  # fmt: skip
@@ -204,6 +205,13 @@ class Searcher:
     ) -> SearchResponse:
         """ "More like this": an indexed id, an image file or a decoded image."""
         return self.search(Query(image=image), filters, **options)
+
+    def _result_vectors(self, ids: np.ndarray) -> np.ndarray | None:
+        """Stored vectors of ranked results, for the image-side relevance check."""
+        try:
+            return self.index.reconstruct(ids)
+        except KeyError:  # a vector removed since the search (indexing in progress)
+            return None
 
     def _by_date(self, ids: np.ndarray, relevant: np.ndarray) -> np.ndarray:
         """Positions of the relevant results, newest first (taken date, else file time)."""

@@ -7,8 +7,9 @@ cosine × the model's learned temperature.
 
 Abstaining: a softmax always sums to 1, so it cannot say "none". An image abstains when its
 best probability is under ``abstain_threshold``, or when its best label is no closer to it than
-unrelated text is — its z-score against the image's similarities to the neutral caption bank
-(``retrieval.calibration.NULL_CAPTIONS``) is under ``null_z``.
+unrelated text is: its z-score against the image's similarities to the neutral caption bank
+(``retrieval.calibration.NULL_CAPTIONS``) is under ``null_z``, or some caption of the bank
+unrelated to the label matches the image better than the label does.
 
 ``label_library`` labels a whole library from its stored vectors (no image is decoded again)
 and writes exactly one row per (image, label set): the best label, or ``ABSTAIN``.
@@ -30,7 +31,7 @@ from encoders.errors import VitrieveError
 from indexer.images import decode_image
 from indexer.store import MetadataStore
 from indexer.vectors import VectorSearch
-from retrieval.calibration import NULL_CAPTIONS
+from retrieval.calibration import NULL_CAPTIONS, unrelated_to
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,7 @@ class ZeroShotClassifier:
         self.abstain_threshold, self.null_z = abstain_threshold, null_z
         self.label_vectors = self._ensemble(labels, templates)  # (L, D)
         self.null_vectors = encoder.encode_texts(list(NULL_CAPTIONS))  # (M, D)
+        self.unrelated = unrelated_to(self.label_vectors, self.null_vectors)  # (L, M)
         self.scale = _logit_scale(encoder)
 
     def _ensemble(self, labels: Sequence[str], templates: Sequence[str]) -> np.ndarray:
@@ -124,10 +126,11 @@ class ZeroShotClassifier:
         similarity = (vectors @ self.label_vectors.T)[np.arange(len(best)), best]
         null = vectors @ self.null_vectors.T  # (N, M)
         z = (similarity - null.mean(axis=1)) / np.maximum(null.std(axis=1), 1e-6)
+        kept = np.where(self.unrelated[best], null, -np.inf).max(axis=1)  # best unrelated caption
         out = []
-        for row, index, score_z in zip(probs, best, z, strict=True):
+        for row, index, score_z, beats in zip(probs, best, z, similarity > kept, strict=True):
             confident = row[index] >= self.abstain_threshold
-            related = self.null_z is None or score_z >= self.null_z
+            related = self.null_z is None or (score_z >= self.null_z and beats)
             label = self.labels[index] if confident and related else None
             out.append(Classification(label, float(row[index]),
                                       dict(zip(self.labels, row.tolist(), strict=True)),

@@ -36,7 +36,7 @@ def test_calibration_maths() -> None:
     null = Null.of(np.linspace(0.0, 1.0, 101), 0.95, 0.5)
     assert null.cutoff == pytest.approx(0.95) and null.width == pytest.approx(0.45)
     stats = QueryStats(centre=0.2, cutoff=0.3, width=0.1)
-    calibration = Calibration("m", 0, np.zeros((0, 4)), np.zeros(0), np.zeros(0))
+    calibration = Calibration("m", 0, np.zeros((0, 4)), np.zeros(0), np.zeros(0), np.zeros((0, 4)))
     values = calibration.calibrate(np.array([0.5, 0.9, 0.1]), stats)
     assert values[0] == pytest.approx(0.5) and values[1] > 0.95 and values[2] < 0.05
     assert calibration.is_stale("other", 0) and not calibration.is_stale("m", 0)
