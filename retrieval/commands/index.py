@@ -180,7 +180,9 @@ def status(
         "failures": [{"path": p, "reason": r} for p, r in failures],
         "model": dataclasses.asdict(manifest.active) if manifest.active else None,
         "building": dataclasses.asdict(manifest.building) if manifest.building else None,
-        "index": {"kind": index.kind, "vectors": len(index)} if index else None,
+        "index": {"kind": index.kind, "vectors": len(index), "bytes": path.stat().st_size}
+        if index
+        else None,
         "database": store.url,
     }
     if json_out:
@@ -195,7 +197,9 @@ def _print_status(info: dict) -> None:
         f"library   {info['library']} (photos in {info['root']})",
         "files     " + ", ".join(f"{n} {s}" for s, n in counts.items()),
         f"model     {model['model_ref']} (id {model['model_id']})" if model else "model     -",
-        f"index     {index['kind']}, {index['vectors']} vectors" if index else "index     -",
+        f"index     {index['kind']}, {index['vectors']} vectors, {index['bytes'] / 1e6:.1f} MB"
+        if index
+        else "index     -",
     ]
     if info["building"]:
         lines.append(f"building  an index for model {info['building']['model_id']}")

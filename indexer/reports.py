@@ -1,0 +1,73 @@
+"""What an indexing run is told (IndexOptions) and what it tells (IndexProgress, IndexReport).
+
+Shared by the local engine (``pipeline``) and the Ray engine (``distributed``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from indexer.decode import DEFAULT_TIMEOUT
+from indexer.images import DEFAULT_MAX_PIXELS
+
+
+@dataclass(frozen=True)
+class IndexOptions:
+    """How to run: parallelism, batch size, limits."""
+
+    workers: int = 2  # decoder processes; 0 decodes in this process (no time limit)
+    batch_size: int = 32  # images per model call and per commit
+    timeout: float = DEFAULT_TIMEOUT  # seconds one file may take to decode
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    thumb_size: int = 256
+    index_kind: str = "auto"
+
+
+@dataclass
+class IndexProgress:
+    """A progress snapshot passed to the caller's callback."""
+
+    phase: str  # "scan", "embed", "merge", "done"
+    found: int = 0  # image files under the root
+    todo: int = 0  # files to embed in this run
+    done: int = 0  # embedded so far
+    failed: int = 0  # recorded as failed in this run
+    skipped: int = 0  # unchanged or moved: nothing to do
+    elapsed: float = 0.0  # seconds since the embed phase began
+
+    @property
+    def rate(self) -> float:
+        return (self.done + self.failed) / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def eta(self) -> float | None:
+        left = self.todo - self.done - self.failed
+        return left / self.rate if self.rate > 0 else None
+
+
+@dataclass
+class IndexReport:
+    """What a run did, for the CLI summary and ``--json``."""
+
+    library: str
+    root: str
+    model_id: str
+    found: int = 0
+    new: int = 0
+    changed: int = 0
+    moved: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    embedded: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (path, reason), this run
+    skipped_links: list[str] = field(default_factory=list)
+    repaired: dict[str, int] = field(default_factory=dict)
+    vectors: int = 0
+    index_kind: str = ""
+    building: bool = False  # a new model's index is not finished yet
+    switched: bool = False  # this run completed a new model's index and made it searchable
+    seconds: float = 0.0
+
+
+ProgressCallback = Callable[[IndexProgress], None]
