@@ -166,6 +166,8 @@ def _run_with_pool(
     notify(IndexProgress("scan"))
     result = scan(photos, store.all_files(), exclude=[library])
     _apply_scan(store, indexes, result, report)
+    if options.retry_failed:
+        store.retry_failed()
     work = store.work_list(target.generation)
     state = IndexProgress("embed", found=result.found, todo=len(work), skipped=report.unchanged)
     notify(state)
@@ -242,14 +244,14 @@ class _BatchWriter:
         self.report, self.state, self.notify = report, state, notify
         self.active = active  # rows become searchable now, or when a new model's index switches
         self.decoded: list[Decoded] = []
-        self.failed: list[tuple[int, str]] = []
+        self.failed: list[tuple[int, str, str | None]] = []
         self.started = time.monotonic()
 
     def add(self, decoded: Decoded, path: str, batch_size: int) -> None:
         if decoded.error is None:
             self.decoded.append(decoded)
         else:
-            self.failed.append((decoded.id, decoded.error))
+            self.failed.append((decoded.id, decoded.error, decoded.facts.get("content_hash")))
             self.report.failures.append((path, decoded.error))
         if len(self.decoded) >= batch_size or len(self.failed) >= batch_size:
             self.flush()

@@ -22,6 +22,7 @@ class IndexOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
     thumb_size: int = 256
     index_kind: str = "auto"
+    retry_failed: bool = False  # decode failed files again (e.g. after a time-out)
 
 
 @dataclass

@@ -161,11 +161,12 @@ class MetadataStore(StoreQueries):
         generation: int,
         model_id: str,
         indexed: Sequence[dict],
-        failed: Sequence[tuple[int, str]],
+        failed: Sequence[tuple[int, str] | tuple[int, str, str | None]],
         active: bool,
     ) -> None:
         """One atomic commit: decoded facts + embeddings rows for ``indexed``, reasons for
-        ``failed``. Rows become ``indexed`` now if ``generation`` is the active one."""
+        ``failed`` (``(id, reason)`` or ``(id, reason, content_hash)``). Rows become
+        ``indexed`` now if ``generation`` is the active one."""
         now = datetime.now()
         with self.session() as session, session.begin():
             if indexed:
@@ -186,8 +187,22 @@ class MetadataStore(StoreQueries):
             if failed:
                 session.execute(
                     sql_update(FileRow),
-                    [{"id": i, "status": "failed", "error": reason[:2000]} for i, reason in failed],
+                    [
+                        {
+                            "id": f[0],
+                            "status": "failed",
+                            "error": f[1][:2000],
+                            "content_hash": f[2] if len(f) > 2 else None,  # for move detection
+                        }
+                        for f in failed
+                    ],
                 )
+
+    def retry_failed(self) -> int:
+        """Failed files become pending again (a run with ``retry_failed``); returns how many."""
+        query = sql_update(FileRow).where(FileRow.status == "failed")
+        with self.session() as session, session.begin():
+            return session.execute(query.values(status="pending", error=None)).rowcount
 
     def embedded_ids(self, generation: int) -> np.ndarray:
         """Ids with an embeddings row in ``generation`` (what the index must hold)."""

@@ -48,6 +48,9 @@ def index(
     ray_address: str | None = typer.Option(None, help="Ray cluster address for --engine ray."),
     max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, min=1, help="Reject larger images."),
     timeout: float = typer.Option(DEFAULT_TIMEOUT, min=0.1, help="Seconds per file to decode."),
+    retry_failed: bool = typer.Option(
+        False, "--retry-failed", help="Try files that failed before again (else: only if changed)."
+    ),
     report: bool = typer.Option(False, "--report", help="List every failed file at the end."),
     json_out: bool = JSON_OPTION,
 ) -> None:
@@ -55,7 +58,7 @@ def index(
     if engine not in ("local", "ray"):
         raise typer.BadParameter("--engine must be local or ray")
     encoder = load_encoder(model)
-    options = IndexOptions(workers, batch_size, timeout, max_pixels)
+    options = IndexOptions(workers, batch_size, timeout, max_pixels, retry_failed=retry_failed)
     kwargs = dict(model_ref=str(model.resolve()), library=library, db_url=db, options=options)
     run = index_library if engine == "local" else _ray_engine(ray_address)
     if json_out:

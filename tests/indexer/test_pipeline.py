@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,9 @@ def test_bad_library(bad_library, tiny_encoder) -> None:
     assert manifest["active"]["index_kind"] == "auto" and report.index_kind == "flat"
     again = run(bad_library.root, tiny_encoder)  # nothing changed: nothing to do
     assert again.embedded == 0 and again.failures == [] and again.unchanged == report.found
+    retry = index_library(bad_library.root, tiny_encoder, model_ref="tiny",
+                          options=replace(OPTIONS, retry_failed=True))  # fmt: skip
+    assert retry.embedded == 0 and {p for p, _ in retry.failures} == set(bad_library.bad)
 
 
 def test_vectors_match_direct_encoding(bad_library, tiny_encoder) -> None:
