@@ -31,7 +31,7 @@ def label_rows(store: MetadataStore, label_set: str | None = None) -> list[Row]:
     if label_set:
         query = query.where(LabelRow.label_set == label_set)
     with store.session() as session:
-        return [(p, s, lab, float(sc)) for p, s, lab, sc in session.execute(query).tuples()]
+        return [(p, s, lab, float(sc)) for p, s, lab, sc in session.execute(query)]
 
 
 def write_export(rows: list[Row], fmt: str, out: TextIO) -> None:

@@ -105,6 +105,14 @@ class Library:
 
         return Searcher(self.encoder, self.index, self.store, self.calibration, library=self)
 
+    def duplicates(self, threshold: float | None = None) -> list:
+        """Near-duplicate groups (``retrieval.duplicates``), confirmed on the thumbnails."""
+        from retrieval.duplicates import DEFAULT_THRESHOLD, find_duplicates
+
+        return find_duplicates(
+            self.index, self.store, threshold or DEFAULT_THRESHOLD, self.thumbnail_path
+        )
+
     def close(self) -> None:
         self.store.close()
 
@@ -167,7 +175,7 @@ class Library:
         with self.store.session() as session:
             formats = session.execute(
                 select(FileRow.format, func.count()).where(indexed).group_by(FileRow.format)
-            ).tuples()
+            )
             formats_count = {str(f or "unknown"): int(n) for f, n in formats}
             dates = session.scalars(select(FileRow.taken_at).where(indexed)).all()
         months = Counter(d.strftime("%Y-%m") for d in dates if d is not None)

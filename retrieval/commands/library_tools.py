@@ -14,7 +14,7 @@ from retrieval.commands.common import (
     emit_json,
     open_library,
 )
-from retrieval.duplicates import DEFAULT_THRESHOLD, find_duplicates
+from retrieval.duplicates import DEFAULT_THRESHOLD
 
 
 def register(app: typer.Typer) -> None:
@@ -42,7 +42,7 @@ def _duplicates(library, threshold: float, as_json: bool) -> None:
     if not 0.0 < threshold <= 1.0:
         raise typer.BadParameter("--threshold is a cosine similarity in (0, 1]")
     with open_library(library) as lib:
-        groups = find_duplicates(lib.index, lib.store, threshold, lib.thumbnail_path)
+        groups = lib.duplicates(threshold)
     if as_json:
         emit_json({"threshold": threshold, "groups": [g.to_dict() for g in groups]})
         return

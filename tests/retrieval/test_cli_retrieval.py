@@ -27,7 +27,8 @@ def test_search_and_similar_json(synth_library) -> None:
     data = ok_json("search", "a green square", "--library", lib, "-k", "4")
     assert len(data["results"]) == 4 and not data["no_good_match"]
     assert all(r["path"].startswith("green/") for r in data["results"])
-    assert set(data["timings_ms"]) == {"encode", "filter", "index", "metadata"}
+    steps = {"encode", "filter", "index", "metadata"}
+    assert set(data["timings_ms"]) == steps | {f"cpu_{s}" for s in steps}
     first = data["results"][0]
     again = ok_json("similar", str(first["id"]), "--library", lib, "-k", "2")
     assert again["results"][0]["id"] == first["id"]
