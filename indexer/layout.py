@@ -41,7 +41,8 @@ class Generation:
     model_ref: str  # what the user passed to --model (checkpoint directory or name)
     model_id: str  # the weights' content id: decides whether re-embedding is needed
     embed_dim: int
-    index_kind: str = "auto"
+    index_kind: str = "auto"  # what was asked for ("auto" decides by size)
+    built_kind: str = ""  # what the index file holds now ("flat", "ivfpq", "hnsw")
 
 
 @dataclass

@@ -180,6 +180,8 @@ def _run_with_pool(
     writer.flush()
     notify(IndexProgress("merge", **_counts(state)))
     kinds = [ix.finish() for ix in indexes]
+    for ix, kind in zip(indexes, kinds, strict=True):
+        ix.generation.built_kind = kind
     if building and not store.work_list(target.generation):
         switch_to_building(library, store, manifest)
         report.switched, report.building = True, False

@@ -65,6 +65,7 @@ def test_bad_library(bad_library, tiny_encoder) -> None:
     manifest = json.loads((library / "library.json").read_text())
     assert manifest["active"]["model_id"] == tiny_encoder.model_id
     assert manifest["active"]["index_kind"] == "auto" and report.index_kind == "flat"
+    assert manifest["active"]["built_kind"] == "flat"
     again = run(bad_library.root, tiny_encoder)  # nothing changed: nothing to do
     assert again.embedded == 0 and again.failures == [] and again.unchanged == report.found
     retry = index_library(bad_library.root, tiny_encoder, model_ref="tiny",
