@@ -188,11 +188,13 @@ def wait(library_dir: Path, timeout: float | None = None) -> JobStatus | None:
 
 
 def start_indexing(
-    photos: Path, model_ref: str, library: Path | None = None, workers: int = 2
+    photos: Path, model_ref: str, library: Path | None = None, workers: int = 0
 ) -> tuple[Path, JobStatus]:
     """Index ``photos`` into ``library`` (default ``photos/.vitrieve``) in the background.
 
-    Returns the library directory (where the job file is) and the first status.
+    Returns the library directory (where the job file is) and the first status. ``workers=0``
+    decodes in the job's thread: decoder processes started from inside a web server (whose
+    ``__main__`` is the server) are fragile; ``vitrieve index`` is the fast path for big folders.
     """
     from encoders.encoder import Encoder
     from indexer.layout import default_library

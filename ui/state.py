@@ -1,7 +1,9 @@
 """Which library the app shows, opened once per process (``st.cache_resource``).
 
 The library comes from ``--library`` after ``--`` on the ``streamlit run`` command line, or from
-the Library page (kept in session state). Opening goes through ``retrieval.library.Library``;
+the Library page (kept in session state and in the URL's ``?library=``; the picker can open any
+library directory anyway, so the URL grants nothing new — files are still only served through
+the opened library's own accessors). Opening goes through ``retrieval.library.Library``;
 a missing or broken library becomes a message on the page, never a traceback.
 """
 
@@ -45,9 +47,13 @@ def _argv_library() -> str | None:
 
 
 def init_library_choice() -> None:
-    """First run of a session: start from the library given on the command line."""
+    """First run of a session: the library in the URL (a library picked on the Library page
+    survives a reload), else the one given on the command line."""
     if LIBRARY_KEY not in st.session_state:
-        st.session_state[LIBRARY_KEY] = _argv_library()
+        st.session_state[LIBRARY_KEY] = st.query_params.get("library") or _argv_library()
+    chosen = st.session_state[LIBRARY_KEY]
+    if chosen and chosen != _argv_library() and st.query_params.get("library") != chosen:
+        st.query_params["library"] = chosen  # page switches drop the URL's parameters
 
 
 def library_path() -> Path | None:
@@ -66,6 +72,7 @@ def library_dir_for(path: Path | None) -> Path | None:
 def choose_library(path: Path | str) -> None:
     """Switch this session to another library (the Library page's picker)."""
     st.session_state[LIBRARY_KEY] = str(Path(path).expanduser().resolve())
+    st.query_params["library"] = st.session_state[LIBRARY_KEY]
     st.session_state.pop("search", None)
 
 

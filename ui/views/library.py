@@ -11,6 +11,7 @@ import streamlit as st
 
 from encoders.errors import VitrieveError
 from retrieval import jobs
+from retrieval.library import DEFAULT_LIBRARY_DIR
 from ui import components, state
 
 st.title("Library")
@@ -39,7 +40,11 @@ def _index_form(library) -> None:
     panel = st.expander("Index a folder", icon=":material/create_new_folder:", expanded=empty)
     with panel, st.form("index-folder", border=False):
         st.caption("New and changed photos are added; indexing runs in the background.")
-        photos = st.text_input("Photo folder", value=stats.root if stats else "")
+        picked = state.library_path()
+        if picked is not None and picked.name == DEFAULT_LIBRARY_DIR:
+            picked = picked.parent
+        guess = str(picked) if picked is not None and picked.is_dir() else ""
+        photos = st.text_input("Photo folder", value=stats.root if stats else guess)
         model = st.text_input(
             "Model checkpoint", value=(stats.model_ref or "") if stats else "",
             help="A checkpoint directory (config.json + model.safetensors)",
@@ -122,9 +127,10 @@ def _duplicates(library) -> None:
 _picker()
 library, problem = state.open_library()
 path = state.library_path()
-if problem:
-    st.warning(problem, icon=":material/warning:")
 job_dir = library.path if library is not None else state.library_dir_for(path)
+job = jobs.read_status(Path(job_dir)) if job_dir is not None and Path(job_dir).is_dir() else None
+if problem and not (job is not None and job.running):
+    st.warning(problem, icon=":material/warning:")
 if job_dir is not None and Path(job_dir).is_dir():
     _job_panel(Path(job_dir))
 if library is not None:
