@@ -171,3 +171,14 @@ def test_stats(library, synth_library) -> None:
     assert sum(stats.formats.values()) == stats.vectors
     months = {p.taken.strftime("%Y-%m") for p in synth_library.photos}
     assert set(stats.taken_by_month) <= months  # only photos with a capture date count
+
+
+def test_mixed_text_and_image_query(library, synth_library) -> None:
+    blue = next(p for p in synth_library.photos if p.colour == "blue")
+    blue_id = library.id_for_path(blue.path)
+    alone = library.searcher.similar(blue_id, limit=12)
+    assert {colour_of(r.path) for r in alone.results if not r.weak} == {"blue"}
+    mixed = library.searcher.search(Query(text="yellow", image=blue_id), limit=24)
+    colours = [colour_of(r.path) for r in mixed.results[:16]]
+    assert set(colours) <= {"blue", "yellow"}  # nothing of the other colours
+    assert {"blue", "yellow"} <= set(colours)  # the sum of both embeddings finds both
