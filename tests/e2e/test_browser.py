@@ -110,7 +110,8 @@ def test_search_in_browser(ui_server: str, tmp_path: Path) -> None:
             page.screenshot(path=str(tmp_path / "search.png"), full_page=False)
             shutil.copy(tmp_path / "search.png", REPO / "docs" / "screenshot.png")
 
-            page.get_by_role("button", name="Open").first.click()
+            main = page.get_by_test_id("stMain")
+            main.get_by_role("button", name="Open", exact=True).first.click()
             dialog = page.get_by_role("dialog")
             dialog.wait_for(timeout=30_000)
             dialog.locator("[data-testid='stImage'] img").first.wait_for(timeout=30_000)
