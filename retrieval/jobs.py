@@ -247,3 +247,24 @@ def start_labeling(
         return f"labelled {report.images} images into {label_set!r} ({report.abstained} none)"
 
     return start_job(library.path, "label", label_set, work)
+
+
+def start_demo(cache: Path, train_minutes: float = 6.0) -> Path:
+    """Build the demo library (photos, a model trained here, index) in the background.
+
+    Returns the library directory, where the job's progress is written as it goes."""
+    from indexer.layout import default_library
+    from retrieval.demo import DemoSettings, build_demo
+
+    settings = DemoSettings(cache=Path(cache).expanduser().resolve(), train_minutes=train_minutes)
+    library = default_library(settings.photo_dir)
+    library.mkdir(parents=True, exist_ok=True)
+
+    def work(progress: Progress) -> str:
+        progress.update(message="starting")
+        progress.flush()
+        built = build_demo(settings, lambda message: progress.update(message=message))
+        return f"demo library ready in {built}"
+
+    start_job(library, "demo", str(settings.photo_dir), work)
+    return library

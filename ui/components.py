@@ -103,8 +103,23 @@ def first_run(reason: str | None = None) -> None:
         st.page_link("views/library.py", label="Go to Library", icon=":material/arrow_forward:")
     with right:
         st.subheader(":material/auto_awesome: Try the demo")
-        st.write("Builds a small library and a model trained here (a few minutes, once):")
+        st.write("A few hundred synthetic photos and a small model trained here "
+                 "(a few minutes, once; cached afterwards).")  # fmt: skip
+        st.button("Build the demo library", icon=":material/play_arrow:", type="primary",
+                  on_click=_start_demo, key="start-demo")  # fmt: skip
+        st.caption("Or from a terminal:")
         st.code("make demo        # or: vitrieve demo", language="bash")
+
+
+def _start_demo() -> None:
+    from retrieval import jobs
+    from retrieval.commands.demo import default_cache
+    from ui import state
+
+    try:
+        state.choose_library(jobs.start_demo(default_cache()))
+    except Exception as exc:  # shown on the page, never a traceback
+        st.session_state["demo-error"] = str(exc)
 
 
 def _duration(seconds: float | None) -> str:

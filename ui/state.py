@@ -18,6 +18,7 @@ import streamlit as st
 
 from encoders.encoder import Encoder
 from encoders.errors import VitrieveError
+from retrieval import jobs
 from retrieval.library import DEFAULT_LIBRARY_DIR, Library, find_library
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,12 @@ def require_library(need_images: bool = True) -> Library:
     from ui import components
 
     library, problem = open_library()
+    job_dir = library_dir_for(library_path())
+    job = jobs.read_status(job_dir) if job_dir is not None and job_dir.is_dir() else None
+    if job is not None and job.running and (library is None or library.count() == 0):
+        st.title("Preparing the library")
+        _live_job(job_dir)
+        st.stop()
     if library is None and problem:
         st.error(problem, icon=":material/error:")
         st.page_link(
@@ -135,6 +142,8 @@ def require_library(need_images: bool = True) -> Library:
         )
         st.stop()
     if library is None:
+        if "demo-error" in st.session_state:
+            st.error(st.session_state.pop("demo-error"))
         components.first_run()
         st.stop()
     if need_images and library.count() == 0:
@@ -144,6 +153,17 @@ def require_library(need_images: bool = True) -> Library:
         )
         st.stop()
     return library
+
+
+@st.fragment(run_every=1.0)
+def _live_job(job_dir: Path) -> None:
+    """The job filling this library, redrawn every second; the page reloads when it ends."""
+    from ui import components
+
+    status = jobs.read_status(job_dir)
+    if status is None or not status.running:
+        st.rerun()
+    components.job_progress(status)
 
 
 def library_badge() -> None:

@@ -197,3 +197,31 @@ def test_library_page_lists_failures_and_stats(demo_library: Path) -> None:
     assert not app.exception, app.exception
     assert any("Failed files (1)" in e.label for e in app.expander)
     assert any(m.label == "Images" for m in app.metric)
+
+
+def test_first_run_screen_builds_the_demo(
+    trained_tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demo button builds photos + library in the background (model seeded: no training)."""
+    import json
+    import shutil
+
+    from retrieval import jobs
+    from retrieval.demo import MODEL_MARKER, DemoSettings
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    settings = DemoSettings(cache=tmp_path / "vitrieve" / "demo", photos=300)
+    shutil.copytree(trained_tiny, settings.checkpoint)
+    marker = {"model": settings.model, "text": "minilm", "images": settings.train_images,
+              "minutes": settings.train_minutes, "seed": settings.seed}  # fmt: skip
+    (settings.run_dir / MODEL_MARKER).write_text(json.dumps(marker))
+
+    app = _app(None).run()
+    app.button(key="start-demo").click().run()
+    assert not app.exception, app.exception
+    library = Path(app.session_state["library_path"])
+    status = jobs.wait(library, timeout=600)
+    assert status is not None and status.state == "done", status
+    app.run()
+    assert not app.exception, app.exception
+    assert "Welcome" not in _texts(app) and "photos in this library" in _texts(app)
