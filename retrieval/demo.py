@@ -157,7 +157,9 @@ def demo_model(settings: DemoSettings, progress: Callable[[str], None] = log.inf
     wanted = {"model": settings.model, "text": "minilm", "images": settings.train_images,
               "minutes": settings.train_minutes, "seed": settings.seed}  # fmt: skip
     if marker.is_file() and json.loads(marker.read_text()) == wanted:
-        return settings.checkpoint
+        if _loads(settings.checkpoint):
+            return settings.checkpoint
+        progress("the cached demo model no longer loads with this version: training it again")
     from encoders.datasets import write_synthetic
     from encoders.training.loop import TrainOptions
     from encoders.training.main import TrainRequest, train_from_files
@@ -176,6 +178,16 @@ def demo_model(settings: DemoSettings, progress: Callable[[str], None] = log.inf
     train_from_files(request)
     marker.write_text(json.dumps(wanted))
     return settings.checkpoint
+
+
+def _loads(checkpoint: Path) -> bool:
+    from encoders.checkpoint import load_checkpoint
+
+    try:
+        load_checkpoint(checkpoint)
+    except VitrieveError:
+        return False
+    return True
 
 
 def build_demo(settings: DemoSettings, progress: Callable[[str], None] = log.info) -> Path:
