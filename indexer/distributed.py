@@ -237,7 +237,13 @@ def _embed_on_ray(
     started_here = not ray.is_initialized()
     if started_here:
         local = {} if address else {"num_cpus": concurrency + 1, "object_store_memory": 2**28}
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, **local)
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,  # workers' output stays in Ray's log files
+            logging_level=logging.WARNING,
+            **local,
+        )
     try:
         ray.data.DataContext.get_current().enable_progress_bars = False
         items = [{"id": i, "path": str(photos / p)} for i, p in work]
