@@ -310,16 +310,17 @@ class ApproxBackend:
         """Exact inner products of the candidates; the best ``k`` per query, best first."""
         scores = np.full((len(queries), k), -np.inf, np.float32)
         positions = np.full((len(queries), k), -1, np.int64)
-        for start in range(0, len(queries), 256):  # bounds the (q, c, d) gather
-            cand = candidates[start : start + 256]
+        step = 64  # queries per gather: bounds the (q, c, d) copy to ~32 MB
+        for start in range(0, len(queries), step):
+            cand = candidates[start : start + step]
             valid = cand >= 0
             gathered = self._vec[np.where(valid, cand, 0)]  # (q, c, d)
-            exact = np.matmul(gathered, queries[start : start + 256, :, None])[..., 0]
+            exact = np.matmul(gathered, queries[start : start + step, :, None])[..., 0]
             exact[~valid] = -np.inf
             top = np.argsort(-exact, axis=1, kind="stable")[:, :k]
             width = top.shape[1]
-            scores[start : start + 256, :width] = np.take_along_axis(exact, top, axis=1)
-            positions[start : start + 256, :width] = np.where(
+            scores[start : start + step, :width] = np.take_along_axis(exact, top, axis=1)
+            positions[start : start + step, :width] = np.where(
                 np.take_along_axis(valid, top, axis=1), np.take_along_axis(cand, top, axis=1), -1
             )
         return scores, positions
@@ -344,18 +345,18 @@ class ApproxBackend:
         return scores, np.where(positions >= 0, self._ext[np.maximum(positions, 0)], -1)
 
     def range_search(self, queries: np.ndarray, threshold: float) -> list:
-        """Near neighbours above ``threshold``: top-k search, widening k while saturated."""
-        out = []
-        for query in queries:
-            k = 64
-            while True:
-                scores, ids = self.search(query[None], min(k, len(self)), None)
-                scores, ids = scores[0], ids[0]
-                if scores[-1] < threshold or k >= len(self):
-                    break
-                k *= 4
-            keep = (ids >= 0) & (scores >= threshold)
-            out.append((ids[keep], scores[keep]))
+        """Near neighbours above ``threshold``: a batched top-k search, k widened (×4) only
+        for the queries whose k-th result still passes the threshold."""
+        out: list = [None] * len(queries)
+        todo, k = np.arange(len(queries)), 64
+        while len(todo):
+            width = min(k, len(self))
+            scores, ids = self.search(queries[todo], width, None)
+            done = (scores[:, -1] < threshold) | (width >= len(self))
+            for row, row_scores, row_ids in zip(todo[done], scores[done], ids[done], strict=True):
+                keep = (row_ids >= 0) & (row_scores >= threshold)
+                out[row] = (row_ids[keep], row_scores[keep])
+            todo, k = todo[~done], k * 4
         return out
 
     # --- persistence ---------------------------------------------------------------------
