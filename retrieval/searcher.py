@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +25,11 @@ from encoders.encoder import Encoder
 from encoders.errors import VitrieveError
 from indexer.images import decode_image
 from indexer.schema import LabelRow
-from indexer.store import FileRecord, MetadataStore
+from indexer.store import MetadataStore
 from indexer.vectors import VectorSearch
 from retrieval.calibration import Calibration, QueryStats
 from retrieval.query import Filters, ImageInput, Query, resolve_filters
+from retrieval.results import SearchResponse, SearchResult, result_of
 
 log = logging.getLogger(__name__)
 
@@ -37,51 +37,6 @@ SORTS = ("score", "date")
 DEFAULT_THRESHOLD = 0.5  # calibrated score of the cut-off (see retrieval.calibration)
 RELEVANT_CAP = 2000  # most results considered when sorting the relevant set by date
 CACHE_SIZE = 256
-
-
-@dataclass
-class SearchResult:
-    """One matching image with what a result list shows about it."""
-
-    id: int
-    path: str  # relative to the photo root (serve it through Library.file_path(id))
-    score: float  # cosine similarity of the query embedding
-    calibrated: float  # 0..1 against this library's null; 0.5 is the relevance cut-off
-    weak: bool  # below the cut-off: shown only as "closest results"
-    thumbnail: str | None  # relative to the library dir (Library.thumbnail_path(id))
-    width: int | None
-    height: int | None
-    format: str | None
-    size: int
-    taken_at: datetime | None
-    modified_at: datetime
-    labels: list[tuple[str, str, float]] = field(default_factory=list)  # (set, label, score)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["taken_at"] = self.taken_at.isoformat() if self.taken_at else None
-        out["modified_at"] = self.modified_at.isoformat()
-        out["labels"] = [{"set": s, "label": lab, "score": sc} for s, lab, sc in self.labels]
-        return out
-
-
-@dataclass
-class SearchResponse:
-    """A page of results and what the cut-off concluded about the whole query."""
-
-    results: list[SearchResult]
-    no_good_match: bool  # every ranked result is below the cut-off
-    offset: int
-    limit: int
-    sort: str
-    has_more: bool
-    relevant: int  # results above the cut-off among those ranked (capped by the page end)
-    timings_ms: dict[str, float] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k != "results"}
-        out["results"] = [r.to_dict() for r in self.results]
-        return out
 
 
 class Searcher:
@@ -100,23 +55,26 @@ class Searcher:
         self.calibration, self.library = calibration, library
         self._cache: OrderedDict[tuple, tuple[np.ndarray, QueryStats]] = OrderedDict()
         self._cache_size = cache_size
+        self._lock = threading.Lock()
 
     # --- the query embedding ---------------------------------------------------------------
 
     def query_vector(self, query: Query) -> tuple[np.ndarray, QueryStats]:
         """The normalised query embedding and its own score distribution (cached)."""
         key = _cache_key(query)
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
         vector = self._embed(query)
         text_part = query.text_weight if query.text else 0.0
         image_part = query.image_weight if query.image is not None else 0.0
         share = image_part / (text_part + image_part) if text_part + image_part > 0 else 0.0
         entry = (vector, self.calibration.stats(vector, image_share=share))
-        self._cache[key] = entry
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        with self._lock:  # one Searcher serves every session of the UI server
+            self._cache[key] = entry
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
         return entry
 
     def _embed(self, query: Query) -> np.ndarray:
@@ -238,7 +196,7 @@ class Searcher:
             record = records.get(int(file_id))
             if record is None:  # a vector whose row vanished (indexing in progress)
                 continue
-            out.append(_result(record, float(score), float(cal), bool(is_weak),
+            out.append(result_of(record, float(score), float(cal), bool(is_weak),
                                labels.get(record.id, [])))  # fmt: skip
         return out
 
@@ -255,18 +213,6 @@ class Searcher:
             ):
                 out.setdefault(int(file_id), []).append((label_set, label, float(score)))
         return {k: sorted(v, key=lambda x: -x[2]) for k, v in out.items()}
-
-
-def _result(
-    record: FileRecord, score: float, calibrated: float, weak: bool,
-    labels: list[tuple[str, str, float]],
-) -> SearchResult:  # fmt: skip
-    return SearchResult(
-        id=record.id, path=record.path, score=score, calibrated=calibrated, weak=weak,
-        thumbnail=record.thumb, width=record.width, height=record.height, format=record.format,
-        size=record.size, taken_at=record.taken_at,
-        modified_at=datetime.fromtimestamp(record.mtime_ns / 1e9), labels=labels,
-    )  # fmt: skip
 
 
 def _image_key(image: ImageInput | None) -> tuple:
