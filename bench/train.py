@@ -16,11 +16,13 @@ budget: its cosine ends when the budget does, as ours does with ``--minutes``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -61,8 +63,12 @@ def run_ours(data: Path, run: Path, minutes: float, batch: int) -> dict:
     if done.returncode:
         raise SystemExit(f"vitrieve train failed:\n{done.stderr[-3000:]}")
     summary = json.loads(done.stdout.strip().splitlines()[-1])
-    return {"wall_s": time.perf_counter() - started, "samples": summary["samples"],
-            "samples_per_s": summary["samples_per_s"], "checkpoint": Path(summary["checkpoint"])}  # fmt: skip
+    return {
+        "wall_s": time.perf_counter() - started,
+        "samples": summary["samples"],
+        "samples_per_s": summary["samples_per_s"],
+        "checkpoint": Path(summary["checkpoint"]),
+    }
 
 
 def openclip_config(checkpoint: Path, out: Path) -> Path:
@@ -76,8 +82,13 @@ def openclip_config(checkpoint: Path, out: Path) -> Path:
     if text.pop("hf_model_name", None):
         path = resolve_hf_path("minilm")
         text.pop("lock", None)
-        text = {"hf_model_name": path, "hf_tokenizer_name": path, "hf_pooler_type":
-                "mean_pooler", "hf_proj_type": "linear", "context_length": text["context_length"]}  # fmt: skip
+        text = {
+            "hf_model_name": path,
+            "hf_tokenizer_name": path,
+            "hf_pooler_type": "mean_pooler",
+            "hf_proj_type": "linear",
+            "context_length": text["context_length"],
+        }
     model["text_cfg"] = text
     path = out / "vitrieve_bench.json"
     path.write_text(json.dumps(model, indent=2))
@@ -94,6 +105,13 @@ def cycled_tsv(data: Path, rows: int, out: Path) -> Path:
     return out
 
 
+def _log_times(log: str) -> tuple[datetime | None, list[float]]:
+    """When open_clip's epoch started, and the samples/s of each logged step."""
+    start = re.search(r"^(\S+) \| INFO \| Start epoch 0", log, re.M)
+    when = datetime.strptime(start.group(1), "%Y-%m-%d,%H:%M:%S") if start else None
+    return when, [float(r) for r in RATE.findall(log)]
+
+
 def run_openclip(config: Path, tsv: Path, logs: Path, batch: int, timeout: float) -> dict:
     """open_clip_train.main for one epoch over ``tsv``; killed at ``timeout`` seconds."""
     lock = ["--lock-text"] if "hf_model_name" in config.read_text() else []
@@ -102,19 +120,21 @@ def run_openclip(config: Path, tsv: Path, logs: Path, batch: int, timeout: float
             "--batch-size", str(batch), "--epochs", "1", "--lr", "1e-3", "--wd", "0.1",
             "--warmup", "20", "--precision", "amp_bf16", "--workers", "2", "--device", "cpu",
             "--logs", str(logs), "--name", "run", "--save-frequency", "1", "--seed", "0",
-            "--log-every-n-steps", "5", "--zeroshot-frequency", "0", *lock]  # fmt: skip
+            "--log-every-n-steps", "1", "--zeroshot-frequency", "0", *lock]  # fmt: skip
+    launched = datetime.now().replace(microsecond=0)
     started = time.perf_counter()
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         subprocess.run([PYTHON, "-c", OPENCLIP_RUNNER, str(config), *args], cwd=ROOT,
                        capture_output=True, text=True, timeout=timeout)  # fmt: skip
-    except subprocess.TimeoutExpired:
-        print("  open_clip hit the time limit (its last checkpoint is used)")
-    log = (logs / "run" / "out.log").read_text() if (logs / "run" / "out.log").is_file() else ""
-    rates = [float(r) for r in RATE.findall(log)]
+    path = logs / "run" / "out.log"
+    epoch_start, rates = _log_times(path.read_text() if path.is_file() else "")
     steady = rates[len(rates) // 4 :] or rates
-    return {"wall_s": time.perf_counter() - started,
-            "samples_per_s": float(np.median(steady)) if steady else 0.0,
-            "checkpoint": logs / "run" / "checkpoints" / "epoch_1.pt"}  # fmt: skip
+    return {
+        "wall_s": time.perf_counter() - started,
+        "startup_s": (epoch_start - launched).total_seconds() if epoch_start else 0.0,
+        "samples_per_s": float(np.median(steady)) if steady else 0.0,
+        "checkpoint": logs / "run" / "checkpoints" / "epoch_1.pt",
+    }
 
 
 class OpenClipEncoder:
@@ -158,13 +178,15 @@ def one_round(args, data: Path, work: Path, index: int) -> dict:
     ours.update(score(Encoder.load(ours["checkpoint"]), data))
     print(f"  ours: {ours['samples_per_s']:.0f} samples/s, {ours}")
     config = openclip_config(ours["checkpoint"], work)
-    calibration = cycled_tsv(data, args.batch_size * 12, work / "calibrate.tsv")
-    probe = run_openclip(config, calibration, work / f"calib{index}", args.batch_size, 600)
-    rows = int(probe["samples_per_s"] * args.minutes * 60 * 0.9) or args.batch_size * 10
-    print(f"  open_clip calibration: {probe['samples_per_s']:.0f} samples/s -> {rows} samples")
+    calibration = cycled_tsv(data, args.batch_size * 50, work / "calibrate.tsv")
+    probe = run_openclip(config, calibration, work / f"calib{index}", args.batch_size, 120)
+    budget = args.minutes * 60 - probe["startup_s"]
+    rows = max(int(probe["samples_per_s"] * budget * 0.95), args.batch_size * 2)
+    print(f"  open_clip calibration: {probe['samples_per_s']:.1f} samples/s, start-up "
+          f"{probe['startup_s']:.0f} s -> one epoch of {rows} samples")  # fmt: skip
     tsv = cycled_tsv(data, rows, work / "openclip_train.tsv")
     theirs = run_openclip(config, tsv, work / f"openclip{index}", args.batch_size,
-                          args.minutes * 60 * 1.15)  # fmt: skip
+                          args.minutes * 60 * 1.3)  # fmt: skip
     if theirs["checkpoint"].is_file():
         theirs.update(score(OpenClipEncoder(config, theirs["checkpoint"]), data))
     print(f"  open_clip: {theirs}")
