@@ -8,16 +8,14 @@ float32 vectors and keeps the top k. Removal marks a position dead (HNSW cannot 
 a third of the positions are dead the index is compacted. Until enough vectors exist to train
 the approximate index, the not-yet-indexed tail is searched exactly.
 
-On disk it is one file (``MAGIC``, a JSON header, ids, live flags, vectors, the FAISS index),
-so renaming it is atomic; the vectors are memory-mapped on load (1M × 512 is 2 GB).
+On disk it is one file (``vector_io``), so renaming it is atomic; the vectors are memory-mapped
+on load (1M × 512 is 2 GB).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import struct
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -25,13 +23,13 @@ from typing import Any
 import faiss
 import numpy as np
 
+from indexer.vector_io import gpu_available, read_container, write_container
+
 log = logging.getLogger(__name__)
 
-MAGIC = b"VTRVANN1"
 KINDS = ("ivfpq", "hnsw")
 EXACT_LIMIT = 8192  # a filter this selective is answered by brute force over its vectors
 COMPACT_FRACTION = 0.3  # dead positions tolerated before the index is rebuilt without them
-_ALIGN = 64
 
 
 @dataclass(frozen=True)
@@ -61,33 +59,6 @@ class ApproxParams:
         nlist = self.nlist or int(np.clip(2 ** round(math.log2(2 * math.sqrt(size))), 16, 65536))
         pq_m = self.pq_m or next(m for m in range(max(dim // 8, 1), 0, -1) if dim % m == 0)
         return replace(self, nlist=nlist, pq_m=pq_m)
-
-
-def as_ids(ids: Any) -> np.ndarray:
-    return np.ascontiguousarray(np.asarray(ids, dtype=np.int64).reshape(-1))
-
-
-def as_vectors(vectors: Any, dim: int, check_norm: bool = False) -> np.ndarray:
-    """(n, dim) C-contiguous float32; a single vector becomes one row."""
-    array = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))
-    if array.ndim == 1:
-        array = array[None, :]
-    if array.ndim != 2 or array.shape[1] != dim:
-        raise ValueError(f"expected vectors of shape (n, {dim}), got {array.shape}")
-    if check_norm and len(array):
-        norms = np.linalg.norm(array, axis=1)
-        if not np.all(np.abs(norms - 1.0) < 1e-2):
-            raise ValueError("vectors must be finite and L2-normalised")
-    return array
-
-
-def split_range_result(lims: np.ndarray, scores: np.ndarray, ids: np.ndarray) -> list:
-    """FAISS range-search arrays → per query ``(ids, scores)``, best first."""
-    out = []
-    for start, end in zip(lims[:-1], lims[1:], strict=True):
-        order = np.argsort(-scores[start:end], kind="stable")
-        out.append((ids[start:end][order].astype(np.int64), scores[start:end][order]))
-    return out
 
 
 class ApproxBackend:
@@ -372,63 +343,31 @@ class ApproxBackend:
         return info
 
     def write(self, path: Path) -> None:
-        """One file: magic, header length, JSON header, ids, live flags, vectors, FAISS."""
-        n = self._n
         header = {
             "kind": self.kind,
             "dim": self.dim,
-            "n": n,
+            "n": self._n,
             "indexed": self._indexed,
             "expected_size": self.expected_size,
             "trained_size": self.trained_size,
             "params": asdict(self.params),
-            "trained": self._index is not None,
         }
-        blob = json.dumps(header).encode()
-        start = _aligned(len(MAGIC) + 8 + len(blob))
-        with path.open("wb") as handle:
-            handle.write(MAGIC + struct.pack("<Q", len(blob)) + blob)
-            handle.write(b"\0" * (start - handle.tell()))
-            handle.write(self._ext[:n].tobytes())
-            handle.write(self._live[:n].astype(np.uint8).tobytes())
-            handle.write(b"\0" * (_aligned(handle.tell()) - handle.tell()))
-            for chunk in range(0, n, 65_536):  # stream: no second 2 GB copy in RAM
-                handle.write(np.ascontiguousarray(self._vec[chunk : min(chunk + 65_536, n)]))
-            if self._index is not None:
-                faiss.write_index(self._index, faiss.PyCallbackIOWriter(handle.write))
-            handle.flush()
+        n = self._n
+        write_container(path, header, self._ext[:n], self._live[:n], self._vec[:n], self._index)
 
     @classmethod
     def read(cls, path: Path) -> ApproxBackend:
-        with path.open("rb") as handle:
-            handle.seek(len(MAGIC))
-            (length,) = struct.unpack("<Q", handle.read(8))
-            header = json.loads(handle.read(length))
-            n, dim = header["n"], header["dim"]
-            offset = _aligned(len(MAGIC) + 8 + length)
-            backend = cls(dim, ApproxParams(**header["params"]), header["expected_size"])
-            backend._ext = np.fromfile(handle, np.int64, n, offset=offset - handle.tell())
-            backend._live = np.fromfile(handle, np.uint8, n).astype(bool)
-            vec_offset = _aligned(handle.tell())
-            if n:
-                backend._vec = np.memmap(path, np.float32, "c", vec_offset, (n, dim))
-            if header["trained"]:
-                handle.seek(vec_offset + n * dim * 4)
-                backend._index = faiss.read_index(faiss.PyCallbackIOReader(handle.read))
-        backend._n, backend._indexed = n, header["indexed"]
+        header, ext, live, vectors, index = read_container(path)
+        backend = cls(header["dim"], ApproxParams(**header["params"]), header["expected_size"])
+        backend._ext, backend._live, backend._index = ext, live, index
+        if len(vectors):
+            backend._vec = vectors
+        backend._n, backend._indexed = header["n"], header["indexed"]
         backend.trained_size = header.get("trained_size", 0)
-        live = np.flatnonzero(backend._live)
-        order = np.argsort(backend._ext[live], kind="stable")
-        backend._keys, backend._keypos = backend._ext[live][order], live[order]
+        alive = np.flatnonzero(live)
+        order = np.argsort(ext[alive], kind="stable")
+        backend._keys, backend._keypos = ext[alive][order], alive[order]
         return backend
-
-
-def gpu_available() -> bool:
-    """True when faiss-gpu is installed and sees a GPU (never raises on CPU-only builds)."""
-    try:
-        return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
-    except Exception:  # a broken CUDA runtime must not break CPU search
-        return False
 
 
 def _cheap_training(index: Any) -> None:
@@ -439,10 +378,6 @@ def _cheap_training(index: Any) -> None:
     for clustering in (ivfpq.cp, ivfpq.pq.cp):
         clustering.niter = 10
         clustering.max_points_per_centroid = 64
-
-
-def _aligned(offset: int) -> int:
-    return -(-offset // _ALIGN) * _ALIGN
 
 
 def _train_maybe_on_gpu(index: Any, sample: np.ndarray) -> None:
