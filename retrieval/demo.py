@@ -43,6 +43,13 @@ FEATURED = (("red", "circle"), ("blue", "square"), ("green", "triangle"), ("yell
 _EXIF_IFD, _DATETIME_ORIGINAL = 0x8769, 0x9003
 
 
+def default_cache(cache_home: str | None = None) -> Path:
+    """Where the demo's photos, model and library live: ``$XDG_CACHE_HOME/vitrieve/demo``.
+
+    The caller passes ``cache_home`` (the CLI and the UI read the environment; we don't)."""
+    return Path(cache_home or Path.home() / ".cache") / "vitrieve" / "demo"
+
+
 def _exif(taken: datetime) -> Image.Exif:
     exif = Image.Exif()
     exif.get_ifd(_EXIF_IFD)[_DATETIME_ORIGINAL] = taken.strftime("%Y:%m:%d %H:%M:%S")

@@ -7,6 +7,7 @@ Images reach the browser only as bytes read through the library's own accessors
 from __future__ import annotations
 
 import html
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -113,11 +114,11 @@ def first_run(reason: str | None = None) -> None:
 
 def _start_demo() -> None:
     from retrieval import jobs
-    from retrieval.commands.demo import default_cache
+    from retrieval.demo import default_cache
     from ui import state
 
     try:
-        state.choose_library(jobs.start_demo(default_cache()))
+        state.choose_library(jobs.start_demo(default_cache(os.environ.get("XDG_CACHE_HOME"))))
     except Exception as exc:  # shown on the page, never a traceback
         st.session_state["demo-error"] = str(exc)
 
@@ -188,13 +189,13 @@ def labels_frame(library: Any, label_set: str) -> pd.DataFrame:
 
 def duplicate_groups(library: Any) -> None:
     """Near-identical photos found from the stored vectors, largest groups first."""
-    from retrieval.duplicates import DEFAULT_THRESHOLD, find_duplicates
+    from retrieval.duplicates import DEFAULT_THRESHOLD
 
     threshold = st.slider(
         "Similarity threshold", 0.90, 1.0, DEFAULT_THRESHOLD, 0.005,
         help="Cosine similarity above which two photos count as copies.",
     )  # fmt: skip
-    groups = find_duplicates(library.index, library.store, threshold)
+    groups = library.duplicates(threshold)
     if not groups:
         st.caption("No near-duplicates at this threshold.")
         return

@@ -7,22 +7,16 @@ the photos (all cached); later runs reuse everything and start in seconds.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import typer
 
 from retrieval.commands.ui import serve
-from retrieval.demo import DemoSettings, build_demo
+from retrieval.demo import DemoSettings, build_demo, default_cache
 
 
 def register(app: typer.Typer) -> None:
     app.command("demo")(demo)
-
-
-def default_cache() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "vitrieve" / "demo"
 
 
 def demo(
@@ -39,10 +33,11 @@ def demo(
     port: int = typer.Option(8501, help="Port of the UI."),
     no_ui: bool = typer.Option(False, "--no-ui", help="Build the demo library, don't serve it."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (with --no-ui)."),
+    xdg_cache_home: str | None = typer.Option(None, envvar="XDG_CACHE_HOME", hidden=True),
 ) -> None:
     """Build (or reuse) the demo library — synthetic photos, a model trained here — and open it."""
     settings = DemoSettings(
-        cache=(cache_dir or default_cache()).expanduser().resolve(),
+        cache=(cache_dir or default_cache(xdg_cache_home)).expanduser().resolve(),
         photos=photos,
         train_minutes=train_minutes,
         use_checkpoint=model,

@@ -49,7 +49,8 @@ def serve(library: Path | None, host: str, port: int, banner: str) -> None:
         process.terminate()
         process.wait(timeout=10)
         raise
-    sys.exit(code)
+    if code:
+        raise typer.Exit(code)
 
 
 def app_script() -> Path:
