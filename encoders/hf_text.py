@@ -48,6 +48,12 @@ class HFTextTower(nn.Module):
         hidden = int(self.model.config.hidden_size)
         self.proj = nn.Linear(hidden, embed_dim, bias=False)
         nn.init.normal_(self.proj.weight, std=hidden**-0.5)
+        # Standardisation of the pooled features before the projection (identity until a
+        # trainer sets it): sentence embeddings of short captions share a large common
+        # direction (mean cosine ~0.5 between different classes), which a freshly
+        # initialised projection would pass on to every caption alike.
+        self.register_buffer("center", torch.zeros(hidden))
+        self.register_buffer("scale", torch.ones(hidden))
         if config.lock:
             self.model.requires_grad_(False)
 
@@ -62,5 +68,8 @@ class HFTextTower(nn.Module):
         weights = mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
 
+    def standardize(self, pooled: torch.Tensor) -> torch.Tensor:
+        return (pooled - self.center.to(pooled.dtype)) / self.scale.to(pooled.dtype)
+
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.proj(self.pool(tokens))
+        return self.proj(self.standardize(self.pool(tokens)))

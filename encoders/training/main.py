@@ -46,7 +46,7 @@ class TrainRequest:
     model: str = "tiny"
     val: Path | None = None
     image_size: int | None = None
-    text_tower: str = "own"
+    text_tower: str = "minilm"  # the default: pretrained, locked, cached (see docs/training.md)
     lock_text: bool = True
     resume: bool = False
     sep: str = "\t"
@@ -122,7 +122,10 @@ def prepare_data(
     features = None
     text = model.text
     if isinstance(text, HFTextTower) and text.config.lock:
-        features = cache_text_features(text, table.tokens)
+        pooled = cache_text_features(text, table.tokens)
+        text.center.copy_(pooled.mean(dim=0))
+        text.scale.copy_(pooled.std(dim=0).clamp(min=1e-4))
+        features = text.standardize(pooled)
     log.info("training data: %d images, %d distinct texts", len(images), len(table.texts))
     return TrainData(images, captions, table, features)
 

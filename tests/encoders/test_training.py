@@ -22,9 +22,15 @@ from encoders.datasets import write_synthetic
 from encoders.tokenizer import get_tokenizer
 from encoders.training.captions import build_caption_table, hard_negatives
 from encoders.training.data import read_captioned
-from encoders.training.loop import ContrastiveModule, Trainer, TrainOptions, optimise
+from encoders.training.loop import Trainer, TrainOptions
 from encoders.training.main import TrainRequest, prepare_data, train_from_files
-from encoders.training.optim import CosineSchedule, estimate_total_steps, param_groups
+from encoders.training.optim import (
+    CosineSchedule,
+    estimate_total_steps,
+    make_optimizer,
+    param_groups,
+)
+from encoders.training.steps import ContrastiveModule, optimise
 
 HERE = Path(__file__).parent
 
@@ -52,8 +58,13 @@ def test_param_groups_exclude_norms_biases_embeddings_and_temperature():
     decayed = {names[id(p)] for p in decay["params"]}
     skipped = {names[id(p)] for p in no_decay["params"]}
     assert "visual.transformer.blocks.0.attn.qkv.weight" in decayed
-    for name in ("logit_scale", "visual.class_token", "visual.pos_embed", "text.pos_embed",
-                 "text.token_embed.weight", "visual.norm.weight", "text.transformer.blocks.0.mlp.fc1.bias"):  # fmt: skip
+    names = ["logit_scale", "visual.class_token", "visual.pos_embed", "text.pos_embed"]
+    names += [
+        "text.token_embed.weight",
+        "visual.norm.weight",
+        "text.transformer.blocks.0.mlp.fc1.bias",
+    ]
+    for name in names:
         assert name in skipped
     assert no_decay["weight_decay"] == 0.0 and decay["weight_decay"] == 0.1
 
@@ -87,11 +98,13 @@ def test_one_batch_overfit_below_0_1():
     images = torch.randn(32, 3, 64, 64)
     tokens = table.tokens[table.index_of(captions)]
     module = ContrastiveModule(model, cached_text=False)
-    options = TrainOptions(lr=1e-3, hard_negatives=False, weight_decay=0.0)
-    from encoders.training.optim import make_optimizer
-
+    options = TrainOptions(lr=5e-4, hard_negatives=False, weight_decay=0.0)
     optimizer = make_optimizer(model, options.lr, 0.0)
-    losses = [optimise(module, optimizer, (images, tokens, None, None), options) for _ in range(60)]
+    schedule = CosineSchedule(options.lr, total_steps=80, warmup=10)
+    losses = []
+    for step in range(80):
+        schedule.apply(optimizer, step)
+        losses.append(optimise(module, optimizer, (images, tokens, None, None), options))
     assert losses[0] > 2.0
     assert min(losses) < 0.1
 
@@ -137,10 +150,12 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(synth: Path, tmp_
 
 
 def test_tiny_model_learns_the_synthetic_task(synth: Path, tmp_path: Path):
-    options = TrainOptions(batch_size=64, epochs=3, lr=2e-3, seed=0)
+    """The default recipe (tiny ViT, locked MiniLM, hard negatives) at 32 px for speed."""
+    options = TrainOptions(batch_size=64, epochs=4, lr=2e-3, seed=0)
     request = TrainRequest(
-        data=synth / "train.tsv", val=synth / "test.tsv", out=tmp_path / "run", options=options
-    )
+        data=synth / "train.tsv", val=synth / "test.tsv", out=tmp_path / "run",
+        image_size=32, options=options,
+    )  # fmt: skip
     seen: list = []
     result = train_from_files(request, seen.append)
     chance = 1 / 64

@@ -1,0 +1,157 @@
+"""One training step: a batch from preloaded tensors, the contrastive loss, an update.
+
+Pure of any loop state: ``make_batch`` turns sample indices into augmented images, caption
+input (tokens, or cached features of a locked text tower) and hard negatives; ``optimise``
+runs forward, loss and backward over ``accum`` micro-batches and steps the optimiser.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from encoders.clip import CLIP
+from encoders.loss import contrastive_loss
+from encoders.tokenizer import trim_padding
+from encoders.training.captions import CaptionTable
+from encoders.training.data import augment_batch
+
+# The fused CPU flash-attention kernel's backward is ~10× slower than its forward at our
+# sequence lengths (65 image, ~17 text tokens): the plain matmul-softmax path trains faster.
+TRAIN_ATTENTION = [SDPBackend.MATH]
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """How to train (not what): loss, batch, schedule, augmentation, checkpointing."""
+
+    loss: str = "clip"
+    batch_size: int = 256  # per process
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    epochs: float | None = None
+    minutes: float | None = None
+    accum: int = 1
+    hard_negatives: bool = True
+    min_scale: float = 0.6
+    flip: bool = True
+    warmup_fraction: float = 0.05
+    checkpoint_every: int = 0  # steps; 0 = only at the end
+    val_every: int = 0  # steps; 0 = about ten times per run
+    seed: int = 0
+    threads: int = 0  # intra-op threads; 0 = measured (budget runs) or torch's default
+
+
+@dataclass
+class TrainData:
+    """Preloaded training tensors; ``text_features`` when the text tower is locked and cached.
+
+    Cached features are the tower's *standardised* pooled output: the projection's input.
+    """
+
+    images: torch.Tensor  # (N, 3, S, S) uint8
+    captions: list[str]
+    table: CaptionTable
+    text_features: torch.Tensor | None = None  # (U, H): locked tower outputs per caption
+
+
+class ContrastiveModule(nn.Module):
+    """CLIP plus the training-time text path: tokens, or cached locked-tower features.
+
+    One module so DDP sees every trainable parameter used in one ``forward``.
+    """
+
+    def __init__(self, clip: CLIP, cached_text: bool) -> None:
+        super().__init__()
+        self.clip = clip
+        self.cached_text = cached_text
+
+    def encode_text(self, text: torch.Tensor) -> torch.Tensor:
+        if self.cached_text:
+            return F.normalize(self.clip.text.proj(text), dim=-1)
+        return self.clip.encode_text(text)
+
+    def forward(self, images: torch.Tensor, text: torch.Tensor, negatives: torch.Tensor | None):
+        image_emb = self.clip.encode_image(images)
+        both = text if negatives is None else torch.cat([text, negatives])
+        text_emb = self.encode_text(both)
+        text_part, negative_part = text_emb[: len(text)], text_emb[len(text) :]
+        bias = self.clip.logit_bias
+        negatives_out = negative_part if negatives is not None else None
+        return image_emb, text_part, negatives_out, self.clip.temperature_scale(), bias
+
+
+def epoch_order(count: int, seed: int, epoch: int) -> torch.Tensor:
+    """The data order of an epoch: a permutation seeded by (seed, epoch)."""
+    return torch.randperm(count, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+
+
+def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
+    return torch.Generator().manual_seed((seed * 1_000_003 + step) * 1009 + rank)
+
+
+def _text_input(data: TrainData, index: torch.Tensor) -> torch.Tensor:
+    if data.text_features is not None:
+        return data.text_features[index]
+    return data.table.tokens[index]
+
+
+def make_batch(
+    data: TrainData, indices: torch.Tensor, options: TrainOptions, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Augmented images, caption input, and one hard negative per image (+ validity mask)."""
+    captions = [data.captions[i] for i in indices.tolist()]
+    images, captions = augment_batch(
+        data.images[indices], captions, options.min_scale, options.flip, generator=generator
+    )
+    caption_index = data.table.index_of(captions)
+    text = _text_input(data, caption_index)
+    if not options.hard_negatives:
+        return images, _trim(data, text), None, None
+    rows = data.table.negatives[caption_index]  # (B, K), −1 = none
+    valid_per_row = (rows >= 0).sum(dim=1)
+    pick = (torch.rand(len(rows), generator=generator) * valid_per_row.clamp(min=1)).long()
+    negative_index = rows.gather(1, pick[:, None]).squeeze(1)
+    mask = negative_index >= 0
+    negatives = _text_input(data, negative_index.clamp(min=0))
+    if data.text_features is None:  # trim captions and negatives to one common length
+        both = trim_padding(torch.cat([text, negatives]), data.table.pad_id)
+        text, negatives = both[: len(text)], both[len(text) :]
+    return images, text, negatives, mask
+
+
+def _trim(data: TrainData, text: torch.Tensor) -> torch.Tensor:
+    return text if data.text_features is not None else trim_padding(text, data.table.pad_id)
+
+
+def optimise(
+    module: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: tuple,
+    options: TrainOptions,
+) -> float:
+    """One optimiser step over ``accum`` micro-batches (DDP syncs on the last one only)."""
+    images, text, negatives, mask = batch
+    chunks = max(options.accum, 1)
+    total = 0.0
+    for i in range(chunks):
+        part = slice(i * len(images) // chunks, (i + 1) * len(images) // chunks)
+        sync = i == chunks - 1 or not hasattr(module, "no_sync")
+        with nullcontext() if sync else module.no_sync(), sdpa_kernel(TRAIN_ATTENTION):
+            with torch.autocast(images.device.type, dtype=torch.bfloat16):
+                neg = None if negatives is None else negatives[part]
+                image_emb, text_emb, neg_emb, scale, bias = module(images[part], text[part], neg)
+            part_mask = None if mask is None else mask[part]
+            loss = contrastive_loss(
+                options.loss, image_emb, text_emb, scale, bias, neg_emb, part_mask
+            )
+            (loss / chunks).backward()
+        total += float(loss.detach()) / chunks
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return total
