@@ -159,6 +159,6 @@ def finetune_folder(data: Path, source: Path, out: Path, options: FinetuneOption
     save_checkpoint(clip, out / "checkpoint", extra={"finetuned_from": meta.get("model_id", "")})
     head = {k: v.detach().contiguous() for k, v in model.head.state_dict().items()}
     save_file(head, str(out / "head.safetensors"))
-    (out / "classifier.json").write_text(json.dumps({"classes": classes, **result}, indent=2))
+    (out / "classifier.json").write_text(json.dumps({**result, "class_names": classes}, indent=2))
     log.info("%s accuracy %.3f", result["mode"], result["accuracy"])
     return result
