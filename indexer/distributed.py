@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,27 +31,10 @@ import numpy as np
 from encoders.encoder import Encoder
 from encoders.errors import VitrieveError
 from indexer.decode import DecodeSettings, decode_file
-from indexer.generations import GenerationIndex, switch_to_building
-from indexer.layout import (
-    Manifest,
-    atomic_write_bytes,
-    default_library,
-    thumb_relpath,
-    write_manifest,
-    writer_lock,
-)
-from indexer.pipeline import (  # the local engine's steps, shared so both engines agree
-    IndexOptions,
-    IndexProgress,
-    IndexReport,
-    ProgressCallback,
-    _apply_scan,
-    _counts,
-    _prepare_manifest,
-    _repair_counts,
-    _target_generation,
-)
-from indexer.scan import scan
+from indexer.generations import GenerationIndex
+from indexer.layout import Manifest, atomic_write_bytes, thumb_relpath
+from indexer.reports import IndexOptions, IndexReport, ProgressCallback
+from indexer.run import Request, Run, begin_run, finish_run, open_library, resolve_paths
 from indexer.shards import build_from_shards, write_shard
 from indexer.store import MetadataStore
 
@@ -73,10 +56,11 @@ class EmbedActor:
         library: str,
         shards: str,
         options: IndexOptions,
+        threads: int,
     ) -> None:
         import torch
 
-        torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
+        torch.set_num_threads(threads)
         self.encoder = Encoder.load(model_ref, precision=precision)
         if self.encoder.model_id != model_id:
             raise VitrieveError(f"{model_ref} on this worker is not the driver's model")
@@ -117,6 +101,15 @@ def _iso(value: Any) -> str:
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
+@dataclass(frozen=True)
+class RayPlan:
+    """Where and how wide the actor pool runs."""
+
+    address: str | None  # None: a local Ray instance started (and stopped) for this run
+    concurrency: int  # actors
+    threads: int  # torch threads per actor (each actor reserves as many Ray CPUs)
+
+
 def index_with_ray(
     photos: Path,
     encoder: Encoder,
@@ -128,83 +121,41 @@ def index_with_ray(
     progress: ProgressCallback | None = None,
     address: str | None = None,
     concurrency: int | None = None,
+    threads: int = 1,
 ) -> IndexReport:
     """Like ``index_library``, with decode → embed on Ray (``address`` None: local Ray).
 
     ``model_ref`` must be a checkpoint directory the workers can read; ``concurrency`` is the
-    number of actors (default: ``options.workers``, at least 1)."""
-    photos = photos.resolve()
-    if not photos.is_dir():
-        raise VitrieveError(f"photo folder not found: {photos}")
+    number of actors (default: ``options.workers``, at least 1), ``threads`` the torch threads
+    (and Ray CPUs) of each."""
+    photos, library = resolve_paths(photos, library)
+    request = Request(photos, library, db_url, encoder, model_ref, options, progress)
     if not Path(model_ref).is_dir():
         raise VitrieveError(f"--engine ray needs a checkpoint directory, not {model_ref!r}")
-    library = (library or default_library(photos)).resolve()
-    started = time.monotonic()
-    with writer_lock(library):
-        manifest = _prepare_manifest(library, photos, db_url)
-        store = MetadataStore.for_library(library, manifest.database)
-        try:
-            ray_args = (address, concurrency or max(1, options.workers))
-            report = _run(
-                photos, library, store, manifest, encoder, model_ref, options, progress, ray_args
-            )
-        finally:
-            store.close()
-    report.seconds = time.monotonic() - started
-    return report
+    if threads < 1:
+        raise VitrieveError(f"threads per Ray actor must be at least 1, got {threads}")
+    plan = RayPlan(address, concurrency or max(1, options.workers), threads)
+    with open_library(request) as (store, manifest):
+        return _run(request, store, manifest, plan)
 
 
-def _run(
-    photos: Path,
-    library: Path,
-    store: MetadataStore,
-    manifest: Manifest,
-    encoder: Encoder,
-    model_ref: str,
-    options: IndexOptions,
-    progress: ProgressCallback | None,
-    ray_args: tuple[str | None, int],
-) -> IndexReport:
-    """The steps of ``pipeline._run`` with the embedding loop on Ray and shards for staging."""
-    if manifest.switching and manifest.building is not None:
-        switch_to_building(library, store, manifest)
-    target, building = _target_generation(
-        library, store, manifest, encoder, model_ref, options.index_kind
-    )
-    report = IndexReport(str(library), str(photos), encoder.model_id, building=building)
-    indexes = [GenerationIndex(library, store, manifest.active, building=False)]
-    if building:
-        indexes.append(GenerationIndex(library, store, target, building=True))
-    folder = shard_dir(library, target.generation)
-    merge_shards(indexes[-1], folder, store)  # what a crashed run left behind
-    report.repaired = _repair_counts([ix.open() for ix in indexes])
-    notify = progress or (lambda _p: None)
-    notify(IndexProgress("scan"))
-    result = scan(photos, store.all_files(), exclude=[library])
-    _apply_scan(store, indexes, result, report)
-    work = store.work_list(target.generation)
-    state = IndexProgress("embed", found=result.found, todo=len(work), skipped=report.unchanged)
-    notify(state)
-    if work:
-        batches = _embed_on_ray(
-            work, photos, library, folder, encoder, model_ref, options, ray_args
-        )
+def _run(request: Request, store: MetadataStore, manifest: Manifest, plan: RayPlan) -> IndexReport:
+    """Decode and embed on Ray; each batch's vectors are staged in a shard, not the index."""
+    run = begin_run(request, store, manifest, recover=_merge_own_shards)  # a crash's leftovers
+    if run.work:
+        folder = shard_dir(run.library, run.target.generation)
+        batches = _embed_on_ray(run, folder, plan)
         embed_started = time.monotonic()
         for batch in batches:
-            _record(batch, store, target.generation, encoder.model_id, not building, report, state)
-            state.elapsed = time.monotonic() - embed_started
-            notify(state)
-    notify(IndexProgress("merge", **_counts(state)))
-    merge_shards(indexes[-1], folder, store)
-    kinds = [ix.finish() for ix in indexes]
-    if building and not store.work_list(target.generation):
-        switch_to_building(library, store, manifest)
-        report.switched, report.building = True, False
-    write_manifest(library, manifest)
-    report.vectors, report.index_kind = len(indexes[-1]), kinds[-1]
-    report.failures += [(p, r) for p, r in result.unreadable]
-    notify(IndexProgress("done", **_counts(state)))
-    return report
+            _record(batch, run)
+            run.state.elapsed = time.monotonic() - embed_started
+            run.notify(run.state)
+    return finish_run(run, merge=_merge_own_shards)
+
+
+def _merge_own_shards(target: GenerationIndex) -> None:
+    folder = shard_dir(target.library, target.generation.generation)
+    merge_shards(target, folder, target.store)
 
 
 def merge_shards(target: GenerationIndex, folder: Path, store: MetadataStore) -> int:
@@ -219,26 +170,18 @@ def merge_shards(target: GenerationIndex, folder: Path, store: MetadataStore) ->
     return len(target.index) - before
 
 
-def _embed_on_ray(
-    work: list[tuple[int, str]],
-    photos: Path,
-    library: Path,
-    folder: Path,
-    encoder: Encoder,
-    model_ref: str,
-    options: IndexOptions,
-    ray_args: tuple[str | None, int],
-) -> Iterator[dict[str, np.ndarray]]:
+def _embed_on_ray(run: Run, folder: Path, plan: RayPlan) -> Iterator[dict[str, np.ndarray]]:
     """Stream result batches (ids, errors, facts) from the actor pool as they complete."""
     import ray
     import torch
 
-    address, concurrency = ray_args
+    request, encoder, options = run.request, run.request.encoder, run.request.options
     started_here = not ray.is_initialized()
     if started_here:
-        local = {} if address else {"num_cpus": concurrency + 1, "object_store_memory": 2**28}
+        cpus = plan.concurrency * plan.threads + 1
+        local = {} if plan.address else {"num_cpus": cpus, "object_store_memory": 2**28}
         ray.init(
-            address=address,
+            address=plan.address,
             include_dashboard=False,
             log_to_driver=False,  # workers' output stays in Ray's log files
             logging_level=logging.WARNING,
@@ -246,16 +189,17 @@ def _embed_on_ray(
         )
     try:
         ray.data.DataContext.get_current().enable_progress_bars = False
-        items = [{"id": i, "path": str(photos / p)} for i, p in work]
+        items = [{"id": i, "path": str(request.photos / p)} for i, p in run.work]
         precision = "bf16" if encoder.dtype == torch.bfloat16 else "fp32"
-        args = (model_ref, encoder.model_id, precision, str(library), str(folder), options)
+        library, model_ref = str(run.library), request.model_ref
+        args = (model_ref, encoder.model_id, precision, library, str(folder), options, plan.threads)
         dataset = ray.data.from_items(items).map_batches(
             EmbedActor,
             fn_constructor_args=args,
             batch_size=options.batch_size,
             batch_format="numpy",
-            concurrency=concurrency,
-            num_cpus=1,
+            concurrency=plan.concurrency,
+            num_cpus=plan.threads,
         )
         yield from dataset.iter_batches(batch_size=None, batch_format="numpy")
     finally:
@@ -263,15 +207,7 @@ def _embed_on_ray(
             ray.shutdown()
 
 
-def _record(
-    batch: dict[str, np.ndarray],
-    store: MetadataStore,
-    generation: int,
-    model_id: str,
-    active: bool,
-    report: IndexReport,
-    state: IndexProgress,
-) -> None:
+def _record(batch: dict[str, np.ndarray], run: Run) -> None:
     """Commit one result batch's rows (its shard is already durable)."""
     rows, failed = [], []
     for file_id, error, facts in zip(batch["id"], batch["error"], batch["facts"], strict=True):
@@ -284,9 +220,11 @@ def _record(
         rows.append(
             {"id": int(file_id), "thumb": thumb_relpath(int(file_id)), "error": None, **values}
         )
-    store.record_batch(generation, model_id, rows, failed, active)
-    paths = {r.id: r.path for r in store.get_files([i for i, _ in failed])}
-    report.failures += [(paths.get(i, str(i)), reason) for i, reason in failed]
-    report.embedded += len(rows)
-    state.done += len(rows)
-    state.failed += len(failed)
+    run.store.record_batch(
+        run.target.generation, run.request.encoder.model_id, rows, failed, run.active
+    )
+    paths = {r.id: r.path for r in run.store.get_files([i for i, _ in failed])}
+    run.report.failures += [(paths.get(i, str(i)), reason) for i, reason in failed]
+    run.report.embedded += len(rows)
+    run.state.done += len(rows)
+    run.state.failed += len(failed)
