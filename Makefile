@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(PY) bench/encode.py
 	$(PY) bench/vectors.py
 	$(PY) bench/index.py
+	$(PY) bench/search.py
 	$(PY) bench/train.py
 
 demo: $(STAMP)
