@@ -82,3 +82,15 @@ def test_load_refuses_a_name_without_weights_and_a_missing_dir(tmp_path) -> None
         Encoder.load("ViT-B-32")
     with pytest.raises(VitrieveError):
         Encoder.load(tmp_path)
+
+
+def test_compiled_towers_give_the_eager_embeddings(tiny_ckpt) -> None:
+    eager = Encoder.load(tiny_ckpt)
+    compiled = Encoder.load(tiny_ckpt, compile=True)
+    images = torch.stack([eager.preprocess(_photo(i)) for i in range(5)])
+    assert (eager.encode_image_tensors(images) * compiled.encode_image_tensors(images)).sum(
+        1
+    ).min() > 0.999
+    for query in ["a cat", "a small red circle on the left of a large blue square"]:
+        cosine = (eager.encode_texts([query]) * compiled.encode_texts([query])).sum()
+        assert cosine > 0.999
