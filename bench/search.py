@@ -70,15 +70,21 @@ def main() -> None:
     parser.add_argument("--model", default="ViT-B-32")
     parser.add_argument("--kinds", default="flat,ivfpq", help="Index kinds to compare.")
     parser.add_argument(
+        "--compile", action="store_true",
+        help="Compiled encoder (a long-running server's setting: one-off compile per shape).",
+    )  # fmt: skip
+    parser.add_argument(
         "--threads", type=int, default=1,
-        help="torch and FAISS threads (1: a single query gains nothing from more, and on a "
+        help="torch threads (1: a single query gains nothing from more, and on a "
         "busy machine extra threads only wait for each other).",
     )  # fmt: skip
+    parser.add_argument("--faiss-threads", type=int, default=1, help="FAISS OpenMP threads.")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    faiss.omp_set_num_threads(args.threads)
+    faiss.omp_set_num_threads(args.faiss_threads)
 
-    encoder = Encoder(create_model(load_config(args.model)), model_id="bench")
+    model = create_model(load_config(args.model))
+    encoder = Encoder(model, model_id="bench", compile=args.compile)
     vectors = clustered_vectors(args.images, encoder.embed_dim)
     with tempfile.TemporaryDirectory() as tmp:
         store = MetadataStore.for_library(Path(tmp))
