@@ -7,6 +7,7 @@ or exits. Errors from the library arrive as exceptions and leave as one clear li
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import typer
@@ -58,6 +59,8 @@ def _root(
 
 def main() -> None:
     """Entry point: run the app; library errors become one line on stderr and exit code 1."""
+    # Hugging Face's "Loading weights" bars are noise for a search command (the UI inherits it).
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         app(standalone_mode=True)
     except (VitrieveError, FileNotFoundError, PermissionError, ValueError) as exc:
