@@ -6,7 +6,6 @@ The loop reports through a callback; the progress bar (loss, lr, samples/s, ETA)
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import typer
@@ -59,9 +58,9 @@ def _progress_callback(progress: Progress, task: int):
     return report
 
 
-def _join_torchrun() -> int:
+def _join_torchrun(world_size: int) -> int:
     """Under torchrun (WORLD_SIZE > 1) join the process group; returns the rank, or -1."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    if world_size <= 1:
         return -1
     from encoders.training.distributed import setup_distributed
 
@@ -107,6 +106,7 @@ def train(
     ),
     resume: bool = typer.Option(False, "--resume", help="Continue RUN_DIR/checkpoint."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    world_size: int = typer.Option(1, envvar="WORLD_SIZE", hidden=True),  # set by torchrun
 ) -> None:
     """Train a CLIP-style model on captioned images (contrastive, from scratch)."""
     from encoders.training.loop import TrainOptions
@@ -128,7 +128,7 @@ def train(
         data=data, out=out, model=model, val=val, image_size=image_size,
         text_tower=text_tower, lock_text=lock_text, resume=resume, options=options,
     )  # fmt: skip
-    rank = _join_torchrun()
+    rank = _join_torchrun(world_size)
     console = Console(stderr=True, quiet=rank != 0)
     try:
         with _bar(console) as progress:
