@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -128,6 +129,17 @@ def _duration(seconds: float | None) -> str:
         return "–"
     minutes, secs = divmod(int(seconds), 60)
     return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
+@st.fragment(run_every=1.0)
+def live_job(job_dir: Path) -> None:
+    """A background job's progress, redrawn every second; the page reruns when it ends."""
+    from retrieval import jobs
+
+    status = jobs.read_status(job_dir)
+    if status is None or not status.running:
+        st.rerun()
+    job_progress(status)
 
 
 def job_progress(status: Any) -> None:

@@ -133,7 +133,7 @@ def require_library(need_images: bool = True) -> Library:
     job = jobs.read_status(job_dir) if job_dir is not None and job_dir.is_dir() else None
     if job is not None and job.running and (library is None or library.count() == 0):
         st.title("Preparing the library")
-        _live_job(job_dir)
+        components.live_job(job_dir)
         st.stop()
     if library is None and problem:
         st.error(problem, icon=":material/error:")
@@ -153,17 +153,6 @@ def require_library(need_images: bool = True) -> Library:
         )
         st.stop()
     return library
-
-
-@st.fragment(run_every=1.0)
-def _live_job(job_dir: Path) -> None:
-    """The job filling this library, redrawn every second; the page reloads when it ends."""
-    from ui import components
-
-    status = jobs.read_status(job_dir)
-    if status is None or not status.running:
-        st.rerun()
-    components.job_progress(status)
 
 
 def library_badge() -> None:

@@ -122,7 +122,7 @@ def _whole_library(library: Any, labels: list[str], templates: list[str], abstai
     status = jobs.read_status(Path(library.path))
     if status is not None and status.kind == "label":
         if status.running:
-            _label_job(Path(library.path))
+            components.live_job(Path(library.path))
         else:
             components.job_progress(status)
     sets = library.stats().label_sets
@@ -132,15 +132,6 @@ def _whole_library(library: Any, labels: list[str], templates: list[str], abstai
         st.dataframe(table, hide_index=True, height=260)
         st.download_button("Download labels as CSV", table.to_csv(index=False),
                            f"{chosen}.csv", "text/csv", icon=":material/download:")  # fmt: skip
-
-
-@st.fragment(run_every=1.0)
-def _label_job(library_dir: Path) -> None:
-    """Redrawn every second while labelling runs; the page reloads (new table) when it ends."""
-    status = jobs.read_status(library_dir)
-    if status is None or not status.running:
-        st.rerun()
-    components.job_progress(status)
 
 
 library = state.require_library()
