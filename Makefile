@@ -30,6 +30,11 @@ bench: $(STAMP)
 	$(PY) bench/search.py
 	$(PY) bench/train.py
 
+# The reliability suite at full size (crash-kill harness, faults, fuzzing, load); it writes
+# docs/reliability-figures.json, which docs/reliability.md quotes. `make test` runs it reduced.
+reliability: $(STAMP) sysdeps
+	$(PY) -m pytest -q tests/reliability --full $(PYTEST_ARGS)
+
 demo: $(STAMP)
 	$(VENV)/bin/vitrieve demo
 

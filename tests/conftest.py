@@ -11,6 +11,12 @@ import pytest
 
 TESTS = Path(__file__).parent
 
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """`--full`: the reliability suite at full size (make reliability; see tests/reliability)."""
+    parser.addoption("--full", action="store_true", default=False, help="full reliability run")
+
+
 # --- trained_tiny (retrieval): a `tiny` CLIP trained briefly on the synthetic shapes ----------
 # Trained once per machine and code version: the checkpoint is cached under
 # $VITRIEVE_TEST_CACHE (default ~/.cache/vitrieve-tests), keyed by the training code's hash,
