@@ -146,7 +146,10 @@ def _decode_opened(
     if width * height > max_pixels:
         raise ImageError(f"decompression bomb: {width}x{height} pixels > limit {max_pixels}", name)
     fmt = image.format or "unknown"
-    exif = image.getexif()
+    try:  # PNG's getexif() decodes the pixels to reach an eXIf chunk stored after them
+        exif = image.getexif()
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError) as exc:
+        raise ImageError(f"corrupt or truncated: {exc}", name) from exc
     if exif.get(_EXIF_ORIENTATION) in (5, 6, 7, 8):
         width, height = height, width  # rotated by 90°: the displayed size swaps
     taken_at = _taken_at(exif)
