@@ -3,8 +3,10 @@
 A photo library holds whatever its owner's cameras, phones and downloads produced. Every way
 a file can be unusable (not an image, truncated, a decompression bomb, an unsupported codec)
 becomes an ``ImageError`` with a short ``reason``, recorded by the indexer instead of stopping it.
-Large JPEGs are decoded with DCT scaling (``draft``) so a 24-megapixel photo costs a fraction of
-a full decode when the model only needs 224 px.
+Large JPEGs are decoded with DCT scaling (``draft``) straight to the smallest scale that still
+covers the model's input and the thumbnail, so a 24-megapixel photo costs a fraction of a full
+decode when the model only needs 224 px (the entropy decoding of every byte remains: it is most
+of what a JPEG costs). The thumbnail is made from that same reduced image.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class DecodedImage:
     """An RGB image reduced for the model, with facts about the original file."""
 
     image: Image.Image  # RGB, short side in [target_size, ~2 × target_size] (or smaller originals)
+    # and, when a thumbnail size was given, long side ≥ that size (unless the original is smaller)
     width: int  # original size, after EXIF orientation
     height: int
     format: str  # Pillow's format name, decided by content ("JPEG", "PNG", "HEIF", ...)
@@ -104,20 +107,45 @@ def decode_image(
     *,
     target_size: int,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    thumb_size: int = 0,
 ) -> DecodedImage:
     """Decode one file (a path or an open binary stream) for a model of input ``target_size``.
 
-    Raises ``ImageError`` for anything that is not a readable image within ``max_pixels``.
+    The image is reduced as far as the model (short side ≥ ``target_size``) and a thumbnail of
+    long side ``thumb_size`` (0: none) allow. Raises ``ImageError`` for anything that is not a
+    readable image within ``max_pixels``.
     """
     name = path if isinstance(path, (str, Path)) else getattr(path, "name", "<stream>")
+    sizes = _Sizes(target_size, thumb_size)
     if isinstance(path, (str, Path)):
         with open(path, "rb") as handle:
-            return _decode_stream(handle, name, target_size, max_pixels)
-    return _decode_stream(path, name, target_size, max_pixels)
+            return _decode_stream(handle, name, sizes, max_pixels)
+    return _decode_stream(path, name, sizes, max_pixels)
+
+
+@dataclass(frozen=True)
+class _Sizes:
+    """How far an image may be reduced: short side ≥ ``short``, long side ≥ ``long``."""
+
+    short: int
+    long: int = 0
+
+    def draft_box(self, width: int, height: int) -> tuple[int, int]:
+        """The (width, height) a JPEG's DCT-scaled decode must cover, in stored orientation
+        (the long side is the long side whatever the EXIF rotation)."""
+        long = max(self.short, self.long)
+        return (long, self.short) if width >= height else (self.short, long)
+
+    def factor(self, width: int, height: int) -> int:
+        """The largest integer reduction that keeps both bounds (1: none)."""
+        factor = min(width, height) // max(self.short, 1)
+        if self.long > 0:
+            factor = min(factor, max(width, height) // self.long)
+        return max(factor, 1)
 
 
 def _decode_stream(
-    stream: BinaryIO, name: str | Path, target_size: int, max_pixels: int
+    stream: BinaryIO, name: str | Path, sizes: _Sizes, max_pixels: int
 ) -> DecodedImage:
     header = stream.read(16)
     if not header:
@@ -136,11 +164,11 @@ def _decode_stream(
         except (OSError, ValueError, SyntaxError) as exc:
             raise ImageError(f"unreadable header: {exc}", name) from exc
     with image:
-        return _decode_opened(image, name, target_size, max_pixels)
+        return _decode_opened(image, name, sizes, max_pixels)
 
 
 def _decode_opened(
-    image: Image.Image, name: str | Path, target_size: int, max_pixels: int
+    image: Image.Image, name: str | Path, sizes: _Sizes, max_pixels: int
 ) -> DecodedImage:
     width, height = image.size
     if width * height > max_pixels:
@@ -156,7 +184,7 @@ def _decode_opened(
     try:
         image.seek(0)  # animated GIF/WebP/TIFF: the first frame
         if fmt in ("JPEG", "MPO"):
-            image.draft("RGB", (target_size, target_size))  # DCT scaling: both sides ≥ target
+            image.draft("RGB", sizes.draft_box(*image.size))  # DCT scaling to 1/2, 1/4 or 1/8
         image.load()
         image = ImageOps.exif_transpose(image)
         rgb = to_rgb(image)
@@ -164,7 +192,9 @@ def _decode_opened(
         raise ImageError(f"decompression bomb: {exc}", name) from exc
     except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError) as exc:
         raise ImageError(f"corrupt or truncated: {exc}", name) from exc
-    return DecodedImage(_reduce(rgb, target_size), width, height, fmt, taken_at)
+    factor = sizes.factor(*rgb.size)
+    reduced = rgb.reduce(factor) if factor >= 2 else rgb
+    return DecodedImage(reduced, width, height, fmt, taken_at)
 
 
 def _taken_at(exif: Image.Exif) -> datetime | None:
@@ -225,16 +255,14 @@ def _cmyk_to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _reduce(image: Image.Image, target_size: int) -> Image.Image:
-    """Shrink by an integer factor so the short side stays in [target, 2 × target)."""
-    factor = min(image.size) // max(target_size, 1)
-    return image.reduce(factor) if factor >= 2 else image
-
-
 def make_thumbnail(image: Image.Image, size: int = 256, quality: int = 80) -> bytes:
-    """A WebP thumbnail (long side ``size``) from an already decoded RGB image."""
+    """A WebP thumbnail (long side ``size``) from an already decoded (reduced) RGB image.
+
+    Bicubic and WebP ``method=0``: ~1.6 CPU-ms less per thumbnail than Lanczos and ``method=2``
+    (measured here), for ~20% more bytes at the same quality; a thumbnail is made for every file.
+    """
     thumb = image.copy()
-    thumb.thumbnail((size, size), Image.Resampling.LANCZOS)
+    thumb.thumbnail((size, size), Image.Resampling.BICUBIC)
     out = io.BytesIO()
-    thumb.save(out, format="WEBP", quality=quality, method=2)
+    thumb.save(out, format="WEBP", quality=quality, method=0)
     return out.getvalue()

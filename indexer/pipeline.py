@@ -6,6 +6,9 @@ nothing embedded twice (see ``generations`` for the vector side). Re-runs embed 
 changed files; moved files keep their id, vector and labels. A different model builds a new
 index beside the searchable one and replaces it only when complete. The steps around decoding
 and embedding are ``run``'s, shared with the Ray engine (``distributed``).
+
+Workers send uint8 pixels, normalised here a batch at a time (``pixels``). The report's ``cpu``
+says where the CPU time went, stage by stage, in the workers and in this process.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import torch
 from encoders.encoder import Encoder
 from indexer.decode import Decoded, DecodePool, DecodeSettings
 from indexer.layout import Manifest, atomic_write_bytes, thumb_relpath
+from indexer.pixels import Batcher, split_transform
 from indexer.reports import IndexOptions, IndexProgress, IndexReport, ProgressCallback
 from indexer.run import Request, Run, begin_run, finish_run, open_library, resolve_paths
 from indexer.store import MetadataStore
@@ -55,30 +59,39 @@ def index_library(
 def _run(request: Request, store: MetadataStore, manifest: Manifest) -> IndexReport:
     """Decode in worker processes, embed a batch at a time in this one."""
     encoder, options = request.encoder, request.options
-    settings = DecodeSettings(
-        encoder.transform, encoder.image_size, options.max_pixels, options.thumb_size
-    )
+    per_image, per_batch = split_transform(encoder.transform)
+    settings = DecodeSettings(per_image, encoder.image_size, options.max_pixels, options.thumb_size)
+    cpu_start = time.process_time()
     with DecodePool(settings, options.workers, options.timeout, 2 * options.batch_size) as pool:
         pool.warm_up()  # workers start while the indexes are opened and the folder scanned
         run = begin_run(request, store, manifest)
-        writer = _BatchWriter(run, encoder)
+        writer = _BatchWriter(run, encoder, per_batch)
         paths = dict(run.work)
         for decoded in pool.imap_unordered((i, request.photos / p) for i, p in run.work):
             writer.add(decoded, paths[decoded.id], options.batch_size)
         writer.flush()
-        return finish_run(run)
+        report = finish_run(run)
+    report.cpu = writer.cpu_by_stage(time.process_time() - cpu_start, options.workers > 0)
+    return report
 
 
 class _BatchWriter:
     """Collects decoded files; embeds and commits them a batch at a time."""
 
-    def __init__(self, run: Run, encoder: Encoder) -> None:
-        self.run, self.encoder = run, encoder
+    def __init__(self, run: Run, encoder: Encoder, normalize: Batcher) -> None:
+        self.run, self.encoder, self.normalize = run, encoder, normalize
         self.decoded: list[Decoded] = []
         self.failed: list[tuple[int, str, str | None]] = []
         self.started = time.monotonic()
+        self.cpu: dict[str, float] = {}  # stage → CPU seconds, workers' and this process's
+        self.workers: dict[int, float] = {}  # worker pid → its CPU seconds so far
 
     def add(self, decoded: Decoded, path: str, batch_size: int) -> None:
+        for stage, seconds in decoded.cpu.items():
+            self.cpu[stage] = self.cpu.get(stage, 0.0) + seconds
+        if decoded.worker is not None:
+            pid, before = decoded.worker
+            self.workers[pid] = max(self.workers.get(pid, 0.0), before + sum(decoded.cpu.values()))
         if decoded.error is None:
             self.decoded.append(decoded)
         else:
@@ -87,21 +100,44 @@ class _BatchWriter:
         if len(self.decoded) >= batch_size or len(self.failed) >= batch_size:
             self.flush()
 
+    def _lap(self, stage: str, since: float) -> float:
+        now = time.process_time()  # the whole process: the encoder's threads included
+        self.cpu[stage] = self.cpu.get(stage, 0.0) + now - since
+        return now
+
+    def cpu_by_stage(self, main_total: float, in_workers: bool) -> dict[str, float]:
+        """Stage → CPU seconds; what no stage accounts for goes to the two "other" entries."""
+        out = dict(self.cpu)
+        timed = sum(out.values())
+        workers_total = sum(self.workers.values()) if in_workers else 0.0
+        worker_stages = sum(v for k, v in out.items() if not k.startswith("main "))
+        if in_workers:  # pickling results, the pool's bookkeeping, start-up
+            out["worker other"] = max(workers_total - worker_stages, 0.0)
+            timed -= worker_stages  # worker stages ran in other processes
+        out["main other"] = max(main_total - timed, 0.0)  # scan, receiving results, merge
+        return out
+
     def flush(self) -> None:
         """Embed the batch; thumbnails and staged vectors first, then one SQL commit."""
         run, rows = self.run, []
+        clock = time.process_time()
         if self.decoded:
             ids = np.array([d.id for d in self.decoded], dtype=np.int64)
-            pixels = torch.from_numpy(np.stack([d.pixels for d in self.decoded]))
+            pixels = self.normalize(torch.from_numpy(np.stack([d.pixels for d in self.decoded])))
+            clock = self._lap("main normalise", clock)
             vectors = self.encoder.encode_image_tensors(pixels)
+            clock = self._lap("main encode", clock)
             for d in self.decoded:
                 relpath = thumb_relpath(d.id)
                 atomic_write_bytes(run.library / relpath, d.thumb or b"", fsync=False)
                 rows.append({"id": d.id, "thumb": relpath, "error": None, **d.facts})
+            clock = self._lap("main thumbnail files", clock)
             run.index.stage(ids, vectors)
+            clock = self._lap("main vectors", clock)
         run.store.record_batch(
             run.target.generation, self.encoder.model_id, rows, self.failed, run.active
         )
+        self._lap("main database", clock)
         run.state.done += len(rows)
         run.state.failed += len(self.failed)
         run.report.embedded += len(rows)

@@ -69,6 +69,7 @@ class IndexReport:
     building: bool = False  # a new model's index is not finished yet
     switched: bool = False  # this run completed a new model's index and made it searchable
     seconds: float = 0.0
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds by stage (local engine)
 
 
 ProgressCallback = Callable[[IndexProgress], None]

@@ -1,9 +1,14 @@
 """Walk a photo folder and compare it with what the store knows: new, changed, moved, deleted.
 
 Cheap facts first: a file whose size and mtime match its row is unchanged without being read.
-Content hashes (BLAKE2b of the whole file) are computed only to confirm a change when the row
+Content hashes (SHA-256 of the whole file) are computed only to confirm a change when the row
 has a hash, and to recognise moves: a new path is hashed only when a vanished file had the
 same size.
+
+The hash is SHA-256 because this machine's CPUs hash it in hardware (SHA-NI): ~2× BLAKE2b,
+which rows written before hold (also 64 hex digits, in the same column). Existing libraries
+keep working without a migration: where the scan compares a file with a row, it accepts
+either digest, computed in one read of the file; rows move to SHA-256 as files are decoded.
 
 Symlinks are never followed, to files or to folders: a link cannot loop the walk, cannot pull
 files from outside the root into the library, and cannot index the same photo twice. They are
@@ -28,6 +33,8 @@ from indexer.images import IMAGE_SUFFIXES, looks_like_image
 log = logging.getLogger(__name__)
 
 HASH_CHUNK = 1 << 20
+HASH = "sha256"  # what decoding stores
+LEGACY_HASH = "blake2b"  # BLAKE2b-256, stored by earlier versions; still recognised
 
 
 class Known(Protocol):
@@ -72,13 +79,24 @@ class ScanResult:
         )
 
 
+def hash_bytes(data: bytes) -> str:
+    """The content hash of a file's bytes (hex), as stored in ``files.content_hash``."""
+    return hashlib.new(HASH, data).hexdigest()
+
+
 def content_hash(path: Path) -> str:
-    """BLAKE2b-256 of a file's bytes, hex."""
-    digest = hashlib.blake2b(digest_size=32)
+    """The content hash of a file (hex), read in chunks."""
+    return content_hashes(path)[0]
+
+
+def content_hashes(path: Path, legacy: bool = False) -> tuple[str, ...]:
+    """The file's content hash, then (``legacy``) its BLAKE2b-256 too, in one read."""
+    digests = [hashlib.new(HASH)] + ([hashlib.blake2b(digest_size=32)] if legacy else [])
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(HASH_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+            for digest in digests:
+                digest.update(chunk)
+    return tuple(d.hexdigest() for d in digests)
 
 
 def walk(
@@ -165,7 +183,7 @@ def _classify_change(root: Path, row: Known, found: FoundFile, result: ScanResul
     """Size or mtime differ: a new mtime over the same bytes is only a touch."""
     if row.content_hash and row.size == found.size:
         try:
-            same = content_hash(root / found.path) == row.content_hash
+            same = row.content_hash in content_hashes(root / found.path, legacy=True)
         except OSError as exc:
             result.unreadable.append((found.path, _reason(exc)))
             return
@@ -189,11 +207,11 @@ def _match_moves(root: Path, vanished: list[Known], result: ScanResult) -> None:
             still_new.append(found)
             continue
         try:
-            digest = content_hash(root / found.path)
+            digests = content_hashes(root / found.path, legacy=True)
         except OSError:
             still_new.append(found)  # decoding will record why it cannot be read
             continue
-        row = next((r for r in candidates if r.content_hash == digest), None)
+        row = next((r for r in candidates if r.content_hash in digests), None)
         if row is None:
             still_new.append(found)
         else:

@@ -1,0 +1,66 @@
+"""The model's input crosses from decode workers to the embedding process as uint8 pixels.
+
+The encoder's preprocessing is a torchvision pipeline: PIL steps (resize, centre crop, RGB),
+then ``ToTensor`` (÷ 255) and ``Normalize``. Workers run the PIL steps and send uint8 pixels
+(3·S·S bytes: a quarter of float32 to pickle, pipe and unpickle); the embedding process scales
+and normalises a whole batch at once. The arithmetic is ToTensor's and Normalize's, in the same
+order, so the embeddings are the same as from the encoder's own ``preprocess``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision import transforms as T
+
+Batcher = Callable[[torch.Tensor], torch.Tensor]
+
+
+class UInt8Pixels:
+    """PIL image → uint8 array (3, S, S): a transform's PIL steps, up to its ``ToTensor``."""
+
+    def __init__(self, steps: Sequence[Callable[[Any], Any]]) -> None:
+        self.steps = list(steps)
+
+    def __call__(self, image: Image.Image) -> np.ndarray:
+        for step in self.steps:
+            image = step(image)
+        pixels = np.asarray(image, dtype=np.uint8)
+        if pixels.ndim == 2:
+            pixels = pixels[:, :, None]
+        return np.ascontiguousarray(pixels.transpose(2, 0, 1))  # (H, W, C) → (C, H, W)
+
+
+class BatchNormalize:
+    """uint8 batch (B, 3, S, S) → the float32 model input: ÷ 255, then the transform's tail."""
+
+    def __init__(self, steps: Sequence[Callable[[torch.Tensor], torch.Tensor]]) -> None:
+        self.steps = list(steps)
+
+    def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
+        batch = pixels.to(torch.float32).div_(255)  # ToTensor's scaling
+        for step in self.steps:
+            batch = step(batch)  # Normalize broadcasts over the batch dimension
+        return batch
+
+
+def as_is(batch: torch.Tensor) -> torch.Tensor:
+    """Batches of a transform that could not be split: already the model's input."""
+    return batch
+
+
+def split_transform(transform: Callable[[Any], Any]) -> tuple[Callable[[Any], Any], Batcher]:
+    """(what workers apply per image, what the embedding process applies per batch).
+
+    A torchvision ``Compose`` with a ``ToTensor`` step whose later steps are tensor-only is
+    split there; any other transform runs whole in the workers (float32 transport)."""
+    steps = list(getattr(transform, "transforms", ()))
+    at = next((i for i, step in enumerate(steps) if isinstance(step, T.ToTensor)), None)
+    tail = steps[at + 1 :] if at is not None else []
+    if at is None or not all(isinstance(step, T.Normalize) for step in tail):
+        return transform, as_is
+    return UInt8Pixels(steps[:at]), BatchNormalize(tail)
