@@ -3,8 +3,11 @@
 Vector ids are int64 and equal the primary keys of the files' rows; vectors are float32 and
 L2-normalised, so inner product is cosine similarity. Two families of kinds:
 
-* ``flat``: exact search, ``IndexIDMap2(IndexFlatIP)``, saved as a plain FAISS file. The right
-  choice up to ~200k vectors, where one exact query still costs a few milliseconds.
+* ``flat``: exact search (``indexer.exact``): an fp16 scan proposes candidates, the float32
+  vectors re-score them, with a certificate that the top k equals ``IndexFlatIP``'s — half
+  the bytes read per query. The right choice up to ~200k vectors (~7 ms a query at 100k).
+  Older libraries store this kind as a plain ``IndexIDMap2(IndexFlatIP)`` FAISS file
+  (``indexer.flat``): it still opens, and ``upgrade_if_needed`` converts it.
 * ``ivfpq`` and ``hnsw`` (``indexer.ann``): an approximate index proposes candidates, which are
   re-ranked exactly against the stored float32 vectors, so recall@10 stays ≥ 0.98 of exact
   search at a fraction of its cost.
@@ -17,6 +20,7 @@ at least k vectors pass the filter.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import struct
@@ -31,6 +35,7 @@ import numpy as np
 from encoders.errors import VitrieveError
 from indexer import ann
 from indexer.ann import ApproxBackend, ApproxParams
+from indexer.exact import ExactBackend
 from indexer.flat import FlatBackend
 from indexer.vector_io import MAGIC, as_ids, as_vectors
 
@@ -63,7 +68,7 @@ class VectorSearch(Protocol):
 class VectorIndex:
     """int64 file ids → L2-normalised float32 vectors, searched by inner product."""
 
-    def __init__(self, backend: FlatBackend | ApproxBackend) -> None:
+    def __init__(self, backend: ExactBackend | FlatBackend | ApproxBackend) -> None:
         self._backend = backend
 
     # --- construction --------------------------------------------------------------------
@@ -85,13 +90,14 @@ class VectorIndex:
             raise VitrieveError(f"vector dimension must be positive, got {dim}")
         resolved = resolve_kind(kind, expected_size or 0, threshold)
         if resolved == "flat":
-            return cls(FlatBackend.empty(dim))
+            return cls(ExactBackend.empty(dim))
         params = _params_for(resolved, approx)
         return cls(ApproxBackend.empty(dim, params, expected_size=expected_size))
 
     @classmethod
     def load(cls, path: Path | str) -> VectorIndex:
-        """Open a saved index (either a plain FAISS flat file or an approximate container)."""
+        """Open a saved index: a container (exact or approximate kind) or a plain FAISS
+        ``IndexIDMap2(IndexFlatIP)`` file (the older storage of the exact kind)."""
         path = Path(path)
         try:
             with path.open("rb") as handle:
@@ -100,7 +106,8 @@ class VectorIndex:
             raise VitrieveError(f"cannot read vector index {path}: {exc}") from exc
         try:
             if magic.startswith(MAGIC):
-                return cls(ApproxBackend.read(path))
+                exact = _container_kind(path) == ExactBackend.kind
+                return cls(ExactBackend.read(path) if exact else ApproxBackend.read(path))
             index = faiss.read_index(str(path))
         except (RuntimeError, ValueError, KeyError, TypeError, struct.error, OSError) as exc:
             raise VitrieveError(f"{path} is not a readable vector index: {exc}") from exc
@@ -120,21 +127,19 @@ class VectorIndex:
         ids, vectors = self._backend.content()
         resolved = resolve_kind(kind, len(ids), threshold)
         if resolved == "flat":
-            fresh = VectorIndex(FlatBackend.empty(self.dim))
-            if len(ids):
-                fresh.add(ids, vectors)
-            return fresh
+            return VectorIndex(ExactBackend.build(ids, vectors))
         log.info("building a %s index of %d vectors", resolved, len(ids))
         return VectorIndex(ApproxBackend.build(ids, vectors, _params_for(resolved, approx)))
 
     def upgrade_if_needed(self, threshold: int = APPROX_THRESHOLD) -> bool:
         """Rebuild in place when the collection outgrew its kind: a flat index past
-        ``threshold``, or an IVF index with 8× the vectors it was sized for.
+        ``threshold``, or an IVF index with 8× the vectors it was sized for — or when a flat
+        index still has the older ``IndexFlatIP`` storage (converted: seconds at 100k).
 
         Call it at the end of an indexing run of an ``auto`` library (it may take minutes)."""
         backend = self._backend
         if backend.kind == "flat":
-            needed = len(self) > threshold
+            needed = len(self) > threshold or isinstance(backend, FlatBackend)
         else:
             needed = backend.kind == "ivfpq" and len(self) > 8 * max(backend.trained_size, 1)
         if needed:
@@ -263,6 +268,14 @@ def resolve_kind(kind: str, size: int, threshold: int = APPROX_THRESHOLD) -> str
     if name == "auto":
         return "flat" if size <= threshold else DEFAULT_APPROX_KIND
     return name
+
+
+def _container_kind(path: Path) -> str:
+    """The ``kind`` in a container's JSON header (``vector_io`` layout)."""
+    with path.open("rb") as handle:
+        handle.seek(len(MAGIC))
+        (length,) = struct.unpack("<Q", handle.read(8))
+        return str(json.loads(handle.read(length))["kind"])
 
 
 def _params_for(kind: str, approx: ApproxParams | None) -> ApproxParams:

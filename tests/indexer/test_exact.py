@@ -1,0 +1,160 @@
+"""The exact kind's fp16 scan + float32 re-scoring: equal to IndexFlatIP, persistent, and
+compatible with libraries saved as a plain IndexIDMap2(IndexFlatIP) file."""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+import pytest
+
+from indexer.ann import EXACT_LIMIT
+from indexer.exact import ExactBackend
+from indexer.flat import FlatBackend
+from indexer.vectors import VectorIndex
+
+DIM = 64
+N = 20_000  # well past EXACT_LIMIT: the fp16 scan answers, not the small-filter brute force
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Dense clusters (many near-ties) plus 300 exact copies of one vector; ids ≠ positions."""
+    rng = np.random.default_rng(7)
+    centres = unit(rng.standard_normal((30, DIM)))
+    vectors = unit(centres[rng.integers(0, 30, N)] + 0.15 * rng.standard_normal((N, DIM)))
+    vectors[-300:] = vectors[0]
+    ids = np.arange(N, dtype=np.int64) * 3 + 11
+    queries = unit(centres[rng.integers(0, 30, 150)] + 0.2 * rng.standard_normal((150, DIM)))
+    return ids, vectors, np.concatenate([queries, vectors[:3]])
+
+
+def truth(ids, vectors, queries, k, allowed=None):
+    """IndexFlatIP's top k + 1 (the extra column shows ties at the cut)."""
+    k += 1
+    flat = faiss.IndexIDMap2(faiss.IndexFlatIP(DIM))
+    flat.add_with_ids(vectors, ids)
+    params = None if allowed is None else faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
+    return flat.search(queries, k, params=params)
+
+
+def assert_same_top_k(got, expected):
+    """``expected`` is the truth for one more than k, to see ties at the cut."""
+    (scores, found), (true_scores, true_ids) = got, expected
+    k = scores.shape[1]
+    assert np.allclose(scores, true_scores[:, :k], atol=1e-6)  # the same top k, up to ties
+    gaps = np.abs(np.diff(true_scores, axis=1)) > 1e-6  # (nq, k): rank i vs rank i + 1
+    untied = gaps & np.concatenate([np.ones((len(gaps), 1), bool), gaps[:, :-1]], axis=1)
+    assert (found[untied] == true_ids[:, :k][untied]).all()
+
+
+def exact_index(ids, vectors) -> VectorIndex:
+    index = VectorIndex.create(DIM, "flat")
+    index.add(ids, vectors)
+    assert isinstance(index._backend, ExactBackend) and len(index) > EXACT_LIMIT
+    return index
+
+
+@pytest.mark.parametrize("k", [1, 10, 100])
+def test_top_k_equals_index_flat_ip(data, k):
+    ids, vectors, queries = data
+    index = exact_index(ids, vectors)
+    assert 0 < index.describe()["error_bound"] < 1e-3
+    assert_same_top_k(index.search(queries, k), truth(ids, vectors, queries, k))
+
+
+def test_exact_copies_tie_and_are_all_found(data):
+    ids, vectors, _ = data
+    index = exact_index(ids, vectors)
+    scores, found = index.search(vectors[:1], 400)  # 301 copies: past the first candidates
+    assert np.allclose(scores[0, :301], 1.0, atol=1e-5)
+    assert set(found[0, :301].tolist()) == {int(ids[0]), *ids[-300:].tolist()}
+
+
+def test_filtered_search_equals_index_flat_ip(data):
+    ids, vectors, queries = data
+    index = exact_index(ids, vectors)
+    allowed = ids[::2]  # 10k: larger than EXACT_LIMIT, so the scan runs with a selector
+    got = index.search(queries, 20, allowed)
+    assert_same_top_k(got, truth(ids, vectors, queries, 20, allowed))
+    assert np.isin(got[1], allowed).all()
+
+
+def test_remove_readd_save_load_round_trip(data, tmp_path):
+    ids, vectors, queries = data
+    index = exact_index(ids, vectors)
+    assert index.remove(ids[:2000]) == 2000  # below the compaction fraction: dead positions
+    rng = np.random.default_rng(1)
+    moved = unit(vectors[5000:5100] + 0.3 * rng.standard_normal((100, DIM)))
+    index.add(ids[5000:5100], moved)  # re-added ids get their new vectors
+    live_vectors = vectors.copy()
+    live_vectors[5000:5100] = moved
+    keep = np.arange(2000, N)
+    expected = truth(ids[keep], live_vectors[keep], queries, 10)
+    assert_same_top_k(index.search(queries, 10), expected)
+    path = tmp_path / "vectors.faiss"
+    index.save(path)
+    loaded = VectorIndex.load(path)
+    assert isinstance(loaded._backend, ExactBackend) and loaded.kind == "flat"
+    assert len(loaded) == N - 2000 and set(loaded.ids().tolist()) == set(ids[keep].tolist())
+    assert_same_top_k(loaded.search(queries, 10), expected)
+    assert np.allclose(loaded.reconstruct(ids[5000:5003]), moved[:3])
+    loaded.remove(ids[2000:9000])  # past the compaction fraction: rebuilt without the dead
+    assert loaded.describe()["positions"] == len(loaded) == N - 9000
+    assert_same_top_k(
+        loaded.search(queries, 10), truth(ids[9000:], live_vectors[9000:], queries, 10)
+    )
+
+
+def test_range_search_is_exact(data):
+    ids, vectors, queries = data
+    index = exact_index(ids, vectors)
+    index.remove(ids[-10:])  # removed copies must not come back
+    results = index.range_search(queries[-3:], 0.9)
+    for query, (found, scores) in zip(queries[-3:], results, strict=True):
+        live = slice(0, N - 10)
+        expected = ids[live][vectors[live] @ query >= 0.9]
+        assert set(found.tolist()) == set(expected.tolist())
+        assert np.all(scores >= 0.9) and np.all(np.diff(scores) <= 1e-6)
+
+
+def test_a_library_saved_as_index_flat_ip_still_opens_and_converts(data, tmp_path):
+    ids, vectors, queries = data
+    old = faiss.IndexIDMap2(faiss.IndexFlatIP(DIM))  # how older versions saved the flat kind
+    old.add_with_ids(vectors, ids)
+    path = tmp_path / "vectors.faiss"
+    faiss.write_index(old, str(path))
+    index = VectorIndex.load(path)
+    assert isinstance(index._backend, FlatBackend) and index.kind == "flat"
+    expected = truth(ids, vectors, queries, 10)
+    assert_same_top_k(index.search(queries, 10), expected)
+    assert index.upgrade_if_needed()  # converted to the fp16 scan, same kind
+    assert isinstance(index._backend, ExactBackend) and index.kind == "flat"
+    assert not index.upgrade_if_needed()
+    index.save(path)
+    reopened = VectorIndex.load(path)
+    assert isinstance(reopened._backend, ExactBackend) and len(reopened) == N
+    assert_same_top_k(reopened.search(queries, 10), expected)
+
+
+def test_the_certificate_widens_too_few_candidates(data, monkeypatch):
+    ids, vectors, queries = data
+    index = exact_index(ids, vectors)
+    monkeypatch.setattr("indexer.exact.MIN_CANDIDATES", 1)  # 4·k candidates: often too few
+    for k in (1, 5):
+        assert_same_top_k(index.search(queries, k), truth(ids, vectors, queries, k))
+
+
+def test_near_ties_below_fp16_precision_are_ranked_exactly():
+    rng = np.random.default_rng(3)
+    centre = unit(rng.standard_normal((1, DIM)))
+    vectors = unit(centre + 2e-3 * rng.standard_normal((12_000, DIM)))  # gaps ~ fp16 error
+    ids = np.arange(12_000, dtype=np.int64)
+    index = VectorIndex.create(DIM, "flat")
+    index.add(ids, vectors)
+    queries = unit(centre + 1e-3 * rng.standard_normal((20, DIM)))
+    for k in (1, 10):
+        assert_same_top_k(index.search(queries, k), truth(ids, vectors, queries, k))
