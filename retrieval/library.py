@@ -9,6 +9,8 @@ search (then kept in ``calibration.npz``). Files are only ever served through ``
 from __future__ import annotations
 
 import logging
+import numbers
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -26,6 +28,8 @@ from indexer.vectors import VectorIndex
 from retrieval.calibration import CALIBRATION_FILE, Calibration, load_or_compute
 
 log = logging.getLogger(__name__)
+
+MAX_ROW_ID = 2**63 - 1  # SQLite INTEGER PRIMARY KEY (and PostgreSQL BIGINT) range
 
 
 @dataclass
@@ -130,10 +134,7 @@ class Library:
 
     def record(self, file_id: int | str) -> FileRecord:
         """The row of an image in the library; VitrieveError for an unknown or deleted id."""
-        try:
-            key = int(file_id)
-        except (TypeError, ValueError):
-            raise VitrieveError(f"not an image id: {file_id!r}") from None
+        key = _image_key(file_id)
         rows = self.store.get_files([key])
         if not rows or rows[0].status == "deleted":
             raise VitrieveError(f"unknown image id {key}")
@@ -189,14 +190,30 @@ class Library:
         )  # fmt: skip
 
 
+def _image_key(file_id: object) -> int:
+    """A row id from an int, a numpy integer or a string of digits; VitrieveError otherwise.
+
+    Strict on purpose: ids come from the browser session, and ``int()`` would take 1.9, True or
+    b"1", while a value beyond SQLite's 64-bit integers would raise OverflowError in the driver.
+    """
+    if isinstance(file_id, str) and re.fullmatch(r"[0-9]{1,19}", file_id.strip()):
+        file_id = int(file_id)
+    if isinstance(file_id, numbers.Integral) and not isinstance(file_id, bool):
+        key = int(file_id)
+        if 0 < key <= MAX_ROW_ID:
+            return key
+        raise VitrieveError(f"unknown image id {key}")
+    raise VitrieveError(f"not an image id: {str(file_id)[:40]!r}")
+
+
 def _inside(base: Path, relative: str, what: str) -> Path:
     """``base/relative`` resolved; refused unless it is a file that stays inside ``base``."""
     if Path(relative).is_absolute() or ".." in Path(relative).parts:
         raise VitrieveError(f"{what} has an unsafe path: {relative!r}")
     try:
         resolved = (base / relative).resolve(strict=True)
-    except (OSError, RuntimeError) as exc:
-        raise VitrieveError(f"{what} is missing: {relative}") from exc
+    except (OSError, RuntimeError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        raise VitrieveError(f"{what} is missing: {relative!r}") from exc
     if not resolved.is_relative_to(base.resolve()):
         raise VitrieveError(f"{what} points outside the library: {relative}")
     if not resolved.is_file():

@@ -42,7 +42,7 @@ def thumbnail_bytes(library: Any, file_id: int) -> bytes | None:
         thumb = library.thumbnail_path(file_id)
         if thumb is not None:
             return thumb.read_bytes()
-        return _rendered(str(library.path), int(file_id), 384)
+        return _rendered(str(library.path), library.record(file_id).id, 384)
     except (VitrieveError, OSError) as exc:
         log.info("no thumbnail for %s: %s", file_id, exc)
         return None
@@ -51,7 +51,7 @@ def thumbnail_bytes(library: Any, file_id: int) -> bytes | None:
 def large_bytes(library: Any, file_id: int) -> bytes | None:
     """The photo itself, decoded safely and re-encoded at display size."""
     try:
-        return _rendered(str(library.path), int(file_id), 1280)
+        return _rendered(str(library.path), library.record(file_id).id, 1280)
     except (VitrieveError, OSError) as exc:
         log.info("cannot show %s: %s", file_id, exc)
         return None

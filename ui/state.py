@@ -24,6 +24,7 @@ from retrieval.library import DEFAULT_LIBRARY_DIR, Library, find_library
 log = logging.getLogger(__name__)
 
 LIBRARY_KEY = "library_path"
+MAX_PATH_CHARS = 4096  # PATH_MAX on Linux
 
 STYLE = """
 <style>
@@ -58,8 +59,18 @@ def init_library_choice() -> None:
 
 
 def library_path() -> Path | None:
+    """The chosen library's path; None when none is chosen or the value is not a usable path
+    (it may come from the URL: NUL bytes, names too long, ``~unknown-user`` are refused here
+    so no page trips over them)."""
     chosen = st.session_state.get(LIBRARY_KEY)
-    return Path(chosen).expanduser() if chosen else None
+    if not chosen or not isinstance(chosen, str) or len(chosen) > MAX_PATH_CHARS:
+        return None
+    try:
+        path = Path(chosen).expanduser()
+        path.exists()  # raises for a NUL byte or a name over the file system's limit
+    except (OSError, ValueError, RuntimeError):
+        return None
+    return path
 
 
 def library_dir_for(path: Path | None) -> Path | None:
@@ -110,7 +121,8 @@ def open_library() -> tuple[Library | None, str | None]:
     """The current library, or None and a one-line reason it cannot be opened."""
     path = library_path()
     if path is None:
-        return None, None
+        chosen = st.session_state.get(LIBRARY_KEY)
+        return None, (f"Not a usable library path: {str(chosen)[:80]!r}" if chosen else None)
     if not path.exists():
         return None, f"Library not found: {path}"
     if not path.is_dir():

@@ -1,7 +1,10 @@
 """``vitrieve ui``: serve the Streamlit app in ui/ over one library.
 
 Streamlit runs as a child process (``python -m streamlit run ui/app.py -- --library LIB``) so
-the CLI stays a thin launcher: headless, XSRF protection on, uploads capped, telemetry off.
+the CLI stays a thin launcher: headless, XSRF protection and CORS checks on, no static file
+serving, uploads capped at the same limit ``retrieval.uploads`` enforces, telemetry off, and
+on loopback unless ``--host`` says otherwise (then tracebacks stay in the server's log).
+See docs/security.md.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ from pathlib import Path
 import typer
 
 from encoders.errors import VitrieveError
+from retrieval.uploads import MAX_UPLOAD_BYTES
 
-MAX_UPLOAD_MB = 20  # a phone photo is a few MB; anything far larger is not a query image
+MAX_UPLOAD_MB = MAX_UPLOAD_BYTES // 2**20  # Streamlit's server.maxUploadSize is in MiB
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 READY_TIMEOUT_S = 120.0
 
 
@@ -29,7 +34,11 @@ def ui(
     library: Path | None = typer.Option(
         None, "--library", "-l", help="Library directory to open (pick or create one in the UI)."
     ),
-    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 for the network)."),
+    host: str = typer.Option(
+        "127.0.0.1",
+        help="Address to listen on. 0.0.0.0 exposes the UI to the network: put it behind "
+        "authentication first (docs/security.md).",
+    ),
     port: int = typer.Option(8501, help="Port to listen on."),
 ) -> None:
     """Open the search, classify and library pages in the browser."""
@@ -75,7 +84,10 @@ def streamlit_command(library: Path | None, host: str, port: int) -> list[str]:
         "--server.address", host,
         "--server.port", str(port),
         "--server.enableXsrfProtection", "true",
+        "--server.enableCORS", "true",
+        "--server.enableStaticServing", "false",
         "--server.maxUploadSize", str(MAX_UPLOAD_MB),
+        "--client.showErrorDetails", "full" if host in LOOPBACK else "none",
         "--server.fileWatcherType", "none",
         "--server.runOnSave", "false",
         "--browser.gatherUsageStats", "false",
