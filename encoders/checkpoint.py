@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import os
+import pickle
 import re
 import tempfile
 from pathlib import Path
@@ -19,7 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from encoders.clip import CLIP, create_model
-from encoders.config import CLIPConfig
+from encoders.config import CLIPConfig, read_config_json
 from encoders.errors import VitrieveError
 
 log = logging.getLogger(__name__)
@@ -114,8 +115,12 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             state: Any = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # torch's restricted unpickler met a non-tensor
+        raise VitrieveError(
+            f"refused weights {path}: it holds pickled objects, not only tensors ({_line(exc)})"
+        ) from exc
     except Exception as exc:  # any failure to parse is the same user error
-        raise VitrieveError(f"cannot read weights from {path}: {exc}") from exc
+        raise VitrieveError(f"cannot read weights from {path}: {_line(exc)}") from exc
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]  # an open_clip training checkpoint
     if not isinstance(state, dict):
@@ -123,10 +128,16 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
+def _line(exc: Exception) -> str:
+    """An exception's first non-empty line, shortened: errors leave the CLI as one line."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:200]
+
+
 def load_openclip_weights(config: CLIPConfig, path: Path) -> CLIP:
     """Build our CLIP for an open_clip architecture and fill it with open_clip weights."""
+    state = from_openclip_state_dict(read_state_dict(path), config)  # refused before building
     model = create_model(config)
-    state = from_openclip_state_dict(read_state_dict(path), config)
     _load_strict(model, state, source=str(path))
     return model
 
@@ -158,18 +169,16 @@ def load_checkpoint(directory: Path) -> tuple[CLIP, dict[str, Any]]:
         raise VitrieveError(
             f"{directory} is not a checkpoint (needs {CONFIG_FILE} + {WEIGHTS_FILE})"
         )
-    try:
-        raw = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise VitrieveError(f"cannot read {config_path}: {exc}") from exc
-    config = CLIPConfig.from_dict(raw, name=raw.get("name", directory.name))
-    model = create_model(config)
-    try:
+    raw = read_config_json(config_path)
+    config = CLIPConfig.from_dict(raw, name=str(raw.get("name", directory.name))[:100])
+    try:  # safetensors: a header and raw tensors, nothing executed (a pickle is refused)
         state = load_file(str(weights))
     except Exception as exc:
-        raise VitrieveError(f"cannot read weights {weights}: {exc}") from exc
+        raise VitrieveError(f"cannot read weights {weights}: {_line(exc)}") from exc
+    model = create_model(config)
     _load_strict(model, state, source=str(weights))
-    meta = dict(raw.get("vitrieve") or {})
+    extra = raw.get("vitrieve")
+    meta = dict(extra) if isinstance(extra, dict) else {}
     meta.setdefault("model_id", file_digest(weights))
     return model, meta
 

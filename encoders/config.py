@@ -22,6 +22,10 @@ MAX_LAYERS = 128
 MAX_IMAGE_SIZE = 4096
 MAX_CONTEXT = 4096
 MAX_VOCAB = 1_000_000
+# Joint limits: each size within its own limit can still multiply into an absurd network.
+MAX_PARAMETERS = 6_000_000_000  # above open_clip's largest ViT (ViT-e-14, ~4.6 B)
+MAX_PATCHES = 16_384  # patch tokens per image (a 128 × 128 grid; open_clip's largest: 729)
+MAX_CONFIG_BYTES = 1 << 20  # a model config is a few hundred bytes of JSON
 
 VISION_POOLS = {"tok": "cls", "avg": "mean"}  # open_clip name -> ours
 POS_EMBEDS = {"learnable": "learned", "sin_cos_2d": "sincos"}
@@ -112,6 +116,8 @@ class CLIPConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any], name: str = "") -> CLIPConfig:
         """Parse open_clip's schema; refuse what our encoders cannot build, and absurd sizes."""
+        if not isinstance(data, dict):
+            raise VitrieveError(f"invalid model config {name}: not a JSON object")
         try:
             vision = _vision_from_dict(dict(data["vision_cfg"]))
             text = _text_from_dict(dict(data["text_cfg"]))
@@ -124,7 +130,7 @@ class CLIPConfig:
                 init_logit_bias=_optional_float(data.get("init_logit_bias")),
                 name=str(data.get("name", name)),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise VitrieveError(f"invalid model config {name or ''}: {exc!r}") from exc
         validate(config)
         return config
@@ -202,16 +208,35 @@ def validate(config: CLIPConfig) -> None:
         (0 < v.layers <= MAX_LAYERS and 0 <= t.layers <= MAX_LAYERS, "layers"),
         (0 < v.image_size <= MAX_IMAGE_SIZE, "image_size"),
         (0 < v.patch_size <= v.image_size, "patch_size"),
-        (v.image_size % v.patch_size == 0, "image_size divisible by patch_size"),
+        (v.patch_size > 0 and v.image_size % v.patch_size == 0, "image_size / patch_size"),
         (v.head_width > 0 and v.width % v.head_width == 0, "vision width divisible by head_width"),
         (t.heads > 0 and t.width % t.heads == 0, "text width divisible by heads"),
         (0 < t.context_length <= MAX_CONTEXT, "context_length"),
         (0 < t.vocab_size <= MAX_VOCAB, "vocab_size"),
         (0 < v.mlp_ratio <= 16 and 0 < t.mlp_ratio <= 16, "mlp_ratio"),
+        (t.hf_model is None or isinstance(t.hf_model, str), "hf_model_name"),
     ]
     bad = [what for ok, what in checks if not ok]
     if bad:
         raise VitrieveError(f"model config out of range: {', '.join(bad)}")
+    if v.grid_size**2 > MAX_PATCHES:
+        raise VitrieveError(f"model config out of range: {v.grid_size**2} patches > {MAX_PATCHES}")
+    if parameter_count(config) > MAX_PARAMETERS:
+        raise VitrieveError(
+            f"model config out of range: ~{parameter_count(config) / 1e9:.1f} B parameters "
+            f"> {MAX_PARAMETERS / 1e9:.0f} B"
+        )
+
+
+def parameter_count(config: CLIPConfig) -> int:
+    """Approximate parameters (embeddings, attention, MLPs, projections): the size check
+    made before anything is allocated."""
+    v, t = config.vision, config.text
+    vision = (3 * v.patch_size**2 + v.grid_size**2 + 1 + config.embed_dim) * v.width
+    vision += v.layers * (4 + 2 * v.mlp_ratio) * v.width**2
+    text = (t.vocab_size + t.context_length + config.embed_dim) * t.width
+    text += t.layers * (4 + 2 * t.mlp_ratio) * t.width**2
+    return int(vision + (0 if t.hf_model else text))
 
 
 # Our built-ins. `tiny` trains on a 2-core CPU in minutes: 64 px images in 8 px patches
@@ -257,7 +282,7 @@ def load_config(name_or_path: str | Path) -> CLIPConfig:
     if path.suffix == ".json" or path.is_file():
         if not path.is_file():
             raise VitrieveError(f"model config file not found: {path}")
-        return CLIPConfig.from_dict(_read_json(path), name=path.stem)
+        return CLIPConfig.from_dict(read_config_json(path), name=path.stem)
     packaged = resources.files("open_clip") / "model_configs" / f"{key}.json"
     if packaged.is_file():
         return CLIPConfig.from_dict(json.loads(packaged.read_text()), name=key)
@@ -265,8 +290,14 @@ def load_config(name_or_path: str | Path) -> CLIPConfig:
     raise VitrieveError(f"unknown model {key!r}: use one of {known} or a config .json path")
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_config_json(path: Path) -> dict[str, Any]:
+    """A config file's JSON object; refused unread when larger than any real config."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise VitrieveError(f"cannot read model config {path}: {exc}") from exc
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise VitrieveError(f"model config {path} is larger than {MAX_CONFIG_BYTES} bytes")
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise VitrieveError(f"cannot read model config {path}: {exc!r}"[:300]) from exc
+    if not isinstance(data, dict):
+        raise VitrieveError(f"model config {path} is not a JSON object")
+    return data
