@@ -1,36 +1,45 @@
 """One text query on a 100k-image library, end to end: query encoding, index, metadata.
 
 The library is synthetic but shaped like a real one: 100k clustered, L2-normalised 512-d
-vectors (what ViT-B-32 produces) in the library's exact FAISS index, and 100k file rows in its
+vectors (what ViT-B-32 produces) in the library's exact index, and 100k file rows in its
 SQLite store. The model is the default architecture, ViT-B-32, with random weights — the
 timing does not depend on what the weights learned. Each query is a new text (no cache hit);
 the report shows the median and p90 of every step, and a cached second page for comparison.
-Target: median end-to-end ≤ 20 ms. On a machine shared with other work, wall time measures
-the neighbours too; each step's CPU time (single-threaded) is what it costs on an idle core.
+
+The default line runs what the product serves with (``retrieval.serving``: the CLI's search
+commands and the UI call the same ``configure_serving``) and the default index kind at this
+size. ``--compare`` adds, in the same process and interleaved round by round: the exact kind's
+older ``IndexFlatIP`` storage, ``ivfpq``, and a compiled encoder. Target: median end-to-end
+≤ 20 ms. On a machine shared with other work, wall time measures the neighbours too; each
+step's CPU time (single-threaded) is what it costs on an idle core.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import os
 import statistics
 import tempfile
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import faiss
 import numpy as np
-import torch
 from sqlalchemy import insert
 
 from encoders.clip import create_model
 from encoders.config import load_config
 from encoders.encoder import Encoder
+from indexer.flat import FlatBackend
 from indexer.schema import FileRow
 from indexer.store import MetadataStore
 from indexer.vectors import VectorIndex
 from retrieval.calibration import compute_calibration
 from retrieval.searcher import Searcher
+from retrieval.serving import DEFAULT_SERVING, configure_serving
 
 WORDS = ("red", "blue", "dog", "beach", "car", "mountain", "birthday", "cat", "snow", "city",
          "sunset", "bicycle", "tree", "kitchen", "boat", "concert", "garden", "bridge")  # fmt: skip
@@ -66,62 +75,80 @@ def percentile(values: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=100_000)
-    parser.add_argument("--queries", type=int, default=60)
+    parser.add_argument("--queries", type=int, default=60, help="Distinct queries per variant.")
     parser.add_argument("--model", default="ViT-B-32")
-    parser.add_argument("--kinds", default="flat,ivfpq", help="Index kinds to compare.")
     parser.add_argument(
-        "--compile", action="store_true",
-        help="Compiled encoder (a long-running server's setting: one-off compile per shape).",
+        "--compare", action="store_true",
+        help="Also: IndexFlatIP storage, ivfpq, compiled encoder (side by side).",
     )  # fmt: skip
-    parser.add_argument(
-        "--threads", type=int, default=1,
-        help="torch threads (1: a single query gains nothing from more, and on a "
-        "busy machine extra threads only wait for each other).",
-    )  # fmt: skip
-    parser.add_argument("--faiss-threads", type=int, default=1, help="FAISS OpenMP threads.")
+    parser.add_argument("--threads", type=int, default=DEFAULT_SERVING.threads)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    faiss.omp_set_num_threads(args.faiss_threads)
-
-    model = create_model(load_config(args.model))
-    encoder = Encoder(model, model_id="bench", compile=args.compile)
-    vectors = clustered_vectors(args.images, encoder.embed_dim)
+    config = configure_serving(replace(DEFAULT_SERVING, threads=args.threads))
+    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {config.describe()}")
+    encoders = {"eager": Encoder(create_model(load_config(args.model)), model_id="bench")}
+    if args.compare:
+        model = create_model(load_config(args.model))
+        encoders["compiled"] = Encoder(model, model_id="bench", compile=True)
+    vectors = clustered_vectors(args.images, encoders["eager"].embed_dim)
+    ids = np.arange(1, args.images + 1)
     with tempfile.TemporaryDirectory() as tmp:
         store = MetadataStore.for_library(Path(tmp))
         fill_store(store, args.images)
-        for kind in args.kinds.split(","):
-            index = VectorIndex.create(encoder.embed_dim, kind="flat")
-            index.add(np.arange(1, args.images + 1), vectors)
-            index = index.rebuild(kind) if kind != "flat" else index
-            searcher = Searcher(encoder, index, store, compute_calibration(encoder, index))
-            report(args, encoder, kind, *measure(searcher, args.queries))
+        indexes = {"auto": VectorIndex.create(vectors.shape[1], "auto", args.images)}
+        indexes["auto"].add(ids, vectors)
+        if args.compare:
+            legacy = faiss.IndexIDMap2(faiss.IndexFlatIP(vectors.shape[1]))
+            legacy.add_with_ids(vectors, ids)
+            indexes["IndexFlatIP"] = VectorIndex(FlatBackend(legacy))
+            indexes["ivfpq"] = indexes["auto"].rebuild("ivfpq")
+        variants = {}
+        for (enc_name, encoder), (index_name, index) in itertools.product(
+            encoders.items(), indexes.items()
+        ):
+            if enc_name == "eager" or index_name == "auto":
+                label = f"encoder {enc_name}, index {index.kind} ({describe(index)})"
+                calibration = compute_calibration(encoder, index)
+                variants[label] = Searcher(encoder, index, store, calibration)
+        for label, (steps, page_two) in measure(variants, args.queries).items():
+            report(args, label, steps, page_two)
         store.close()
 
 
-def measure(searcher: Searcher, queries: int) -> tuple[dict[str, list[float]], list[float]]:
-    """Per-step and end-to-end milliseconds of distinct queries; then a cached second page."""
-    searcher.search("warm up the caches", limit=20)
-    steps: dict[str, list[float]] = {}
-    for q in range(queries):
-        text = f"a photo of a {WORDS[q % len(WORDS)]} by a {WORDS[(q * 7 + 3) % len(WORDS)]} {q}"
-        start, cpu = time.perf_counter(), time.thread_time()
-        response = searcher.search(text, limit=20)
-        steps.setdefault("end-to-end", []).append((time.perf_counter() - start) * 1000)
-        steps.setdefault("cpu_end-to-end", []).append((time.thread_time() - cpu) * 1000)
-        for name, ms in response.timings_ms.items():
-            steps.setdefault(name, []).append(ms)
-    page_two = []
-    for _ in range(20):
-        start = time.perf_counter()
-        searcher.search(text, offset=20, limit=20)
-        page_two.append((time.perf_counter() - start) * 1000)
-    return steps, page_two
+def describe(index: VectorIndex) -> str:
+    info = index.describe()
+    return str(info.get("factory", "")) + (", re-scored" if "rerank" in info else "")
 
 
-def report(args, encoder: Encoder, kind: str, steps: dict, page_two: list[float]) -> None:
-    dtype = str(encoder.dtype).split(".")[-1]
-    print(f"{args.images:,} images, {args.model} ({dtype}), index {kind}, {args.queries} "
-          f"distinct text queries, top 20, {args.threads} thread(s)")  # fmt: skip
+def measure(
+    variants: dict[str, Searcher], queries: int, rounds: int = 5
+) -> dict[str, tuple[dict[str, list[float]], list[float]]]:
+    """Per-step and end-to-end milliseconds of distinct queries, the variants interleaved
+    in ``rounds`` (so load changes hit them alike); then a cached second page."""
+    out: dict[str, tuple[dict[str, list[float]], list[float]]] = {}
+    for searcher in variants.values():
+        searcher.search("warm up the caches", limit=20)
+    for round_ in range(rounds):
+        for label, searcher in variants.items():
+            steps = out.setdefault(label, ({}, []))[0]
+            for q in range(round_ * queries // rounds, (round_ + 1) * queries // rounds):
+                text = f"a photo of a {WORDS[q % len(WORDS)]} by a {WORDS[(q * 7 + 3) % 18]} {q}"
+                start, cpu = time.perf_counter(), time.thread_time()
+                response = searcher.search(text, limit=20)
+                steps.setdefault("end-to-end", []).append((time.perf_counter() - start) * 1000)
+                steps.setdefault("cpu_end-to-end", []).append((time.thread_time() - cpu) * 1000)
+                for name, ms in response.timings_ms.items():
+                    steps.setdefault(name, []).append(ms)
+    for label, searcher in variants.items():
+        for _ in range(20):
+            start = time.perf_counter()
+            searcher.search("warm up the caches", offset=20, limit=20)
+            out[label][1].append((time.perf_counter() - start) * 1000)
+    return out
+
+
+def report(args, label: str, steps: dict, page_two: list[float]) -> None:
+    print(f"{args.images:,} images, {args.model}, {label}, {len(steps['end-to-end'])} "
+          f"distinct text queries, top 20")  # fmt: skip
     print(f"  {'step':<11} {'wall median':>12} {'wall p90':>10} {'CPU median':>11}")
     for name in ("encode", "filter", "index", "metadata", "end-to-end"):
         wall, cpu = steps[name], steps[f"cpu_{name}"]
