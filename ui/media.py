@@ -20,6 +20,7 @@ from retrieval.uploads import MAX_UPLOAD_BYTES, decode_upload, display_jpeg
 
 log = logging.getLogger(__name__)
 
+MAX_UPLOADS = 24  # files classified per click: Streamlit caps each file's size, not their number
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff", "heic", "heif", "avif"]
 
 
@@ -63,6 +64,14 @@ def _rendered(library_dir: str, file_id: int, max_side: int) -> bytes:
 
     library = state.library_by_dir(library_dir)
     return display_jpeg(library.file_path(file_id), max_side=max_side)
+
+
+def capped_uploads(uploads: list | None) -> list:
+    """At most ``MAX_UPLOADS`` files of a multi-file uploader (a warning on the page if more)."""
+    uploads = list(uploads or [])
+    if len(uploads) > MAX_UPLOADS:
+        st.warning(f"Only the first {MAX_UPLOADS} of {len(uploads)} photos are used.")
+    return uploads[:MAX_UPLOADS]
 
 
 def upload_image(uploaded: Any, target_size: int) -> Image.Image | None:

@@ -76,7 +76,7 @@ def _classify_library(clf: ZeroShotClassifier, library: Any, items: list[tuple[i
 
 
 def _classify_uploads(clf: ZeroShotClassifier, uploads: list, size: int):
-    images = [(u.name, media.upload_image(u, size)) for u in uploads]
+    images = [(u.name, media.upload_image(u, size)) for u in media.capped_uploads(uploads)]
     images = [(n, im) for n, im in images if im is not None]
     return (
         [n for n, _ in images],
