@@ -10,12 +10,14 @@ from pathlib import Path
 
 import streamlit as st
 
+from retrieval.serving import configure_serving
 from ui import state
 
 VIEWS = Path(__file__).parent / "views"
 
 st.set_page_config(page_title="vitrieve", page_icon=":material/photo_library:", layout="wide")
 st.html(state.STYLE)
+configure_serving()  # the threads search latency is measured with (bench/search.py)
 
 state.init_library_choice()
 

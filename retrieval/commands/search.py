@@ -22,6 +22,7 @@ from retrieval.commands.common import (
 )
 from retrieval.query import Filters, Query
 from retrieval.searcher import DEFAULT_THRESHOLD, SORTS, SearchResponse
+from retrieval.serving import configure_serving
 
 FILTER_HELP = "Filters"
 FILTER_ARGS = (
@@ -118,6 +119,7 @@ def _search(args: dict) -> None:
     if image is not None and not image.is_file():
         raise VitrieveError(f"image not found: {image}")
     query = Query.parse(args["query"], args["negatives"] or (), image)
+    configure_serving()  # the threads bench/search.py measures
     with open_library(args["library"], args["model"]) as lib:
         response = lib.searcher.search(
             query, _filters_from(args), offset=args["offset"], limit=args["k"],
@@ -157,6 +159,7 @@ def similar(
 def _similar(args: dict) -> None:
     if args["sort"] not in SORTS:
         raise typer.BadParameter(f"--sort must be one of {', '.join(SORTS)}")
+    configure_serving()
     with open_library(args["library"], args["model"]) as lib:
         target = _image_or_id(lib, args["image"])
         query = Query.parse(args["text"], args["negatives"] or (), target)
