@@ -5,11 +5,20 @@ from scratch with ``index_library`` (scan → decode in worker processes → emb
 same encoder is timed on pre-decoded tensors just before and just after. The ratio says how
 well decoding hides behind compute (target ≥ 0.85). Timings on a shared machine are noisy;
 the ratio, measured within one run, is the figure to read.
+
+The run's CPU time is broken down per stage and per image (CPU ms, not wall time: workers and
+the encoder share the same cores), and the arithmetic of the ceiling is printed: on shared
+cores, end to end can reach at most encode / (encode + everything else) of pure encoding.
+``--compare-model`` adds, for information only, the ceiling a larger model would have with the
+same decoding cost (its pure encoding rate measured, its end to end not run).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import io
+import os
 import statistics
 import tempfile
 import time
@@ -69,16 +78,66 @@ def ensure_checkpoint(cache: Path, model: str) -> Path:
     return directory
 
 
-def encode_rate(encoder: Encoder, tensors: torch.Tensor, batch: int, repeats: int) -> float:
-    """Images/s of ``encode_image_tensors`` on pre-decoded tensors (median of repeats)."""
+def encode_rate(
+    encoder: Encoder, tensors: torch.Tensor, batch: int, repeats: int
+) -> tuple[float, float]:
+    """Images/s of ``encode_image_tensors`` on pre-decoded tensors (median of repeats), and
+    the process CPU ms per image it took (all of torch's threads)."""
     encoder.encode_image_tensors(tensors[:batch])  # warm-up
-    rates = []
+    rates, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         for begin in range(0, len(tensors), batch):
             encoder.encode_image_tensors(tensors[begin : begin + batch])
         rates.append(len(tensors) / (time.perf_counter() - start))
-    return statistics.median(rates)
+        cpu.append(1000 * (time.process_time() - start_cpu) / len(tensors))
+    return statistics.median(rates), statistics.median(cpu)
+
+
+def cpu_ms(run: float, fn) -> float:
+    start = time.process_time()
+    fn()
+    return run + 1000 * (time.process_time() - start)
+
+
+def decode_detail(paths: list[Path], size: int, thumb: int) -> dict[str, float]:
+    """CPU ms per photo of the parts of ``decode`` and of the hash candidates (one thread)."""
+    out = dict.fromkeys(["header+EXIF", "draft decode", "blake2b", "sha256", "sha1", "md5"], 0.0)
+    for path in paths:
+        data = path.read_bytes()
+        for name in ("blake2b", "sha256", "sha1", "md5"):
+            out[name] = cpu_ms(out[name], lambda n=name, d=data: hashlib.new(n, d).digest())
+        image = Image.open(io.BytesIO(data))
+        out["header+EXIF"] = cpu_ms(out["header+EXIF"], image.getexif)
+        box = (max(size, thumb), size) if image.width >= image.height else (size, max(size, thumb))
+        out["draft decode"] = cpu_ms(
+            out["draft decode"], lambda im=image, b=box: (im.draft("RGB", b), im.load())
+        )
+    return {k: v / len(paths) for k, v in out.items()}
+
+
+def print_stages(cpu: dict[str, float], files: int, encode_ms: float) -> float:
+    """The run's CPU ms per image by stage; returns everything but the encoder, per image."""
+    per_image = {k: 1000 * v / files for k, v in cpu.items()}
+    workers = {k: v for k, v in per_image.items() if not k.startswith("main ")}
+    main = {k: v for k, v in per_image.items() if k.startswith("main ")}
+    print("CPU per image    (ms, this run; workers send uint8 pixels)")
+    for title, part in (("  decode workers", workers), ("  main process", main)):
+        print(
+            f"{title}   " + ", ".join(f"{k.removeprefix('main ')} {v:.2f}" for k, v in part.items())
+        )
+    other = sum(v for k, v in per_image.items() if k != "main encode")
+    total = sum(per_image.values())
+    print(f"  total {total:.1f} ms: encoder {per_image.get('main encode', 0):.1f} (pure encoding "
+          f"{encode_ms:.1f}), everything else {other:.1f}")  # fmt: skip
+    return other
+
+
+def print_ceiling(encode_ms: float, other_ms: float, label: str = "ceiling") -> None:
+    """The best ratio on shared cores: every core-ms spent off the encoder is lost to it."""
+    ceiling = encode_ms / (encode_ms + other_ms)
+    print(f"{label:16s} encode / (encode + rest) = {encode_ms:.1f} / ({encode_ms:.1f} + "
+          f"{other_ms:.1f}) = {ceiling:.2f} of pure encoding at best on these cores")  # fmt: skip
 
 
 def main() -> None:
@@ -89,7 +148,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--encode-images", type=int, default=128, help="Tensors for pure rate.")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default).")
+    parser.add_argument("--detail", type=int, default=100, help="Photos for the decode detail.")
+    parser.add_argument("--compare-model", default="", help="e.g. ViT-B-16: information line.")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     photos = args.cache.parent / f"{args.cache.name}-{args.count}"
     paths = ensure_photos(photos, args.count, max(args.workers, 1))
@@ -100,23 +164,51 @@ def main() -> None:
     tensors = torch.stack(
         [encoder.preprocess(decode_image(p, target_size=encoder.image_size).image) for p in sample]
     )
-    before = encode_rate(encoder, tensors, args.batch_size, repeats=2)
+    before, cpu_before = encode_rate(encoder, tensors, args.batch_size, repeats=2)
     options = IndexOptions(workers=args.workers, batch_size=args.batch_size)
+    load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="vitrieve-bench-") as library:
         report = index_library(
             photos, encoder, model_ref=args.model, library=Path(library), options=options
         )
-    after = encode_rate(encoder, tensors, args.batch_size, repeats=2)
+    after, cpu_after = encode_rate(encoder, tensors, args.batch_size, repeats=2)
     end_to_end = report.embedded / report.seconds
-    pure = (before + after) / 2
+    pure, encode_ms = (before + after) / 2, (cpu_before + cpu_after) / 2
     print(
-        f"model            {args.model} (random weights, {encoder.dtype}), batch {args.batch_size}"
+        f"model            {args.model} (random weights, {encoder.dtype}), batch {args.batch_size},"
+        f" torch threads {torch.get_num_threads()}"
     )
     print(f"photos           {report.embedded} JPEGs, mean {mean_mp:.1f} MP ({photos})")
-    print(f"pure encoding    {pure:.1f} img/s (before {before:.1f}, after {after:.1f})")
+    after_load = os.getloadavg()[0]
+    print(
+        f"load average     {load:.2f} before, {after_load:.2f} after the run, {os.cpu_count()} CPUs"
+    )
+    print(f"pure encoding    {pure:.1f} img/s (before {before:.1f}, after {after:.1f}), "
+          f"{encode_ms:.1f} CPU ms/img")  # fmt: skip
     print(f"end to end       {end_to_end:.1f} files/s ({report.seconds:.1f} s, {args.workers} "
           f"decode workers, {len(report.failures)} failures)")  # fmt: skip
     print(f"ratio            {end_to_end / pure:.2f} (target ≥ 0.85)")
+    other_ms = print_stages(report.cpu, max(report.embedded, 1), encode_ms)
+    detail = decode_detail(paths[: args.detail], encoder.image_size, options.thumb_size)
+    print(
+        "decode detail    (ms, one thread) " + ", ".join(f"{k} {v:.2f}" for k, v in detail.items())
+    )
+    print_ceiling(encode_ms, other_ms)
+    if args.compare_model:
+        compare(args, photos, tensors.shape[0], other_ms)
+
+
+def compare(args: argparse.Namespace, photos: Path, count: int, other_ms: float) -> None:
+    """For information: a larger model's pure rate and the ceiling it would have here."""
+    encoder = Encoder.load(ensure_checkpoint(args.cache.parent, args.compare_model))
+    paths = sorted(photos.glob("*.jpg"))[:count]
+    tensors = torch.stack(
+        [encoder.preprocess(decode_image(p, target_size=encoder.image_size).image) for p in paths]
+    )
+    rate, encode_ms = encode_rate(encoder, tensors, args.batch_size, repeats=1)
+    print(f"(information)    {args.compare_model}: pure encoding {rate:.1f} img/s, "
+          f"{encode_ms:.1f} CPU ms/img; end to end not run")  # fmt: skip
+    print_ceiling(encode_ms, other_ms, label=f"  {args.compare_model}")
 
 
 if __name__ == "__main__":
