@@ -22,6 +22,7 @@ from encoders.checkpoint import file_digest, load_checkpoint, load_openclip_weig
 from encoders.clip import CLIP
 from encoders.config import load_config
 from encoders.errors import VitrieveError
+from encoders.packed import packed_copy
 from encoders.tokenizer import Tokenizer, get_tokenizer, trim_padding
 from encoders.transforms import eval_transform
 
@@ -85,8 +86,14 @@ class Encoder:
         self.dtype = torch.float32
         self._compiled_visual: torch.nn.Module | None = None
         self._compiled_text: torch.nn.Module | None = None
+        self._packed_text: torch.nn.Module | None = None  # for queries (see encoders.packed)
         if precision == "bf16" or (precision == "auto" and bf16_supported(self.device)):
             self._switch_to_bf16(checked=precision == "auto")
+        if self.dtype == torch.bfloat16 and self.device.type == "cpu":
+            probe = trim_padding(
+                self.tokenizer(["a red bicycle by the sea"]), self.tokenizer.pad_id
+            )
+            self._packed_text = packed_copy(self.model.text, probe)
         if compile:
             self._compiled_visual = _compile_frozen(self.model.visual)
             self._compiled_text = _compile_frozen(self.model.text)
@@ -199,7 +206,8 @@ class Encoder:
             with torch._inductor.config.patch(freezing=True):
                 features = self._compiled_text(padded)
         else:
-            features = self.model.text(tokens)
+            tower = self.model.text if self._packed_text is None else self._packed_text
+            features = tower(tokens)
         return F.normalize(features.float(), dim=-1).cpu().numpy()
 
     @torch.inference_mode()
