@@ -11,12 +11,13 @@ from pathlib import Path
 import streamlit as st
 
 from retrieval.serving import configure_serving
-from ui import state
+from ui import auth, state
 
 VIEWS = Path(__file__).parent / "views"
 
 st.set_page_config(page_title="vitrieve", page_icon=":material/photo_library:", layout="wide")
 st.html(state.STYLE)
+auth.require_login()  # only when secrets.toml has an [auth] section (docs/security.md)
 configure_serving()  # the threads search latency is measured with (bench/search.py)
 
 state.init_library_choice()

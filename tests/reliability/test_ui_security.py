@@ -224,6 +224,46 @@ def test_library_query_param_cannot_break_or_expose(value: str) -> None:
     assert "root:x:0" not in _shown_text(app) and SECRET not in _shown_text(app)
 
 
+AUTH = {
+    "redirect_uri": "http://localhost:8501/oauth2callback",
+    "cookie_secret": "s" * 32,
+    "client_id": "vitrieve",
+    "client_secret": "x",
+    "server_metadata_url": "https://id.example.org/.well-known/openid-configuration",
+}
+
+
+def test_without_auth_settings_the_app_needs_no_login(library_copy: Path) -> None:
+    app = _app(library_copy)
+    app.user["is_logged_in"] = False
+    app.run()
+    assert not app.exception, app.exception
+    assert "Search" in [str(t.value) for t in app.title]
+
+
+def test_with_auth_settings_nothing_shows_before_login(library_copy: Path) -> None:
+    app = _app(library_copy)
+    app.secrets["auth"] = AUTH
+    app.user["is_logged_in"] = False
+    app.run()
+    assert not app.exception, app.exception
+    assert [b.label for b in app.button] == ["Log in"]
+    assert not app.text_input and not app.get("image") and "Search" not in _shown_text(app)
+
+
+def test_with_auth_settings_only_allowed_accounts_get_in(library_copy: Path) -> None:
+    for email, allowed in (("eve@example.com", False), ("Me@Example.org", True)):
+        app = _app(library_copy)
+        app.secrets["auth"] = AUTH
+        app.secrets["vitrieve"] = {"allowed_emails": ["me@example.org"]}
+        app.user.update({"is_logged_in": True, "email": email})
+        app.run()
+        assert not app.exception, app.exception
+        titles = [str(t.value) for t in app.title]
+        assert ("Search" in titles) == allowed, (email, titles, _shown_text(app))
+        assert any(b.label == "Log out" for b in app.button)
+
+
 # --- a running server, over HTTP -------------------------------------------------------------
 
 
