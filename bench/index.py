@@ -148,12 +148,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--encode-images", type=int, default=128, help="Tensors for pure rate.")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default).")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch threads while indexing (0: all cores)."
+    )
     parser.add_argument("--detail", type=int, default=100, help="Photos for the decode detail.")
     parser.add_argument("--compare-model", default="", help="e.g. ViT-B-16: information line.")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
 
     photos = args.cache.parent / f"{args.cache.name}-{args.count}"
     paths = ensure_photos(photos, args.count, max(args.workers, 1))
@@ -167,16 +167,19 @@ def main() -> None:
     before, cpu_before = encode_rate(encoder, tensors, args.batch_size, repeats=2)
     options = IndexOptions(workers=args.workers, batch_size=args.batch_size)
     load = os.getloadavg()[0]
+    cores = torch.get_num_threads()  # pure encoding always uses them all
+    torch.set_num_threads(args.threads or cores)
     with tempfile.TemporaryDirectory(prefix="vitrieve-bench-") as library:
         report = index_library(
             photos, encoder, model_ref=args.model, library=Path(library), options=options
         )
+    torch.set_num_threads(cores)
     after, cpu_after = encode_rate(encoder, tensors, args.batch_size, repeats=2)
     end_to_end = report.embedded / report.seconds
     pure, encode_ms = (before + after) / 2, (cpu_before + cpu_after) / 2
     print(
         f"model            {args.model} (random weights, {encoder.dtype}), batch {args.batch_size},"
-        f" torch threads {torch.get_num_threads()}"
+        f" torch threads {args.threads or cores} while indexing, {cores} for pure encoding"
     )
     print(f"photos           {report.embedded} JPEGs, mean {mean_mp:.1f} MP ({photos})")
     after_load = os.getloadavg()[0]
