@@ -23,6 +23,8 @@ from indexer.store import MetadataStore
 
 _NEGATIVE = re.compile(r'(?:^|\s)-(?:"([^"]*)"|(\S+))')
 LABEL_SEPARATOR = ":"
+MAX_NEGATIVES = 64  # each negative term is one more text to encode per query
+INT64 = (-(2**63), 2**63 - 1)  # what SQL integer columns hold
 
 
 def parse_query(text: str) -> tuple[str, list[str]]:
@@ -35,6 +37,15 @@ def parse_query(text: str) -> tuple[str, list[str]]:
 
 
 ImageInput = str | Path | Image.Image | int  # a file, a decoded image, or an indexed id
+
+
+def is_file(path: str | Path) -> bool:
+    """Whether ``path`` names a regular file; False, not OSError, for names the system refuses
+    (too long, a NUL byte): an image query may be any text a user typed."""
+    try:
+        return Path(path).expanduser().is_file()
+    except (OSError, ValueError):
+        return False
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,10 @@ class Query:
         positive, inline = parse_query(text or "")
         extra = [n.strip() for n in negatives if n and n.strip()]
         query = cls(positive, tuple(dict.fromkeys(inline + extra)), image, **weights)
+        if len(query.negatives) > MAX_NEGATIVES:
+            raise VitrieveError(
+                f"too many negative terms ({len(query.negatives)} > {MAX_NEGATIVES})"
+            )
         if not query.text and query.image is None:
             raise VitrieveError("empty query: give some text or an image to search for")
         return query
@@ -98,7 +113,11 @@ def _label_condition(filters: Filters):
 
 
 def _ns(moment: datetime) -> int:
-    return int(moment.timestamp() * 1_000_000_000)
+    """Nanoseconds since the epoch, clamped to 64 bits (year 1 and 9999 are valid bounds)."""
+    try:
+        return min(max(int(moment.timestamp() * 1_000_000_000), INT64[0]), INT64[1])
+    except (OverflowError, ValueError, OSError):  # before the epoch range of this platform
+        return INT64[0] if moment.year < 1970 else INT64[1]
 
 
 def filter_conditions(filters: Filters) -> list:
@@ -141,6 +160,14 @@ def resolve_filters(store: MetadataStore, filters: Filters | None) -> np.ndarray
 
 
 def _check_ranges(filters: Filters) -> None:
+    """Clear errors for filter values no database could compare (before any SQL runs)."""
+    for name in ("min_width", "min_height", "min_bytes"):
+        value = getattr(filters, name)
+        if value is not None and not INT64[0] <= value <= INT64[1]:
+            raise VitrieveError(f"{name.replace('_', ' ')} out of range: {value}")
+    texts = [filters.folder or "", filters.label or "", *filters.formats]
+    if any("\x00" in text for text in texts):
+        raise VitrieveError("a filter value contains a NUL character")
     for low, high, what in (
         (filters.taken_after, filters.taken_before, "taken"),
         (filters.modified_after, filters.modified_before, "modified"),

@@ -28,7 +28,7 @@ from indexer.schema import LabelRow
 from indexer.store import MetadataStore
 from indexer.vectors import VectorSearch
 from retrieval.calibration import Calibration, QueryStats
-from retrieval.query import Filters, ImageInput, Query, resolve_filters
+from retrieval.query import Filters, ImageInput, Query, is_file, resolve_filters
 from retrieval.results import SearchResponse, SearchResult, result_of
 
 log = logging.getLogger(__name__)
@@ -98,11 +98,11 @@ class Searcher:
         if isinstance(image, (int, np.integer)) and not isinstance(image, bool):
             try:
                 return self.index.reconstruct(np.array([int(image)], np.int64))[0]
-            except KeyError:
+            except (KeyError, OverflowError):  # OverflowError: beyond 64-bit ids
                 raise VitrieveError(f"unknown image id {int(image)}") from None
         if isinstance(image, (str, Path)):
             path = Path(image).expanduser()
-            if not path.is_file():
+            if not is_file(path):
                 raise VitrieveError(f"image not found: {path}")
             image = decode_image(path, target_size=self.encoder.image_size).image
         if not isinstance(image, Image.Image):
@@ -221,8 +221,8 @@ def _image_key(image: ImageInput | None) -> tuple:
     if isinstance(image, Image.Image):
         return ("pixels", image.size, hashlib.blake2b(image.tobytes(), digest_size=16).digest())
     if isinstance(image, (str, Path)):
-        path = Path(image).expanduser().resolve()
-        stat = path.stat() if path.is_file() else None
+        path = Path(image).expanduser()
+        path, stat = (path.resolve(), path.stat()) if is_file(path) else (path, None)
         return ("file", str(path), stat.st_mtime_ns if stat else None)
     return ("id", int(image))
 

@@ -18,6 +18,7 @@ from retrieval.commands.common import (
     open_library,
 )
 from retrieval.export import FORMATS, export_string, label_rows
+from retrieval.query import is_file
 from retrieval.zeroshot import (
     ABSTAIN,
     DEFAULT_NULL_Z,
@@ -86,7 +87,7 @@ def classify(
 def _classify(images, labels, labels_file, templates, threshold, null_z, model, library,
               as_json) -> None:  # fmt: skip
     names = _labels(labels, labels_file)
-    missing = [str(p) for p in images if not p.is_file()]
+    missing = [str(p) for p in images if not is_file(p)]
     if missing:
         raise VitrieveError(f"image not found: {missing[0]}")
     encoder = load_encoder(model) if model is not None else open_library(library).encoder

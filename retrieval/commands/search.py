@@ -20,7 +20,7 @@ from retrieval.commands.common import (
     load_encoder,
     open_library,
 )
-from retrieval.query import Filters, Query
+from retrieval.query import Filters, Query, is_file
 from retrieval.searcher import DEFAULT_THRESHOLD, SORTS, SearchResponse
 from retrieval.serving import configure_serving
 
@@ -116,7 +116,7 @@ def _search(args: dict) -> None:
     if args["sort"] not in SORTS:
         raise typer.BadParameter(f"--sort must be one of {', '.join(SORTS)}")
     image = args["image"]
-    if image is not None and not image.is_file():
+    if image is not None and not is_file(image):
         raise VitrieveError(f"image not found: {image}")
     query = Query.parse(args["query"], args["negatives"] or (), image)
     configure_serving()  # the threads bench/search.py measures
@@ -173,7 +173,7 @@ def _similar(args: dict) -> None:
 def _image_or_id(lib, value: str) -> int | Path:
     """An indexed id (digits), an indexed file (its stored vector), or any image file."""
     path = Path(value).expanduser()
-    if path.is_file():
+    if is_file(path):
         known = lib.id_for_path(path)
         return int(known) if known is not None else path
     if value.strip().isdigit():
@@ -209,16 +209,16 @@ def _explain(query: str, image: str, out: Path, method: str, model, library, as_
     if not query.strip():
         raise VitrieveError("empty query: nothing to explain")
     path = Path(image).expanduser()
-    if model is not None and not path.is_file() and not image.isdigit():
+    if model is not None and not is_file(path) and not image.isdigit():
         raise VitrieveError(f"image not found: {image}")
-    if model is not None and path.is_file():
+    if model is not None and is_file(path):
         encoder = load_encoder(model)
     else:
         lib = open_library(library, model)
         encoder = lib.encoder
-        if not path.is_file():
+        if not is_file(path):
             path = lib.file_path(image) if image.strip().isdigit() else path
-    if not path.is_file():
+    if not is_file(path):
         raise VitrieveError(f"image not found: {image}")
     with open(path, "rb") as handle:  # full resolution: the heatmap goes over the photo
         picture = decode_image(handle, target_size=1 << 14).image

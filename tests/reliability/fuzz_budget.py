@@ -50,7 +50,8 @@ def fuzz_for(
             try:
                 check(example)
             except Exception as exc:  # recorded, reported by the caller's final assert
-                run.failures.append(f"seed {run.seeds}: {type(exc).__name__}: {exc}")
+                message = f"seed {run.seeds}: {type(exc).__name__}: {exc}"
+                run.failures.append(message[:500])
 
         seed(run.seeds)(one)()
         run.seeds += 1
