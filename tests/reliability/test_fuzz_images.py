@@ -182,13 +182,13 @@ def test_fuzz_random_bytes(scale, figures) -> None:
               b"II*\x00\x08\x00\x00\x00", b"MM\x00*\x00\x00\x00\x08", b"BM",
               b"\x00\x00\x00\x18ftypheic"]  # fmt: skip
     strategy = st.builds(bytes.__add__, st.sampled_from(magics), st.binary(max_size=2048))
-    _fuzz(strategy, scale.pick(10, 60), figures)
+    _fuzz(strategy, scale.pick(8, 60), figures)
 
 
 @pytest.mark.timeout(600)
 def test_fuzz_mutated_valid_files(scale, figures) -> None:
     """Bit flips, truncations, header splices, absurd sizes on valid files of every format."""
-    _fuzz(mutated_files(), scale.pick(15, 90), figures)
+    _fuzz(mutated_files(), scale.pick(12, 90), figures)
 
 
 def test_bad_corpus_through_decode_image(figures) -> None:
@@ -224,7 +224,7 @@ def test_decode_workers_record_every_file_and_survive_hangs(tmp_path: Path, scal
     """The worker path over the corpus, mutants, a file that hangs the decoder and one that
     kills its worker: exactly one result per file, the hang timed out, the crash named."""
     paths = [BAD_DIR / name for name in CORPUS]
-    paths += _write_mutants(tmp_path, scale.pick(60, 400))
+    paths += _write_mutants(tmp_path, scale.pick(40, 400))
     for width, name in ((HANG_WIDTH, "hangs.png"), (CRASH_WIDTH, "crashes.png")):
         photo(width, 16, seed=width).save(tmp_path / name)
         paths.append(tmp_path / name)

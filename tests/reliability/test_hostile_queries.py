@@ -127,7 +127,7 @@ def check_search(lib: Library, args: dict) -> None:
 @pytest.mark.timeout(900)
 def test_searcher_hostile_queries_and_filters(library: Path, opened, scale, figures) -> None:
     before = fingerprint(library)
-    run = fuzz_for(scale.pick(20, 90), searches(), lambda a: check_search(opened, a), batch=25)
+    run = fuzz_for(scale.pick(12, 90), searches(), lambda a: check_search(opened, a), batch=25)
     for text in (HUGE, "-x " * 40_000, "\x00" * (1 << 20)):  # 1 MB strings, once each
         check_search(opened, {"text": text, "negatives": [], "filters": None, "offset": 0,
                               "limit": 5, "sort": "score", "drop_weak": False,
@@ -193,7 +193,7 @@ def test_cli_hostile_arguments(
     monkeypatch.chdir(tmp_path)  # a default ./.vitrieve would land here, not in the repo
     photo = opened.file_path(opened.searcher.search("a red circle").results[0].id)
     before = fingerprint(library)
-    run = fuzz_for(scale.pick(25, 120), cli_calls(), lambda a: check_cli(a, library, photo, capsys),
+    run = fuzz_for(scale.pick(15, 120), cli_calls(), lambda a: check_cli(a, library, photo, capsys),
                    batch=10)  # fmt: skip
     for args in (["search", HUGE, "--json"], ["search", "x", *["--not", "y"] * 100],
                  ["similar", str(2**70)], ["search", "x", "-k", str(10**30)]):  # fmt: skip
@@ -231,12 +231,13 @@ def _files_dump(library: Path) -> list:
 
 
 @pytest.mark.timeout(300)
-def test_cli_undecodable_argv_bytes(library: Path, tmp_path: Path) -> None:
+def test_cli_undecodable_argv_bytes(library: Path, tmp_path: Path, scale) -> None:
     """Bytes that are not UTF-8 in argv (a shell passes them as they are) reach the real
     entry point in a subprocess: a result or one error line, no traceback."""
     vitrieve = Path(sys.executable).with_name("vitrieve")
-    for args in ([b"search", b"\xff\xfe red \xc3", b"--json"], [b"search", b"red", b"--folder",
-                 b"\xff", b"--not", b"\x80"], [b"similar", b"\xff\xfe"]):  # fmt: skip
+    calls = [[b"search", b"\xff\xfe red \xc3", b"--folder", b"\xff", b"--not", b"\x80", b"--json"],
+             [b"search", b"red \xed\xa0\x80"], [b"similar", b"\xff\xfe"]]  # fmt: skip
+    for args in calls[: scale.pick(1, len(calls))]:  # each call imports torch: seconds
         done = subprocess.run([bytes(vitrieve), *args, b"--library", bytes(library)],
                               capture_output=True, timeout=240, cwd=tmp_path)  # fmt: skip
         err = done.stderr.decode("utf-8", "replace")
@@ -244,3 +245,5 @@ def test_cli_undecodable_argv_bytes(library: Path, tmp_path: Path) -> None:
         assert done.returncode in (0, 1, 2), err[-3000:]
         if done.returncode == 1:
             assert err.strip().startswith("error: ") and len(err.strip().splitlines()) == 1, err
+        else:
+            assert done.returncode == 2 or done.stdout, err

@@ -308,6 +308,6 @@ def check_config(data: object) -> None:
 @pytest.mark.timeout(600)
 def test_fuzz_model_configs(scale, figures) -> None:
     """Hypothesis configs: every field any JSON type and size; accepted ones are bounded."""
-    run = fuzz_for(scale.pick(8, 60), hostile_configs(), check_config, batch=100)
+    run = fuzz_for(scale.pick(5, 60), hostile_configs(), check_config, batch=100)
     figures(run.figures())
     assert not run.failures, "\n".join(run.failures[:20])
