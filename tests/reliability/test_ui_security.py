@@ -191,7 +191,7 @@ def test_search_page_over_tampered_rows_shows_no_foreign_file(
     assert not app.get("image")
 
 
-@pytest.mark.parametrize("selected", [-1, 2**63, 10**30, "../../etc/passwd", None])
+@pytest.mark.parametrize("selected", [-1, 2**63, "../../etc/passwd"])
 def test_crafted_selection_in_session_is_a_message(library_copy: Path, selected) -> None:
     """A forged "open this photo" id (session state is the only channel) ends in a message."""
     app = _app(library_copy).run()
