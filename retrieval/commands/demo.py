@@ -29,7 +29,9 @@ def demo(
     model: Path | None = typer.Option(
         None, help="Use this checkpoint directory instead of training the demo model."
     ),
-    host: str = typer.Option("127.0.0.1", help="Address the UI listens on."),
+    host: str = typer.Option(
+        "127.0.0.1", help="Address the UI listens on (0.0.0.0 exposes it: docs/security.md)."
+    ),
     port: int = typer.Option(8501, help="Port of the UI."),
     no_ui: bool = typer.Option(False, "--no-ui", help="Build the demo library, don't serve it."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (with --no-ui)."),
