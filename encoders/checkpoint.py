@@ -175,7 +175,10 @@ def load_checkpoint(directory: Path) -> tuple[CLIP, dict[str, Any]]:
         state = load_file(str(weights))
     except Exception as exc:
         raise VitrieveError(f"cannot read weights {weights}: {_line(exc)}") from exc
-    model = create_model(config)
+    try:  # a pretrained text tower named in the config may be missing or not a model
+        model = create_model(config)
+    except (OSError, ValueError) as exc:
+        raise VitrieveError(f"cannot build the model of {directory}: {_line(exc)}") from exc
     _load_strict(model, state, source=str(weights))
     extra = raw.get("vitrieve")
     meta = dict(extra) if isinstance(extra, dict) else {}
