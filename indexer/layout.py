@@ -17,6 +17,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -108,6 +109,27 @@ def atomic_write_bytes(target: Path, data: bytes, fsync: bool = True) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+# what atomic_write_bytes and VectorIndex.save name their temporary files (tempfile.mkstemp)
+_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}(\.tmp)?$")
+
+
+def remove_temporaries(library: Path) -> list[str]:
+    """Delete what atomic writes of a killed run left behind (an index-sized temporary file
+    per kill during a FAISS save) in the library folder and its staging folders; returns
+    their names. Call it holding the writer lock: a live writer's temporaries look the same.
+    Thumbnail folders are not walked (a killed run leaves at most one small file there)."""
+    folders = [library, *sorted((library / "staging").glob("g*"))]
+    removed = []
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            if _TEMPORARY.match(path.name) and path.is_file():
+                path.unlink(missing_ok=True)
+                removed.append(path.name)
+    return removed
 
 
 def vectors_path(library: Path, building: bool = False) -> Path:

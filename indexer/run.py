@@ -17,6 +17,7 @@ and saves the indexes, switches to a completed new model's index and fills in th
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,12 +33,15 @@ from indexer.layout import (
     Manifest,
     default_library,
     read_manifest,
+    remove_temporaries,
     write_manifest,
     writer_lock,
 )
 from indexer.reports import IndexOptions, IndexProgress, IndexReport, ProgressCallback
 from indexer.scan import ScanResult, scan
 from indexer.store import MetadataStore
+
+log = logging.getLogger(__name__)
 
 IndexHook = Callable[[GenerationIndex], object]
 """An engine's extra step on the index a run embeds into (e.g. merging its own shards)."""
@@ -100,6 +104,9 @@ def resolve_paths(photos: Path, library: Path | None) -> tuple[Path, Path]:
 def open_library(request: Request) -> Iterator[tuple[MetadataStore, Manifest]]:
     """Hold the library's writer lock, with its manifest checked and its metadata store open."""
     with writer_lock(request.library):
+        removed = remove_temporaries(request.library)
+        if removed:
+            log.warning("removed %d temporary files of an interrupted run", len(removed))
         manifest = prepare_manifest(request.library, request.photos, request.db_url)
         store = MetadataStore.for_library(request.library, manifest.database)
         try:

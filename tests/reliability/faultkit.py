@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -181,9 +182,19 @@ def check_crashed(library: Path, labels: dict | None = None) -> None:
         assert label_snapshot(library) == labels, "labels changed"
 
 
+def temporaries(library: Path) -> list[str]:
+    """Temporary files of interrupted atomic writes (``.NAME.XXXXXXXX[.tmp]``) in the library
+    folder and its staging folders."""
+    folders = [library, *(library / "staging").glob("g*")]
+    pattern = re.compile(r"^\..+\.[A-Za-z0-9_]{8}(\.tmp)?$")
+    return [p.name for f in folders if f.is_dir() for p in f.iterdir() if pattern.match(p.name)]
+
+
 def check_complete(library: Path, photos: Photos, labels: dict | None = None) -> None:
-    """What holds after a finished run: one row and one vector per good file, ids agree."""
+    """What holds after a finished run: one row and one vector per good file, ids agree,
+    no temporary file of a killed run left behind."""
     assert_consistent(library)  # vectors == indexed rows, nothing staged
+    assert not temporaries(library), f"left behind: {temporaries(library)}"
     rows, vectors = library_state(library)
     indexed = {p for p, r in rows.items() if r.status == "indexed"}
     assert indexed == photos.good, (

@@ -23,6 +23,7 @@ import ctypes
 import os
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 
@@ -79,8 +80,8 @@ def plant_stage(counter: Counter) -> None:
     def atomic_write_bytes(target: Path, data: bytes, fsync: bool = True) -> None:
         if target.suffix == ".npz" and counter.due():
             target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_name(f".{target.name}.partial")
-            partial.write_bytes(data[: len(data) // 2])
+            fd, _tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+            os.write(fd, data[: len(data) // 2])  # what atomic_write_bytes had written so far
             die()
         real(target, data, fsync)
 
