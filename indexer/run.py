@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from sqlalchemy.exc import OperationalError
+
 from encoders.encoder import Encoder
 from encoders.errors import VitrieveError
 from indexer.generations import GenerationIndex, Repair, discard_building, switch_to_building
@@ -102,17 +104,36 @@ def resolve_paths(photos: Path, library: Path | None) -> tuple[Path, Path]:
 
 @contextmanager
 def open_library(request: Request) -> Iterator[tuple[MetadataStore, Manifest]]:
-    """Hold the library's writer lock, with its manifest checked and its metadata store open."""
-    with writer_lock(request.library):
-        removed = remove_temporaries(request.library)
-        if removed:
-            log.warning("removed %d temporary files of an interrupted run", len(removed))
-        manifest = prepare_manifest(request.library, request.photos, request.db_url)
-        store = MetadataStore.for_library(request.library, manifest.database)
-        try:
-            yield store, manifest
-        finally:
-            store.close()
+    """Hold the library's writer lock, with its manifest checked and its metadata store open.
+
+    A disk or database fault (disk full, library turned read-only, database gone) ends the
+    run as one VitrieveError: every batch committed before it is kept, and a run after the
+    fault is fixed resumes from there (per-file faults never get here: they are recorded)."""
+    try:
+        with writer_lock(request.library):
+            removed = remove_temporaries(request.library)
+            if removed:
+                log.warning("removed %d temporary files of an interrupted run", len(removed))
+            manifest = prepare_manifest(request.library, request.photos, request.db_url)
+            store = MetadataStore.for_library(request.library, manifest.database)
+            try:
+                yield store, manifest
+            finally:
+                store.close()
+    except (OSError, OperationalError) as exc:
+        raise VitrieveError(
+            f"indexing into {request.library} stopped: {_fault(exc)} (batches committed "
+            "so far are kept; run again once this is fixed)"
+        ) from exc
+
+
+def _fault(exc: BaseException) -> str:
+    """The one-line reason of an OS or database error."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    if isinstance(exc, OperationalError) and exc.orig is not None:
+        return str(exc.orig).splitlines()[0]
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def prepare_manifest(library: Path, photos: Path, db_url: str | None) -> Manifest:
