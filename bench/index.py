@@ -165,17 +165,14 @@ def pure_encoding(
 
 
 def index_once(args: argparse.Namespace, photos: Path, encoder: Encoder) -> IndexReport:
-    """Index ``photos`` from scratch with the run's worker and thread settings."""
-    cores = torch.get_num_threads()
-    torch.set_num_threads(args.threads or cores)
-    options = IndexOptions(workers=args.workers, batch_size=args.batch_size)
-    try:
-        with tempfile.TemporaryDirectory(prefix="vitrieve-bench-") as library:
-            return index_library(
-                photos, encoder, model_ref=args.model, library=Path(library), options=options
-            )
-    finally:
-        torch.set_num_threads(cores)
+    """Index ``photos`` from scratch with the run's worker and encoder-thread settings."""
+    options = IndexOptions(
+        workers=args.workers, batch_size=args.batch_size, encoder_threads=args.threads
+    )
+    with tempfile.TemporaryDirectory(prefix="vitrieve-bench-") as library:
+        return index_library(
+            photos, encoder, model_ref=args.model, library=Path(library), options=options
+        )
 
 
 def parse_args() -> argparse.Namespace:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +64,10 @@ def _run(request: Request, store: MetadataStore, manifest: Manifest) -> IndexRep
     per_image, per_batch = split_transform(encoder.transform)
     settings = DecodeSettings(per_image, encoder.image_size, options.max_pixels, options.thumb_size)
     cpu_start = time.process_time()
-    with DecodePool(settings, options.workers, options.timeout, 2 * options.batch_size) as pool:
+    with (
+        _torch_threads(options.encoder_threads),
+        DecodePool(settings, options.workers, options.timeout, 2 * options.batch_size) as pool,
+    ):
         pool.warm_up()  # workers start while the indexes are opened and the folder scanned
         run = begin_run(request, store, manifest)
         writer = _BatchWriter(run, encoder, per_batch)
@@ -73,6 +78,18 @@ def _run(request: Request, store: MetadataStore, manifest: Manifest) -> IndexRep
         report = finish_run(run)
     report.cpu = writer.cpu_by_stage(time.process_time() - cpu_start, options.workers > 0)
     return report
+
+
+@contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    """Run the encoder with ``threads`` torch threads (0: as set), restored afterwards."""
+    before = torch.get_num_threads()
+    if threads > 0:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class _BatchWriter:

@@ -23,6 +23,9 @@ class IndexOptions:
     thumb_size: int = 256
     index_kind: str = "auto"
     retry_failed: bool = False  # decode failed files again (e.g. after a time-out)
+    # torch threads of the encoder during the run (0: leave torch's setting). 1 leaves the
+    # other core to the decoders and never stalls at a parallel barrier when the cores are shared.
+    encoder_threads: int = 0
 
 
 @dataclass

@@ -102,3 +102,16 @@ def test_earlier_blake2b_rows_still_recognise_moves_and_touches(tmp_path: Path) 
     data = (tmp_path / "moved.jpg").read_bytes()
     assert content_hash(tmp_path / "moved.jpg") == hash_bytes(data)
     assert hash_bytes(data) == hashlib.sha256(data).hexdigest()
+
+
+def test_run_reports_cpu_by_stage_and_restores_torch_threads(tmp_path: Path, tiny_encoder) -> None:
+    from indexer.pipeline import IndexOptions, index_library
+
+    for n in range(3):
+        photo(640, 480, seed=n).save(tmp_path / f"{n}.jpg", quality=90)
+    threads = torch.get_num_threads()
+    options = IndexOptions(workers=0, batch_size=2, encoder_threads=1)
+    report = index_library(tmp_path, tiny_encoder, model_ref="tiny", options=options)
+    assert report.embedded == 3 and torch.get_num_threads() == threads
+    expected = {"read", "hash", "decode", "pixels", "thumbnail", "main encode", "main database"}
+    assert expected <= set(report.cpu) and all(v >= 0 for v in report.cpu.values())
