@@ -23,6 +23,7 @@ from retrieval.commands import model as model_commands
 from retrieval.commands import search as search_commands
 from retrieval.commands import train as train_commands
 from retrieval.commands import ui as ui_commands
+from retrieval.commands.common import one_line
 
 app = typer.Typer(
     name="vitrieve",
@@ -64,7 +65,7 @@ def main() -> None:
     try:
         app(standalone_mode=True)
     except (VitrieveError, FileNotFoundError, PermissionError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {one_line(str(exc))}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)

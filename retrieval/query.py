@@ -168,6 +168,11 @@ def _check_ranges(filters: Filters) -> None:
     texts = [filters.folder or "", filters.label or "", *filters.formats]
     if any("\x00" in text for text in texts):
         raise VitrieveError("a filter value contains a NUL character")
+    try:
+        for text in texts:
+            text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: undecodable bytes from argv, or a bad client
+        raise VitrieveError("a filter value is not valid Unicode text") from None
     for low, high, what in (
         (filters.taken_after, filters.taken_before, "taken"),
         (filters.modified_after, filters.modified_before, "modified"),

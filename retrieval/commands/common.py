@@ -36,7 +36,7 @@ def cli_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except (VitrieveError, FileNotFoundError, PermissionError) as exc:
-            typer.echo(f"error: {exc}", err=True)
+            typer.echo(f"error: {one_line(str(exc))}", err=True)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
@@ -68,9 +68,17 @@ def load_encoder(model: Path):
     return Encoder.load(model)
 
 
+def one_line(message: str) -> str:
+    """An error message as one printable line: newlines, terminal escapes and lone surrogates
+    that came in with user input are shown escaped, never acted on by the terminal."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in message)
+
+
 def end_of_day(moment: datetime | None) -> datetime | None:
     """A bare date as an upper bound means the whole day."""
     if moment is not None and moment.time() == datetime.min.time():
+        if moment.date() == datetime.max.date():
+            return datetime.max  # 9999-12-31: no next day to step back from
         return moment + timedelta(days=1) - timedelta(microseconds=1)
     return moment
 
