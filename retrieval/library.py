@@ -200,7 +200,7 @@ def _image_key(file_id: object) -> int:
         file_id = int(file_id)
     if isinstance(file_id, numbers.Integral) and not isinstance(file_id, bool):
         key = int(file_id)
-        if 0 < key <= MAX_ROW_ID:
+        if 0 <= key <= MAX_ROW_ID:
             return key
         raise VitrieveError(f"unknown image id {key}")
     raise VitrieveError(f"not an image id: {str(file_id)[:40]!r}")

@@ -8,7 +8,6 @@ tail measures the neighbours as much as us (docs/reliability.md says what was me
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import warnings
 from dataclasses import asdict
@@ -20,15 +19,9 @@ ROOT = Path(__file__).resolve().parents[2]
 P99_OVER_P50_TARGET = 5.0
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_load", ROOT / "bench" / "load.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-load = _bench()
+sys.path.insert(0, str(ROOT / "bench"))
+import load  # noqa: E402  (bench/load.py and bench/load_browser.py are scripts, not a package)
+from load_browser import CHROMIUM, browser_load  # noqa: E402
 
 
 def _check(report, figures_of: dict) -> None:
@@ -50,14 +43,14 @@ def test_engine_under_concurrent_searches(demo_library: Path, scale, figures) ->
 
 
 @pytest.mark.timeout(600)
-@pytest.mark.skipif(not load.CHROMIUM.exists(), reason="needs Debian's chromium")
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium")
 def test_ui_under_concurrent_sessions(demo_library: Path, scale, figures) -> None:
     """HTTP clients on the health check and page, then browser sessions doing real searches."""
     seconds = float(scale.pick(8, 60))
     recorded: dict = {}
     with load.ui_server(demo_library, threads=1) as url:
         http = load.http_load(url, int(scale.pick(4, 8)), scale.pick(3, 60))
-        browser = load.browser_load(url, int(scale.pick(2, 4)), seconds)
+        browser = browser_load(url, int(scale.pick(2, 4)), seconds)
     _check(http, recorded)
     _check(browser, recorded)
     assert browser.requests >= 2, browser.line()
