@@ -59,3 +59,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     old.update(_FIGURES)
     old["_machine"] = {"platform": platform.platform(), "python": platform.python_version()}
     FIGURES_FILE.write_text(json.dumps(old, indent=2, sort_keys=True) + "\n")
+
+
+@pytest.fixture(scope="session")
+def ui_server(demo_library: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A running ``vitrieve ui`` over the demo library on a free loopback port, started once
+    for the HTTP security and load tests (tests/reliability/uiserver.py)."""
+    from uiserver import running_ui
+
+    with running_ui(demo_library, tmp_path_factory.mktemp("ui")) as url:
+        yield url

@@ -44,13 +44,13 @@ def test_engine_under_concurrent_searches(demo_library: Path, scale, figures) ->
 
 @pytest.mark.timeout(600)
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium")
-def test_ui_under_concurrent_sessions(demo_library: Path, scale, figures) -> None:
-    """HTTP clients on the health check and page, then browser sessions doing real searches."""
+def test_ui_under_concurrent_sessions(ui_server: str, scale, figures) -> None:
+    """HTTP clients on the health check and page, then browser sessions doing real searches
+    (``ui_server``: tests/reliability/conftest.py)."""
     seconds = float(scale.pick(8, 60))
     recorded: dict = {}
-    with load.ui_server(demo_library, threads=1) as url:
-        http = load.http_load(url, int(scale.pick(4, 8)), scale.pick(3, 60))
-        browser = browser_load(url, int(scale.pick(2, 4)), seconds)
+    http = load.http_load(ui_server, int(scale.pick(4, 8)), scale.pick(3, 60))
+    browser = browser_load(ui_server, int(scale.pick(2, 4)), seconds)
     _check(http, recorded)
     _check(browser, recorded)
     assert browser.requests >= 2, browser.line()

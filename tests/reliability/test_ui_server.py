@@ -11,7 +11,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from uiserver import running_ui
 
 from retrieval.commands.ui import MAX_UPLOAD_MB, streamlit_command
 
@@ -19,13 +18,6 @@ XSRF = "_streamlit_xsrf"  # Streamlit's XSRF cookie name (streamlit.web.server)
 
 
 # --- a running server, over HTTP -------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def ui_server(demo_library: Path, tmp_path_factory: pytest.TempPathFactory):
-    """``vitrieve ui`` on a free loopback port (module-scoped: started once)."""
-    with running_ui(demo_library, tmp_path_factory.mktemp("ui")) as url:
-        yield url
 
 
 def _fetch(url: str, method: str = "GET", data: bytes | None = None, headers=None):
