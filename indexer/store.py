@@ -54,7 +54,8 @@ class MetadataStore(StoreQueries):
         except VitrieveError:
             raise
         except Exception as exc:
-            raise VitrieveError(f"cannot open database {self.url}: {exc}") from exc
+            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]  # no SQLAlchemy help
+            raise VitrieveError(f"cannot open database {self.url}: {reason}") from exc
 
     @classmethod
     def for_library(cls, library: Path, url: str | None = None) -> MetadataStore:
