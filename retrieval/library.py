@@ -146,14 +146,20 @@ class Library:
         return _inside(self.root, record.path, f"image {record.id}")
 
     def thumbnail_path(self, file_id: int | str) -> Path | None:
-        """The thumbnail of ``file_id`` (inside the library directory), None when it has none."""
+        """The thumbnail of ``file_id``: a ``.webp`` file under the library's ``thumbs/``
+        (never ``library.db`` or another file of the library, whatever the row says); None
+        when it has none."""
         record = self.record(file_id)
         if not record.thumb:
             return None
         try:
-            return _inside(self.path, record.thumb, f"thumbnail of {record.id}")
+            thumb = _inside(self.path, record.thumb, f"thumbnail of {record.id}")
         except VitrieveError:
             return None
+        if thumb.suffix != ".webp" or not thumb.is_relative_to((self.path / "thumbs").resolve()):
+            log.warning("thumbnail of %s is not under thumbs/: %r", record.id, record.thumb)
+            return None
+        return thumb
 
     def id_for_path(self, path: Path | str) -> int | None:
         """The id of an indexed file given its path (absolute or relative to the root)."""

@@ -110,6 +110,20 @@ def test_tampered_rows_never_leave_the_library(library_copy: Path, tmp_path: Pat
             assert library.thumbnail_path(victim) is None, unsafe
 
 
+def test_tampered_thumbnail_cannot_name_another_library_file(library_copy: Path) -> None:
+    """A thumbnail path is served as raw bytes: it must be a .webp under thumbs/, not the
+    database, the manifest or the vectors (which are inside the library directory too)."""
+    victim, _, thumb = _rows(library_copy)[0]
+    with Library.open(library_copy) as library:
+        assert library.thumbnail_path(victim) == (library_copy / thumb).resolve()
+    (library_copy / "thumbs" / "notes.txt").write_text(SECRET)
+    for other in ("library.db", "library.json", "vectors.faiss", "thumbs/notes.txt",
+                  "thumbs/../library.db", "./library.db"):  # fmt: skip
+        _tamper(library_copy, victim, "thumb", other)
+        with Library.open(library_copy) as library:
+            assert library.thumbnail_path(victim) is None, other
+
+
 def test_symlinks_out_of_the_library_are_refused(library_copy: Path, tmp_path: Path) -> None:
     photos = library_copy.parent
     (photos / "link.jpg").symlink_to(tmp_path / "secret.jpg")
