@@ -35,6 +35,8 @@ STORAGE = "SQfp16"  # FAISS factory string of the scanned copy
 MIN_CANDIDATES = 64  # candidates per query at least (and 4·k): the certificate holds at once
 WIDEN = 8  # candidate growth for the queries whose certificate failed
 SLACK = 1e-5  # float32 rounding of a 512-d inner product, with a wide margin
+BATCH_QUERIES = 16  # range queries from this many on: exact matrix products, not fp16 scans
+RANGE_BLOCK = 16_384  # stored vectors per product block (bounds its memory)
 
 
 def _scan_index(dim: int) -> Any:
@@ -156,8 +158,11 @@ class ExactBackend:
     def range_search(
         self, queries: np.ndarray, threshold: float
     ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Every vector scoring ≥ ``threshold``: the fp16 scan at ``threshold`` minus the
-        error bound finds a superset, the float32 scores decide."""
+        """Every vector scoring ≥ ``threshold``, best first. A few queries: the fp16 scan at
+        ``threshold`` minus the error bound finds a superset, the float32 scores decide;
+        a batch (near-duplicates of the whole library): float32 matrix products by block."""
+        if len(queries) >= BATCH_QUERIES:
+            return self._range_by_blocks(queries, threshold)
         params, _keep = self._params(None)
         out = []
         for query in queries:
@@ -168,6 +173,30 @@ class ExactBackend:
             order = np.argsort(-exact[keep], kind="stable")
             found = candidates[keep][order]
             out.append((self._store.file_ids(found), exact[keep][order].astype(np.float32)))
+        return out
+
+    def _range_by_blocks(
+        self, queries: np.ndarray, threshold: float
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        store = self._store
+        found: list[list[np.ndarray]] = [[] for _ in queries]
+        scored: list[list[np.ndarray]] = [[] for _ in queries]
+        for start in range(0, store.n, RANGE_BLOCK):
+            end = min(start + RANGE_BLOCK, store.n)
+            scores = queries @ np.asarray(store.vec[start:end]).T  # (nq, block)
+            scores[:, ~store.live[start:end]] = -np.inf
+            rows, cols = np.nonzero(scores >= threshold)  # row-major: grouped by query
+            bounds = np.searchsorted(rows, np.arange(len(queries) + 1))
+            for row in np.flatnonzero(np.diff(bounds)):
+                hit = cols[bounds[row] : bounds[row + 1]]
+                found[row].append(hit + start)
+                scored[row].append(scores[row, hit])
+        out = []
+        for positions, values in zip(found, scored, strict=True):
+            positions = np.concatenate(positions) if positions else np.empty(0, np.int64)
+            values = np.concatenate(values) if values else np.empty(0, np.float32)
+            order = np.argsort(-values, kind="stable")
+            out.append((store.file_ids(positions[order]), values[order].astype(np.float32)))
         return out
 
     # --- persistence ---------------------------------------------------------------------

@@ -158,3 +158,15 @@ def test_near_ties_below_fp16_precision_are_ranked_exactly():
     queries = unit(centre + 1e-3 * rng.standard_normal((20, DIM)))
     for k in (1, 10):
         assert_same_top_k(index.search(queries, k), truth(ids, vectors, queries, k))
+
+
+def test_batched_range_search_equals_brute_force(data):
+    ids, vectors, _ = data
+    index = exact_index(ids, vectors)
+    index.remove(ids[-5:])
+    queries = vectors[::500]  # 40 queries: the batched (matrix product) path
+    live = slice(0, N - 5)
+    for query, (found, scores) in zip(queries, index.range_search(queries, 0.9), strict=True):
+        exact = vectors[live] @ query
+        assert set(found.tolist()) == set(ids[live][exact >= 0.9].tolist())
+        assert np.all(scores >= 0.9) and np.all(np.diff(scores) <= 1e-6)
