@@ -6,6 +6,7 @@ AppTest levels, docs/security.md for the threat model)."""
 from __future__ import annotations
 
 import socket
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -160,3 +161,54 @@ def test_default_host_is_loopback_and_exposing_is_explicit() -> None:
     exposed = streamlit_command(None, "0.0.0.0", 8765)
     assert exposed[exposed.index("--server.address") + 1] == "0.0.0.0"
     assert exposed[exposed.index("--server.enableXsrfProtection") + 1] == "true"
+
+
+# --- a real browser session's upload endpoint -------------------------------------------------
+
+
+def _png_bytes(padding: int = 0) -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (32, 32), (200, 20, 20)).save(out, format="PNG")
+    return out.getvalue() + b"\x00" * padding
+
+
+def test_server_refuses_oversized_upload_to_a_real_session(ui_server: str) -> None:
+    """The browser checks the size before uploading; the server must too. A real session's
+    upload URL and XSRF token, taken from a browser upload, then a body over the limit: 413.
+    An HTML file under a .jpg name is accepted by Streamlit (its type list is a browser hint):
+    that is why decode_upload checks the content (test_uploads.py)."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    from load_browser import CHROMIUM, CHROMIUM_ARGS
+
+    if not CHROMIUM.exists():
+        pytest.skip("needs Debian's chromium")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(ui_server, wait_until="domcontentloaded")
+            page.get_by_placeholder("a red circle").wait_for(timeout=120_000)
+            page.get_by_text("Search with an image").click()
+            with page.expect_request(lambda r: "upload_file" in r.url, timeout=60_000) as sent:
+                page.locator("input[type=file]").first.set_input_files(
+                    files=[{"name": "red.png", "mimeType": "image/png", "buffer": _png_bytes()}]
+                )
+            base = sent.value.url.rsplit("/", 1)[0]  # .../_stcore/upload_file/<session>
+            token = next(c["value"] for c in page.context.cookies() if c["name"] == XSRF)
+
+            def put(name: str, data: bytes, headers: dict) -> int:
+                form = {"file": {"name": name, "mimeType": "image/jpeg", "buffer": data}}
+                return page.request.put(f"{base}/{name}", multipart=form, headers=headers).status
+
+            too_big = _png_bytes(MAX_UPLOAD_MB * 2**20)
+            assert put("big.png", too_big, {"X-Xsrftoken": token}) == 413
+            assert put("small.png", _png_bytes(), {}) == 403  # the real session, no token
+            page_html = b"<html><script>alert(1)</script></html>"
+            assert put("page.jpg", page_html, {"X-Xsrftoken": token}) == 204
+        finally:
+            browser.close()
