@@ -5,7 +5,8 @@ L2-normalised, so inner product is cosine similarity. Two families of kinds:
 
 * ``flat``: exact search (``indexer.exact``): an fp16 scan proposes candidates, the float32
   vectors re-score them, with a certificate that the top k equals ``IndexFlatIP``'s — half
-  the bytes read per query. The right choice up to ~200k vectors (~7 ms a query at 100k).
+  the bytes read per query (at 100k, about half the scan time of ``IndexFlatIP``). The right
+  choice up to ~200k vectors.
   Older libraries store this kind as a plain ``IndexIDMap2(IndexFlatIP)`` FAISS file
   (``indexer.flat``): it still opens, and ``upgrade_if_needed`` converts it.
 * ``ivfpq`` and ``hnsw`` (``indexer.ann``): an approximate index proposes candidates, which are
