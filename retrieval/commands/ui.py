@@ -49,6 +49,12 @@ def ui(
 
 def serve(library: Path | None, host: str, port: int, banner: str) -> None:
     """Run the UI until it exits or Ctrl-C; print ``banner`` (with ``{url}``) once it answers."""
+    if host not in LOOPBACK:
+        typer.echo(
+            f"warning: listening on {host}: anyone who reaches port {port} can search and view "
+            "your photos; put the UI behind a login (docs/security.md)",
+            err=True,
+        )
     process = start_ui(library, host, port)
     try:
         wait_until_ready(process, host, port)

@@ -212,3 +212,26 @@ def test_server_refuses_oversized_upload_to_a_real_session(ui_server: str) -> No
             assert put("page.jpg", page_html, {"X-Xsrftoken": token}) == 204
         finally:
             browser.close()
+
+
+def test_exposing_the_ui_warns(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """``--host 0.0.0.0`` says on stderr that the UI is reachable and points to security.md."""
+    from retrieval.commands import ui
+
+    started = []
+    monkeypatch.setattr(ui, "start_ui", lambda *args: started.append(args) or _Exited())
+    monkeypatch.setattr(ui, "wait_until_ready", lambda *args: None)
+    ui.serve(None, "0.0.0.0", 8765, "{url}")
+    ui.serve(None, "127.0.0.1", 8765, "{url}")
+    err = capsys.readouterr().err
+    assert err.count("warning: listening on 0.0.0.0") == 1 and "docs/security.md" in err
+    assert len(started) == 2
+
+
+class _Exited:
+    """A stand-in for the Streamlit child process that has already exited cleanly."""
+
+    returncode = 0
+
+    def wait(self, timeout: float | None = None) -> int:
+        return 0
