@@ -7,6 +7,12 @@ the same words with attributes swapped — "a red circle left of a blue square" 
 "a red star" → "a green star". As extra candidates in the loss they force the model to tell
 *which* colour goes with *which* object instead of matching a bag of words; this is what a
 plain CLIP lacks on compositions it never saw.
+
+Each caption that names a colour also gets a *colourless* variant ("a red circle on the left"
+→ "a circle on the left"): the trainer pairs it with a greyscale copy of the image
+(``TrainOptions.grey_fraction``). Such a pair can only be matched by shape, size or position,
+so the colour shortcut — which a ViT from scratch learns in a few dozen steps and then leans
+on — is taken away from a fraction of every batch (measured in docs/training.md).
 """
 
 from __future__ import annotations
@@ -28,6 +34,20 @@ COLOUR_WORDS = frozenset(
      "grey", "gray", "violet", "cyan", "magenta", "beige", "turquoise", "gold", "silver", "navy"}
 )  # fmt: skip
 _WORD = re.compile(r"[A-Za-z]+|[^A-Za-z]+")
+_ARTICLE = re.compile(r"\b([Aa]n?) ([A-Za-z])")
+
+
+_COLOUR_WORD = re.compile(r"\b(?:" + "|".join(sorted(COLOUR_WORDS)) + r")\b\s*", re.IGNORECASE)
+
+
+def strip_colours(caption: str) -> str:
+    """The caption without its colour words, articles fixed ("an orange star" → "a star")."""
+
+    def article(match: re.Match[str]) -> str:
+        word = "an" if match.group(2).lower() in "aeiou" else "a"
+        return f"{word.capitalize() if match.group(1)[0] == 'A' else word} {match.group(2)}"
+
+    return _ARTICLE.sub(article, _COLOUR_WORD.sub("", caption)).strip()
 
 
 def hard_negatives(
@@ -71,13 +91,15 @@ def hard_negatives(
 class CaptionTable:
     """Distinct captions (with their left/right mirrors) and tokens; hard negatives per caption.
 
-    ``negatives[i]`` lists indices into ``texts`` (−1 where a caption has fewer).
+    ``negatives[i]`` lists indices into ``texts`` (−1 where a caption has fewer);
+    ``colourless[i]`` is the index of caption i without its colour words (−1: names none).
     """
 
     texts: list[str]
     tokens: torch.Tensor  # (U, L) int64, trimmed to the longest caption
     negatives: torch.Tensor  # (U, K) int64, −1 = none
     pad_id: int = 0
+    colourless: torch.Tensor | None = None  # (U,) int64, −1 = no colour word to remove
 
     def __post_init__(self) -> None:
         self.lookup = {t: i for i, t in enumerate(self.texts)}
@@ -110,8 +132,13 @@ def build_caption_table(
         i: [add(n) for n in hard_negatives(texts[i], colours, rng, negatives_per_caption, known)]
         for i in sources
     }
+    stripped = {i: strip_colours(texts[i]) for i in sources}
+    colourless_of = {i: add(text) for i, text in stripped.items() if text and text != texts[i]}
     negatives = torch.full((len(texts), max(negatives_per_caption, 1)), -1, dtype=torch.long)
     for i, row in negative_rows.items():
         negatives[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+    colourless = torch.full((len(texts),), -1, dtype=torch.long)
+    for i, j in colourless_of.items():
+        colourless[i] = j
     tokens = trim_padding(tokenizer(texts), tokenizer.pad_id)
-    return CaptionTable(texts, tokens, negatives, tokenizer.pad_id)
+    return CaptionTable(texts, tokens, negatives, tokenizer.pad_id, colourless)

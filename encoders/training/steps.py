@@ -40,6 +40,7 @@ class TrainOptions:
     hard_negatives: bool = True
     min_scale: float = 0.6
     flip: bool = True
+    grey_fraction: float = 0.0  # pairs shown greyscale with their colourless caption
     warmup_fraction: float = 0.05
     checkpoint_every: int = 0  # steps; 0 = only at the end
     val_every: int = 0  # steps; 0 = about ten times per run
@@ -106,10 +107,12 @@ def make_batch(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Augmented images, caption input, and one hard negative per image (+ validity mask)."""
     captions = [data.captions[i] for i in indices.tolist()]
+    grey = _grey_rows(data, captions, options.grey_fraction, generator)
     images, captions = augment_batch(
-        data.images[indices], captions, options.min_scale, options.flip, generator=generator
-    )
-    caption_index = data.table.index_of(captions)
+        _greyscale(data.images[indices], grey), captions, options.min_scale, options.flip,
+        generator=generator,
+    )  # fmt: skip
+    caption_index = _colourless(data, data.table.index_of(captions), grey)
     text = _text_input(data, caption_index)
     if not options.hard_negatives:
         return images, _trim(data, text), None, None
@@ -123,6 +126,35 @@ def make_batch(
         both = trim_padding(torch.cat([text, negatives]), data.table.pad_id)
         text, negatives = both[: len(text)], both[len(text) :]
     return images, text, negatives, mask
+
+
+def _greyscale(images: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, 3, S, S) with ``rows`` replaced by their luminance (ITU-R BT.601 weights)."""
+    if not rows.any():
+        return images
+    weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    luma = (images[rows].float() * weights).sum(dim=1, keepdim=True).round().to(images.dtype)
+    images = images.clone()
+    images[rows] = luma.expand(-1, 3, -1, -1)
+    return images
+
+
+def _grey_rows(
+    data: TrainData, captions: list[str], fraction: float, generator: torch.Generator
+) -> torch.Tensor:
+    """Which pairs become greyscale + colourless: a ``fraction`` of those naming a colour."""
+    draw = torch.rand(len(captions), generator=generator) < fraction
+    if data.table.colourless is None:
+        return torch.zeros_like(draw)
+    return draw & (data.table.colourless[data.table.index_of(captions)] >= 0)
+
+
+def _colourless(data: TrainData, caption_index: torch.Tensor, grey: torch.Tensor) -> torch.Tensor:
+    """Greyscale rows take their caption's colourless variant (mirrors have one too)."""
+    if not grey.any():
+        return caption_index
+    assert data.table.colourless is not None
+    return torch.where(grey, data.table.colourless[caption_index], caption_index)
 
 
 def _trim(data: TrainData, text: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ from encoders.clip import create_model
 from encoders.config import load_config
 from encoders.datasets import write_synthetic
 from encoders.tokenizer import get_tokenizer
-from encoders.training.captions import build_caption_table, hard_negatives
+from encoders.training.captions import build_caption_table, hard_negatives, strip_colours
 from encoders.training.data import read_captioned
 from encoders.training.loop import Trainer, TrainOptions
 from encoders.training.main import TrainRequest, prepare_data, train_from_files
@@ -30,7 +30,7 @@ from encoders.training.optim import (
     make_optimizer,
     param_groups,
 )
-from encoders.training.steps import ContrastiveModule, optimise
+from encoders.training.steps import ContrastiveModule, TrainData, make_batch, optimise
 
 HERE = Path(__file__).parent
 
@@ -86,6 +86,28 @@ def test_hard_negatives_swap_attributes_between_objects():
     one = hard_negatives("a photo of a red star", ["red", "blue", "green"], rng, count=2)
     assert one and all(n != "a photo of a red star" and n.endswith(" star") for n in one)
     assert hard_negatives("a photo of a dog", ["red"], rng) == []
+
+
+def test_colourless_captions_pair_with_greyscale_images():
+    assert strip_colours("an orange star left of a red box") == "a star left of a box"
+    assert strip_colours("a photo of an apple") == "a photo of an apple"
+    config = load_config("tiny")
+    captions = ["a red circle on the left", "a photo of a dog", "an orange star"]
+    table = build_caption_table(captions, get_tokenizer(config.text), negatives_per_caption=0)
+    stripped = [table.texts[i] if i >= 0 else None for i in table.colourless.tolist()]
+    assert stripped[table.lookup["a red circle on the left"]] == "a circle on the left"
+    assert stripped[table.lookup["a red circle on the right"]] == "a circle on the right"
+    assert stripped[table.lookup["a photo of a dog"]] is None
+    images = torch.zeros(3, 3, 8, 8, dtype=torch.uint8)
+    images[:, 0] = 200  # red: greyscale makes the channels equal
+    ids = torch.arange(len(table.texts), dtype=torch.float32)[:, None]  # "features" = index
+    data = TrainData(images, captions, table, ids)
+    options = TrainOptions(grey_fraction=1.0, hard_negatives=False, min_scale=1.0, flip=False)
+    pixels, text, _, _ = make_batch(data, torch.arange(3), options, torch.Generator())
+    chosen = [table.texts[int(i)] for i in text[:, 0].tolist()]
+    assert chosen == ["a circle on the left", "a photo of a dog", "a star"]
+    spread = pixels.amax(dim=1) - pixels.amin(dim=1)  # channel spread (normalised: grey ≈ 0.3)
+    assert spread[1].mean() > 2.0 and spread[0].mean() < 0.5 and spread[2].mean() < 0.5
 
 
 def test_one_batch_overfit_below_0_1():
