@@ -123,7 +123,8 @@ def _init_worker(settings: DecodeSettings, started: Any) -> None:
 
     torch.set_num_threads(1)  # the parent's model uses the cores; one decode per worker
     # Below the model's priority: a preempted thread stalls a whole parallel matmul, while a
-    # decoder only needs to stay a batch ahead (decoding is ~10% of the work per image).
+    # decoder only needs to stay a batch ahead; decoders take whatever CPU the model leaves
+    # (for a 6 MP JPEG decoding costs about as much CPU as ViT-B-32 encoding: bench/index.py).
     os.nice(WORKER_NICENESS)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     _settings, _started = settings, started
