@@ -8,10 +8,13 @@ the report shows the median and p90 of every step, and a cached second page for 
 
 The default line runs what the product serves with (``retrieval.serving``: the CLI's search
 commands and the UI call the same ``configure_serving``) and the default index kind at this
-size. ``--compare`` adds, in the same process and interleaved round by round: the exact kind's
-older ``IndexFlatIP`` storage, ``ivfpq``, and a compiled encoder. Target: median end-to-end
-≤ 20 ms. On a machine shared with other work, wall time measures the neighbours too; each
-step's CPU time (single-threaded) is what it costs on an idle core.
+size. ``--compare`` adds, in the same process and interleaved round by round: two-thread
+serving (torch at 2 threads for the query encoding; the exact scan in 2 parts on 2 plain
+threads; both — FAISS OpenMP and BLAS stay at 1), the exact kind's older ``IndexFlatIP``
+storage, ``ivfpq``, and a compiled encoder. Target: median end-to-end ≤ 20 ms. On a machine
+shared with other work, wall time measures the neighbours too; each step's CPU time (of the
+calling thread) is what it costs on an idle core, and the end-to-end process CPU time counts
+every thread of the process (helpers and OpenMP threads, spinning included).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from indexer.store import MetadataStore
 from indexer.vectors import VectorIndex
 from retrieval.calibration import compute_calibration
 from retrieval.searcher import Searcher
-from retrieval.serving import DEFAULT_SERVING, configure_serving
+from retrieval.serving import DEFAULT_SERVING, ServingConfig, configure_serving
 
 WORDS = ("red", "blue", "dog", "beach", "car", "mountain", "birthday", "cat", "snow", "city",
          "sunset", "bicycle", "tree", "kitchen", "boat", "concert", "garden", "bridge")  # fmt: skip
@@ -79,11 +82,14 @@ def main() -> None:
     parser.add_argument("--model", default="ViT-B-32")
     parser.add_argument(
         "--compare", action="store_true",
-        help="Also: IndexFlatIP storage, ivfpq, compiled encoder (side by side).",
+        help="Also: 2-thread serving, IndexFlatIP storage, ivfpq, compiled encoder (side by side).",
     )  # fmt: skip
     parser.add_argument("--threads", type=int, default=DEFAULT_SERVING.threads)
     args = parser.parse_args()
     config = configure_serving(replace(DEFAULT_SERVING, threads=args.threads))
+    serving = {"": config}
+    if args.compare:
+        serving.update(two_thread_variants(config))
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {config.describe()}")
     encoders = {"eager": Encoder(create_model(load_config(args.model)), model_id="bench")}
     if args.compare:
@@ -108,10 +114,23 @@ def main() -> None:
             if enc_name == "eager" or index_name == "auto":
                 label = f"encoder {enc_name}, index {index.kind} ({describe(index)})"
                 calibration = compute_calibration(encoder, index)
-                variants[label] = Searcher(encoder, index, store, calibration)
+                for suffix, serve in serving.items():  # a searcher each: its own query cache
+                    if not suffix or (enc_name, index_name) == ("eager", "auto"):
+                        searcher = Searcher(encoder, index, store, calibration)
+                        variants[label + suffix] = (searcher, serve)
         for label, (steps, page_two) in measure(variants, args.queries).items():
             report(args, label, steps, page_two)
         store.close()
+
+
+def two_thread_variants(base: ServingConfig) -> dict[str, ServingConfig]:
+    """(a) torch at 2 threads, (b) the exact scan in 2 parts, (c) both; FAISS OpenMP and
+    BLAS at ``base.threads`` (one OpenMP pool at a time)."""
+    return {
+        ", (a) torch 2 threads": replace(base, encode_threads=2, scan_threads=1),
+        ", (b) scan 2 parts": replace(base, encode_threads=1, scan_threads=2),
+        ", (c) torch 2 + scan 2": replace(base, encode_threads=2, scan_threads=2),
+    }
 
 
 def describe(index: VectorIndex) -> str:
@@ -120,25 +139,31 @@ def describe(index: VectorIndex) -> str:
 
 
 def measure(
-    variants: dict[str, Searcher], queries: int, rounds: int = 5
+    variants: dict[str, tuple[Searcher, ServingConfig]], queries: int, rounds: int = 5
 ) -> dict[str, tuple[dict[str, list[float]], list[float]]]:
     """Per-step and end-to-end milliseconds of distinct queries, the variants interleaved
-    in ``rounds`` (so load changes hit them alike); then a cached second page."""
+    in ``rounds`` (so load changes hit them alike), each under its serving configuration;
+    then a cached second page."""
     out: dict[str, tuple[dict[str, list[float]], list[float]]] = {}
-    for searcher in variants.values():
+    for searcher, serve in variants.values():
+        configure_serving(serve)
         searcher.search("warm up the caches", limit=20)
     for round_ in range(rounds):
-        for label, searcher in variants.items():
+        for label, (searcher, serve) in variants.items():
+            configure_serving(serve)
             steps = out.setdefault(label, ({}, []))[0]
             for q in range(round_ * queries // rounds, (round_ + 1) * queries // rounds):
                 text = f"a photo of a {WORDS[q % len(WORDS)]} by a {WORDS[(q * 7 + 3) % 18]} {q}"
-                start, cpu = time.perf_counter(), time.thread_time()
+                start, cpu, process = time.perf_counter(), time.thread_time(), time.process_time()
                 response = searcher.search(text, limit=20)
                 steps.setdefault("end-to-end", []).append((time.perf_counter() - start) * 1000)
                 steps.setdefault("cpu_end-to-end", []).append((time.thread_time() - cpu) * 1000)
+                process_ms = (time.process_time() - process) * 1000
+                steps.setdefault("process_end-to-end", []).append(process_ms)
                 for name, ms in response.timings_ms.items():
                     steps.setdefault(name, []).append(ms)
-    for label, searcher in variants.items():
+    for label, (searcher, serve) in variants.items():
+        configure_serving(serve)
         for _ in range(20):
             start = time.perf_counter()
             searcher.search("warm up the caches", offset=20, limit=20)
@@ -155,9 +180,11 @@ def report(args, label: str, steps: dict, page_two: list[float]) -> None:
         print(f"  {name:<11} {statistics.median(wall):9.2f} ms {percentile(wall, 90):7.2f} ms "
               f"{statistics.median(cpu):8.2f} ms")  # fmt: skip
     wall, cpu = statistics.median(steps["end-to-end"]), statistics.median(steps["cpu_end-to-end"])
+    process = statistics.median(steps["process_end-to-end"])
     print(f"  page 2 (cached query vector): median {statistics.median(page_two):.2f} ms wall")
-    print(f"  end-to-end median {wall:.2f} ms wall, {cpu:.2f} ms CPU (= wall on an idle core) — "
-          f"target ≤ 20 ms: {'met' if min(wall, cpu) <= 20 else 'MISSED'}")  # fmt: skip
+    print(f"  end-to-end median {wall:.2f} ms wall, {cpu:.2f} ms CPU of the calling thread "
+          f"(= wall on an idle core when single-threaded), {process:.2f} ms CPU of the process "
+          f"— target ≤ 20 ms: {'met' if min(wall, process) <= 20 else 'MISSED'}")  # fmt: skip
 
 
 if __name__ == "__main__":

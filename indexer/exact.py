@@ -10,6 +10,12 @@ candidate's half-precision score plus that bound, no vector outside the candidat
 belong to the top k. Queries where it does not (near-ties at the cut) widen the candidates
 until it does, or until the whole filter was scored.
 
+``set_scan_threads(n)`` (process-wide, like FAISS's own thread count; ``retrieval.serving``
+sets it) splits a large scan into ``n`` position ranges searched at once: the calling thread
+takes the first, a small persistent pool of plain threads the others (FAISS releases the GIL;
+its OpenMP is pinned to one thread in each pool thread, so no second OpenMP team spins), and
+the parts' candidates are merged before the same float32 re-scoring and certificate.
+
 On disk it is the approximate kinds' single-file container (``vector_io``), header kind
 ``flat``; a library whose ``vectors.faiss`` is a plain ``IndexIDMap2(IndexFlatIP)`` (the
 older storage of this kind) still opens as ``flat.FlatBackend``.
@@ -17,7 +23,10 @@ older storage of this kind) still opens as ``flat.FlatBackend``.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +46,55 @@ WIDEN = 8  # candidate growth for the queries whose certificate failed
 SLACK = 1e-5  # float32 rounding of a 512-d inner product, with a wide margin
 BATCH_QUERIES = 16  # range queries from this many on: exact matrix products, not fp16 scans
 RANGE_BLOCK = 16_384  # stored vectors per product block (bounds its memory)
+PARALLEL_MIN = 32_768  # positions from which a scan is split across the scan threads
+
+_scan = {"threads": 1, "pool": None}  # process-wide, like faiss.omp_set_num_threads
+_scan_lock = threading.Lock()
+
+
+def set_scan_threads(threads: int) -> None:
+    """Search large scans in ``threads`` parts at once (1: one part, no pool)."""
+    if threads < 1:
+        raise ValueError(f"scan threads must be at least 1, not {threads}")
+    with _scan_lock:
+        if threads == _scan["threads"]:
+            return
+        old = _scan["pool"]
+        _scan["threads"], _scan["pool"] = threads, None
+    if old is not None:
+        old.shutdown(wait=False)
+
+
+def scan_threads() -> int:
+    return int(_scan["threads"])
+
+
+def _pool() -> ThreadPoolExecutor:
+    with _scan_lock:
+        if _scan["pool"] is None:
+            _scan["pool"] = ThreadPoolExecutor(
+                _scan["threads"] - 1, "vitrieve-scan", faiss.omp_set_num_threads, (1,)
+            )  # OpenMP thread counts are per thread: each pool thread pins its own
+        return _scan["pool"]
+
+
+def _part_params(params: Any, start: int, end: int) -> tuple[Any, list[Any]]:
+    """Search parameters restricted to positions ``start..end-1`` (and the objects the
+    FAISS selectors point to, which must outlive the search)."""
+    part = faiss.IDSelectorRange(start, end)
+    if params is None:
+        return faiss.SearchParameters(sel=part), [part]
+    both = faiss.IDSelectorAnd(part, params.sel)
+    return faiss.SearchParameters(sel=both), [part, both]
+
+
+def _merge(parts: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``k`` of the parts' results per query; ties keep the lower part first."""
+    scores = np.concatenate([s for s, _ in parts], axis=1)
+    found = np.concatenate([f for _, f in parts], axis=1)
+    scores = np.where(found < 0, -np.inf, scores)  # missing results sort last
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(scores, order, axis=1), np.take_along_axis(found, order, axis=1)
 
 
 def _scan_index(dim: int) -> Any:
@@ -145,7 +203,7 @@ class ExactBackend:
         positions = np.full((len(queries), k), -1, np.int64)
         todo, wanted, last = np.arange(len(queries)), max(4 * k, MIN_CANDIDATES), min(k, count) - 1
         while len(todo) and wanted < count:
-            approx, candidates = self._index.search(queries[todo], wanted, params=params)
+            approx, candidates = self._scan(queries[todo], wanted, params)
             top, found = store.rerank(queries[todo], candidates, k)
             # certified: every vector outside the candidates scores below the k-th found
             done = (candidates[:, -1] < 0) | (top[:, last] > approx[:, -1] + margin[todo])
@@ -154,6 +212,19 @@ class ExactBackend:
         if len(todo):  # near-ties all the way down: score the whole selection
             scores[todo], positions[todo] = store.exact(queries[todo], k, store.selected(mask))
         return scores, store.file_ids(positions)
+
+    def _scan(self, queries: np.ndarray, k: int, params: Any) -> tuple[np.ndarray, np.ndarray]:
+        """The fp16 scan's top ``k`` positions, in parts on the scan threads when large."""
+        n, threads = self._store.n, scan_threads()
+        if threads < 2 or n < PARALLEL_MIN:
+            return self._index.search(queries, k, params=params)
+        bounds = [n * part // threads for part in range(threads + 1)]
+        parts = [_part_params(params, lo, hi) for lo, hi in itertools.pairwise(bounds)]
+        pending = [
+            _pool().submit(self._index.search, queries, k, params=part) for part, _ in parts[1:]
+        ]
+        first = self._index.search(queries, k, params=parts[0][0])
+        return _merge([first, *(future.result() for future in pending)], k)
 
     def range_search(
         self, queries: np.ndarray, threshold: float

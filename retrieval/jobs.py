@@ -188,13 +188,19 @@ def wait(library_dir: Path, timeout: float | None = None) -> JobStatus | None:
 
 
 def start_indexing(
-    photos: Path, model_ref: str, library: Path | None = None, workers: int = 0
-) -> tuple[Path, JobStatus]:
+    photos: Path, model_ref: str, library: Path | None = None, workers: int = 0,
+    encoder_threads: int | None = None,
+) -> tuple[Path, JobStatus]:  # fmt: skip
     """Index ``photos`` into ``library`` (default ``photos/.vitrieve``) in the background.
 
     Returns the library directory (where the job file is) and the first status. ``workers=0``
     decodes in the job's thread: decoder processes started from inside a web server (whose
     ``__main__`` is the server) are fragile; ``vitrieve index`` is the fast path for big folders.
+    ``encoder_threads``: torch threads while the job embeds (None: every core,
+    ``os.cpu_count()``); the serving process pins torch to its query threads
+    (``retrieval.serving``), which would otherwise leave the job's encoder on one thread.
+    Torch's thread count is process-wide: queries served during the job use it too, and the
+    serving count comes back when the job ends.
     """
     from encoders.encoder import Encoder
     from indexer.layout import default_library
@@ -214,7 +220,8 @@ def start_indexing(
                             message=f"{state.phase}: {state.found} images found")  # fmt: skip
 
         encoder = Encoder.load(Path(model_ref).expanduser())
-        options = IndexOptions(workers=workers)
+        threads = encoder_threads if encoder_threads is not None else os.cpu_count() or 1
+        options = IndexOptions(workers=workers, encoder_threads=threads)
         result = index_library(photos, encoder, model_ref=str(model_ref), library=target,
                                options=options, progress=report)  # fmt: skip
         return (f"indexed {result.embedded} new or changed images, {len(result.failures)} "

@@ -24,20 +24,44 @@ import faiss
 import torch
 from threadpoolctl import threadpool_limits
 
+from indexer.exact import set_scan_threads
+
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ServingConfig:
-    """Thread counts and encoder compilation of a query-serving process."""
+    """Thread counts and encoder compilation of a query-serving process.
 
-    threads: int = 1  # torch intra-op, FAISS OpenMP and NumPy BLAS threads
+    ``threads`` is FAISS's OpenMP and NumPy's BLAS; ``encode_threads`` (torch intra-op, query
+    encoding) and ``scan_threads`` (the exact kind's scan in parts on plain threads,
+    ``indexer.exact.set_scan_threads``) default to it. Only one OpenMP pool may run
+    multi-threaded at a time: two on two cores spin against each other."""
+
+    threads: int = 1  # FAISS OpenMP and NumPy BLAS threads
     compile: bool = False  # Encoder(compile=True): faster queries after a one-off compile
+    encode_threads: int | None = None  # torch intra-op threads; None: ``threads``
+    scan_threads: int | None = None  # exact-scan parts searched at once; None: ``threads``
+
+    @classmethod
+    def for_cores(cls, cores: int | None) -> ServingConfig:
+        """The serving configuration for a machine with ``cores`` (``os.cpu_count()``)."""
+        return cls()
+
+    @property
+    def torch_threads(self) -> int:
+        return self.threads if self.encode_threads is None else self.encode_threads
+
+    @property
+    def scan_parts(self) -> int:
+        return self.threads if self.scan_threads is None else self.scan_threads
 
     def describe(self) -> str:
         encoder = "compiled" if self.compile else "eager"
-        threads = self.threads
-        return f"threads {threads} (torch, FAISS, BLAS), encoder {encoder}"
+        return (
+            f"threads: torch {self.torch_threads}, exact scan {self.scan_parts}, "
+            f"FAISS OpenMP and BLAS {self.threads}; encoder {encoder}"
+        )
 
 
 DEFAULT_SERVING = ServingConfig()
@@ -45,8 +69,9 @@ DEFAULT_SERVING = ServingConfig()
 
 def configure_serving(config: ServingConfig = DEFAULT_SERVING) -> ServingConfig:
     """Apply ``config``'s thread counts to this process (call once, before the first query)."""
-    torch.set_num_threads(config.threads)
+    torch.set_num_threads(config.torch_threads)
     faiss.omp_set_num_threads(config.threads)
+    set_scan_threads(config.scan_parts)
     threadpool_limits(config.threads, user_api="blas")  # process-wide until changed again
     log.debug("serving: %s", config.describe())
     return config

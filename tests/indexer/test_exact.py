@@ -3,12 +3,14 @@ compatible with libraries saved as a plain IndexIDMap2(IndexFlatIP) file."""
 
 from __future__ import annotations
 
+import threading
+
 import faiss
 import numpy as np
 import pytest
 
 from indexer.ann import EXACT_LIMIT
-from indexer.exact import ExactBackend
+from indexer.exact import ExactBackend, set_scan_threads
 from indexer.flat import FlatBackend
 from indexer.vectors import VectorIndex
 
@@ -170,3 +172,53 @@ def test_batched_range_search_equals_brute_force(data):
         exact = vectors[live] @ query
         assert set(found.tolist()) == set(ids[live][exact >= 0.9].tolist())
         assert np.all(scores >= 0.9) and np.all(np.diff(scores) <= 1e-6)
+
+
+@pytest.fixture
+def scan_in_parts(monkeypatch):
+    """The scan split across scan threads (3 parts: uneven bounds), restored afterwards."""
+    monkeypatch.setattr("indexer.exact.PARALLEL_MIN", 1000)  # N is below the default
+    set_scan_threads(3)
+    yield
+    set_scan_threads(1)
+
+
+def test_scan_threads_give_the_one_thread_results(data, scan_in_parts, monkeypatch):
+    ids, vectors, queries = data
+    index = exact_index(ids, vectors)
+    index.remove(ids[100:400])  # dead positions: the live selector combines with each part
+    calls = []
+    search = faiss.IndexScalarQuantizer.search
+    monkeypatch.setattr(
+        faiss.IndexScalarQuantizer, "search",
+        lambda self, *a, **kw: calls.append(threading.get_ident()) or search(self, *a, **kw),
+    )  # fmt: skip
+    keep = np.setdiff1d(np.arange(N), np.arange(100, 400))
+    allowed = ids[keep][::2]
+    for k, filtered in ((1, None), (10, None), (100, None), (20, allowed)):
+        set_scan_threads(3)
+        parallel = index.search(queries, k, filtered)
+        set_scan_threads(1)
+        single = index.search(queries, k, filtered)
+        base = keep if filtered is None else np.flatnonzero(np.isin(ids, filtered))
+        true_scores, true_ids = truth(ids[base], vectors[base], queries, k)
+        assert_same_top_k(parallel, (true_scores, true_ids))
+        assert np.array_equal(parallel[0], single[0])  # the same exact scores
+        one_thread = np.concatenate([single[1], true_ids[:, k:]], axis=1)
+        assert_same_top_k(parallel, (true_scores, one_thread))  # same ids but among exact ties
+        if filtered is not None:
+            assert np.isin(parallel[1], filtered).all()
+    assert len(set(calls)) == 3  # the parts ran on the caller and two pool threads
+
+
+def test_scan_threads_find_all_tied_copies(data, scan_in_parts):
+    ids, vectors, _ = data
+    index = exact_index(ids, vectors)  # the 300 copies sit in the last part, vectors[0] first
+    scores, found = index.search(vectors[:1], 400)
+    assert np.allclose(scores[0, :301], 1.0, atol=1e-5)
+    assert set(found[0, :301].tolist()) == {int(ids[0]), *ids[-300:].tolist()}
+
+
+def test_scan_threads_must_be_positive():
+    with pytest.raises(ValueError):
+        set_scan_threads(0)

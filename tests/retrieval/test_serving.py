@@ -6,6 +6,7 @@ import faiss
 import torch
 from threadpoolctl import threadpool_info, threadpool_limits
 
+from indexer.exact import scan_threads
 from retrieval.serving import DEFAULT_SERVING, ServingConfig, configure_serving
 
 
@@ -20,5 +21,22 @@ def test_configure_serving_pins_torch_faiss_and_blas_threads():
     finally:
         torch.set_num_threads(torch_before)
         faiss.omp_set_num_threads(torch_before)
-    assert "threads 1" in config.describe() and "eager" in config.describe()
+    assert "torch 1, exact scan 1" in config.describe() and "eager" in config.describe()
     assert DEFAULT_SERVING.threads == 1 and not DEFAULT_SERVING.compile
+
+
+def test_two_thread_serving_keeps_one_openmp_pool_multi_threaded():
+    torch_before = torch.get_num_threads()
+    try:
+        with threadpool_limits(user_api="blas"):
+            config = configure_serving(ServingConfig(encode_threads=2, scan_threads=2))
+            assert torch.get_num_threads() == 2 and faiss.omp_get_max_threads() == 1
+            assert scan_threads() == 2
+            blas = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+            assert blas and all(n == 1 for n in blas)
+    finally:
+        configure_serving(ServingConfig(threads=1))
+        torch.set_num_threads(torch_before)
+        faiss.omp_set_num_threads(torch_before)
+    assert scan_threads() == 1
+    assert "torch 2, exact scan 2, FAISS OpenMP and BLAS 1" in config.describe()
