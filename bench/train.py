@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 from encoders.datasets import write_synthetic  # noqa: E402
 from encoders.encoder import Encoder  # noqa: E402
 from encoders.training.data import read_captioned  # noqa: E402
+from encoders.training.steps import TrainOptions  # noqa: E402
 from retrieval.evaluate import evaluate_retrieval, evaluate_zeroshot  # noqa: E402
 
 PYTHON = sys.executable
@@ -43,6 +44,7 @@ open_clip.add_model_config(sys.argv[1])
 from open_clip_train.main import main
 main(sys.argv[2:])
 """
+RECIPE = TrainOptions()  # ours trains with its defaults; open_clip gets the same batch and lr
 RATE = re.compile(r"Batch \(t\): [\d.]+, ([\d.]+)/s")
 
 
@@ -117,7 +119,8 @@ def run_openclip(config: Path, tsv: Path, logs: Path, batch: int, timeout: float
     lock = ["--lock-text"] if "hf_model_name" in config.read_text() else []
     args = ["--train-data", str(tsv), "--dataset-type", "csv", "--csv-separator", "\t",
             "--csv-img-key", "filepath", "--csv-caption-key", "title", "--model", config.stem,
-            "--batch-size", str(batch), "--epochs", "1", "--lr", "1e-3", "--wd", "0.1",
+            "--batch-size", str(batch), "--epochs", "1", "--lr", str(RECIPE.lr),
+            "--wd", str(RECIPE.weight_decay),
             "--warmup", "20", "--precision", "amp_bf16", "--workers", "2", "--device", "cpu",
             "--logs", str(logs), "--name", "run", "--save-frequency", "1", "--seed", "0",
             "--log-every-n-steps", "1", "--zeroshot-frequency", "0", *lock]  # fmt: skip
@@ -213,7 +216,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=RECIPE.batch_size)
     parser.add_argument("--train", type=int, default=20000)
     parser.add_argument("--test", type=int, default=3000)
     parser.add_argument("--data", type=Path, default=Path("/tmp/vitrieve-bench/synth"))

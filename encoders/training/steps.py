@@ -31,8 +31,8 @@ class TrainOptions:
     """How to train (not what): loss, batch, schedule, augmentation, checkpointing."""
 
     loss: str = "clip"
-    batch_size: int = 256  # per process
-    lr: float = 1e-3
+    batch_size: int = 64  # per process; small batches = more steps in a budget (measured)
+    lr: float = 2e-3
     weight_decay: float = 0.1
     epochs: float | None = None
     minutes: float | None = None

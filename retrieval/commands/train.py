@@ -13,8 +13,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from encoders.errors import VitrieveError
+from encoders.training.steps import TrainOptions
 from retrieval.commands.common import cli_errors
 
+DEFAULTS = TrainOptions()  # the measured recipe (docs/training.md) is the one place for defaults
 DATA_HELP = "Training pairs: TSV/CSV in open_clip's format, or a folder of images + .txt."
 
 
@@ -85,8 +87,10 @@ def train(
     image_size: int | None = typer.Option(None, "--image-size", min=16, max=4096),
     epochs: float | None = typer.Option(None, "--epochs", help="Passes over the data."),
     minutes: float | None = typer.Option(None, "--minutes", help="Wall-clock budget."),
-    batch_size: int = typer.Option(256, "--batch-size", min=2, help="Pairs per process."),
-    lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate (after warm-up)."),
+    batch_size: int = typer.Option(
+        DEFAULTS.batch_size, "--batch-size", min=2, help="Pairs per process."
+    ),
+    lr: float = typer.Option(DEFAULTS.lr, "--lr", help="Peak learning rate (after warm-up)."),
     weight_decay: float = typer.Option(0.1, "--weight-decay"),
     loss: str = typer.Option("clip", "--loss", help="clip (InfoNCE) | siglip (sigmoid)."),
     text_tower: str = typer.Option(
@@ -109,7 +113,6 @@ def train(
     world_size: int = typer.Option(1, envvar="WORLD_SIZE", hidden=True),  # set by torchrun
 ) -> None:
     """Train a CLIP-style model on captioned images (contrastive, from scratch)."""
-    from encoders.training.loop import TrainOptions
     from encoders.training.main import TrainRequest, train_from_files
 
     _check_budget(epochs, minutes)
