@@ -14,7 +14,10 @@ threads; both — FAISS OpenMP and BLAS stay at 1), the exact kind's older ``Ind
 storage, ``ivfpq``, and a compiled encoder. Target: median end-to-end ≤ 20 ms. On a machine
 shared with other work, wall time measures the neighbours too; each step's CPU time (of the
 calling thread) is what it costs on an idle core, and the end-to-end process CPU time counts
-every thread of the process (helpers and OpenMP threads, spinning included).
+every thread of the process (helpers and OpenMP threads, spinning included). OpenMP's wait
+policy can only be chosen before torch loads: ``OMP_WAIT_POLICY=PASSIVE python
+bench/search.py --compare`` measures the two-thread lines with sleeping instead of spinning
+OpenMP threads (the header line shows the policy in effect).
 """
 
 from __future__ import annotations
@@ -90,7 +93,9 @@ def main() -> None:
     serving = {"": config}
     if args.compare:
         serving.update(two_thread_variants(config))
-    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {config.describe()}")
+    policy = os.environ.get("OMP_WAIT_POLICY", "unset")
+    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {config.describe()}; "
+          f"OMP_WAIT_POLICY {policy}")  # fmt: skip
     encoders = {"eager": Encoder(create_model(load_config(args.model)), model_id="bench")}
     if args.compare:
         model = create_model(load_config(args.model))

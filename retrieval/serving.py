@@ -2,12 +2,20 @@
 the UI and ``bench/search.py``'s default line, so the measured latency is the served one.
 
 One text query is a chain of small steps (a batch-1 text tower, one index scan, a few SQL
-rows), none of which gains from a second thread: the tower at batch 1 is bound by reading
-its weights, the scan by memory, and with torch's and FAISS's OpenMP pools both at 2 threads
-on 2 cores they spin against each other (query encoding measured ~10× slower). NumPy's
-OpenBLAS is a third pool: the calibration's small products (a 4096×512 sample times the
-query, 21 results times 64 null captions) took ~90 ms wall with its 2 threads on a busy
-machine against 0.5 ms with one. So serving pins all three to one thread.
+rows). With torch's and FAISS's OpenMP pools both at 2 threads on 2 cores they spin against
+each other (query encoding measured ~10× slower). NumPy's OpenBLAS is a third pool: the
+calibration's small products (a 4096×512 sample times the query, 21 results times 64 null
+captions) took ~90 ms wall with its 2 threads on a busy machine against 0.5 ms with one.
+
+Two threads with only one OpenMP pool active at a time (torch at 2 for the encoding, the
+exact scan in 2 parts on plain threads, FAISS OpenMP and BLAS at 1) are an option
+(``encode_threads``, ``scan_threads``), not the default: measured interleaved in
+``bench/search.py --compare`` on the shared 2-core machine, they win only while a core is
+free (end to end 20.7 against 30.7 ms wall, load falling from 10 to 5) and lose badly once
+it is not (621 against 42 ms wall at load 3–6: torch's second OpenMP thread is descheduled,
+the first spins at the barrier, then spins on after the encoding and takes the core from
+the scan); with ``OMP_WAIT_POLICY=PASSIVE`` set before torch loads the collapse is gone but
+so is the gain (68.1 against 62.8 ms). So serving pins all three pools to one thread.
 
 The encoder is not compiled by default: its text tower runs with pre-packed weights
 (``encoders.packed``), within ~15% of a compiled one, while compiling costs tens of seconds
@@ -42,11 +50,6 @@ class ServingConfig:
     compile: bool = False  # Encoder(compile=True): faster queries after a one-off compile
     encode_threads: int | None = None  # torch intra-op threads; None: ``threads``
     scan_threads: int | None = None  # exact-scan parts searched at once; None: ``threads``
-
-    @classmethod
-    def for_cores(cls, cores: int | None) -> ServingConfig:
-        """The serving configuration for a machine with ``cores`` (``os.cpu_count()``)."""
-        return cls()
 
     @property
     def torch_threads(self) -> int:
