@@ -115,7 +115,7 @@ def small_disk(tmp_path: Path):
 
 def test_disk_fills_up(tmp_path: Path, small_disk: Path, checkpoint, encoder, scale, figures):
     photos = Photos(tmp_path / "photos")
-    photos.add(int(scale.pick(300, 600)), 0)
+    photos.add(int(scale.pick(200, 600)), 0)
     library = small_disk / "library"
     command = index_command(photos.root, checkpoint, "--library", str(library),
                             "--workers", "0", "--batch-size", "8")  # fmt: skip
