@@ -112,21 +112,25 @@ def atomic_write_bytes(target: Path, data: bytes, fsync: bool = True) -> None:
 
 
 # what atomic_write_bytes and VectorIndex.save name their temporary files (tempfile.mkstemp)
-_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}(\.tmp)?$")
+_MKSTEMP = r"\.[A-Za-z0-9_]{8}(\.tmp)?"
 
 
 def remove_temporaries(library: Path) -> list[str]:
     """Delete what atomic writes of a killed run left behind (an index-sized temporary file
     per kill during a FAISS save) in the library folder and its staging folders; returns
-    their names. Call it holding the writer lock: a live writer's temporaries look the same.
-    Thumbnail folders are not walked (a killed run leaves at most one small file there)."""
-    folders = [library, *sorted((library / "staging").glob("g*"))]
+    their names. Call it holding the writer lock. Only the writer's own files count: a reader
+    may be writing its calibration beside them. Thumbnail folders are not walked (a killed
+    run leaves at most one small file there)."""
+    owned = "|".join(re.escape(n) for n in (MANIFEST_FILE, VECTORS_FILE, NEXT_VECTORS_FILE))
+    patterns = [(library, re.compile(rf"^\.({owned}){_MKSTEMP}$"))]
+    staged = re.compile(rf"^\..+\.npz{_MKSTEMP}$")
+    patterns += [(folder, staged) for folder in sorted((library / "staging").glob("g*"))]
     removed = []
-    for folder in folders:
+    for folder, pattern in patterns:
         if not folder.is_dir():
             continue
         for path in folder.iterdir():
-            if _TEMPORARY.match(path.name) and path.is_file():
+            if pattern.match(path.name) and path.is_file():
                 path.unlink(missing_ok=True)
                 removed.append(path.name)
     return removed
