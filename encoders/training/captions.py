@@ -110,9 +110,16 @@ class CaptionTable:
 
 
 def build_caption_table(
-    captions: Sequence[str], tokenizer: Tokenizer, negatives_per_caption: int = 2, seed: int = 0
+    captions: Sequence[str],
+    tokenizer: Tokenizer,
+    negatives_per_caption: int = 2,
+    seed: int = 0,
+    colourless: bool = False,
 ) -> CaptionTable:
-    """Tokenise each distinct caption (and its mirror and negatives) once."""
+    """Tokenise each distinct caption (its mirror, negatives, colourless variant) once.
+
+    Colourless variants only when asked for: each is one more text for a cached tower to encode.
+    """
     texts: list[str] = []
     lookup: dict[str, int] = {}
 
@@ -132,13 +139,13 @@ def build_caption_table(
         i: [add(n) for n in hard_negatives(texts[i], colours, rng, negatives_per_caption, known)]
         for i in sources
     }
-    stripped = {i: strip_colours(texts[i]) for i in sources}
+    stripped = {i: strip_colours(texts[i]) for i in sources} if colourless else {}
     colourless_of = {i: add(text) for i, text in stripped.items() if text and text != texts[i]}
     negatives = torch.full((len(texts), max(negatives_per_caption, 1)), -1, dtype=torch.long)
     for i, row in negative_rows.items():
         negatives[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-    colourless = torch.full((len(texts),), -1, dtype=torch.long)
+    colourless_index = torch.full((len(texts),), -1, dtype=torch.long)
     for i, j in colourless_of.items():
-        colourless[i] = j
+        colourless_index[i] = j
     tokens = trim_padding(tokenizer(texts), tokenizer.pad_id)
-    return CaptionTable(texts, tokens, negatives, tokenizer.pad_id, colourless)
+    return CaptionTable(texts, tokens, negatives, tokenizer.pad_id, colourless_index)

@@ -118,7 +118,9 @@ def prepare_data(
         raise VitrieveError("none of the training images could be read")
     captions = [items[i].caption for i in kept]
     negatives = 2 if options.hard_negatives else 0
-    table = build_caption_table(captions, tokenizer, negatives, seed=options.seed)
+    table = build_caption_table(
+        captions, tokenizer, negatives, seed=options.seed, colourless=options.grey_fraction > 0
+    )
     features = None
     text = model.text
     if isinstance(text, HFTextTower) and text.config.lock:

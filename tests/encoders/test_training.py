@@ -93,7 +93,9 @@ def test_colourless_captions_pair_with_greyscale_images():
     assert strip_colours("a photo of an apple") == "a photo of an apple"
     config = load_config("tiny")
     captions = ["a red circle on the left", "a photo of a dog", "an orange star"]
-    table = build_caption_table(captions, get_tokenizer(config.text), negatives_per_caption=0)
+    tokenizer = get_tokenizer(config.text)
+    assert (build_caption_table(captions, tokenizer, 0).colourless < 0).all()  # only on request
+    table = build_caption_table(captions, tokenizer, negatives_per_caption=0, colourless=True)
     stripped = [table.texts[i] if i >= 0 else None for i in table.colourless.tolist()]
     assert stripped[table.lookup["a red circle on the left"]] == "a circle on the left"
     assert stripped[table.lookup["a red circle on the right"]] == "a circle on the right"
