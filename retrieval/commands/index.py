@@ -44,6 +44,9 @@ def index(
     ),
     workers: int = typer.Option(2, min=0, help="Decoder processes (0: decode in-process)."),
     batch_size: int = typer.Option(32, min=1, help="Images per model call and per commit."),
+    threads: int = typer.Option(
+        0, min=0, help="Torch threads of the encoder (0: torch's default, every core)."
+    ),
     engine: str = typer.Option("local", help="local, or ray (Ray Data; the distributed extra)."),
     ray_address: str | None = typer.Option(None, help="Ray cluster address for --engine ray."),
     max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, min=1, help="Reject larger images."),
@@ -58,7 +61,9 @@ def index(
     if engine not in ("local", "ray"):
         raise typer.BadParameter("--engine must be local or ray")
     encoder = load_encoder(model)
-    options = IndexOptions(workers, batch_size, timeout, max_pixels, retry_failed=retry_failed)
+    options = IndexOptions(
+        workers, batch_size, timeout, max_pixels, retry_failed=retry_failed, encoder_threads=threads
+    )
     kwargs = dict(model_ref=str(model.resolve()), library=library, db_url=db, options=options)
     run = index_library if engine == "local" else _ray_engine(ray_address)
     if json_out:

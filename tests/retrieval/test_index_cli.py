@@ -61,3 +61,31 @@ def test_errors_are_one_line(tmp_path: Path, checkpoint: Path) -> None:
     assert bad_engine.exit_code == 2
     no_library = runner.invoke(app, ["status", "--library", str(tmp_path)])
     assert no_library.exit_code == 1 and "no library" in no_library.output
+
+
+def test_threads_option_sets_encoder_threads_for_the_run(
+    tmp_path: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    from encoders.encoder import Encoder
+
+    seen: list[int] = []
+
+    real = Encoder.encode_image_tensors
+
+    def spy(self, batch):
+        seen.append(torch.get_num_threads())
+        return real(self, batch)
+
+    monkeypatch.setattr(Encoder, "encode_image_tensors", spy)
+    lib = make_bad_library(tmp_path / "photos")
+    before = torch.get_num_threads()
+    args = ["index", str(lib.root), "--model", str(checkpoint), "--workers", "0",
+            "--threads", "1", "--max-pixels", str(BOMB_LIMIT), "--json"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    # (the encoder's load-time bf16 check runs first, at the default threads)
+    during_run = seen[seen.index(1) :] if 1 in seen else []
+    assert during_run and set(during_run) == {1}
+    assert torch.get_num_threads() == before
