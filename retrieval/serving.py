@@ -10,12 +10,15 @@ captions) took ~90 ms wall with its 2 threads on a busy machine against 0.5 ms w
 Two threads with only one OpenMP pool active at a time (torch at 2 for the encoding, the
 exact scan in 2 parts on plain threads, FAISS OpenMP and BLAS at 1) are an option
 (``encode_threads``, ``scan_threads``), not the default: measured interleaved in
-``bench/search.py --compare`` on the shared 2-core machine, they win only while a core is
-free (end to end 20.7 against 30.7 ms wall, load falling from 10 to 5) and lose badly once
-it is not (621 against 42 ms wall at load 3–6: torch's second OpenMP thread is descheduled,
-the first spins at the barrier, then spins on after the encoding and takes the core from
-the scan); with ``OMP_WAIT_POLICY=PASSIVE`` set before torch loads the collapse is gone but
-so is the gain (68.1 against 62.8 ms). So serving pins all three pools to one thread.
+``bench/search.py --compare`` on the shared 2-core machine, they win while a core is free
+(end to end 20.7 against 30.7 ms wall, load falling from 10 to 5) and lose badly once it
+is not (288 and 621 against 45 and 42 ms wall in two runs at load 3–10: torch's second
+OpenMP thread is descheduled, the first spins at the barrier, then spins on after the
+encoding and takes the core from the scan); with ``OMP_WAIT_POLICY=PASSIVE`` set before
+torch loads the collapse is gone but the gain is not steady (39.7 against 46.9 ms in one
+run, 68.1 against 62.8 in another). The scan in 2 parts alone, against 1 part, wall:
+24.9/30.7, 37.0/45.1, 49.2/42.2, 47.5/46.9, 66.5/62.8 ms. So serving pins all three pools
+to one thread.
 
 The encoder is not compiled by default: its text tower runs with pre-packed weights
 (``encoders.packed``), within ~15% of a compiled one, while compiling costs tens of seconds
