@@ -75,8 +75,10 @@ DEFAULT_SERVING = ServingConfig()
 
 def configure_serving(config: ServingConfig = DEFAULT_SERVING) -> ServingConfig:
     """Apply ``config``'s thread counts to this process (call once, before the first query)."""
-    torch.set_num_threads(config.torch_threads)
+    # FAISS first: depending on import order, FAISS and torch can bind the same libgomp, whose
+    # thread count is per calling thread, so the last call wins; torch's count must win.
     faiss.omp_set_num_threads(config.threads)
+    torch.set_num_threads(config.torch_threads)
     set_scan_threads(config.scan_parts)
     threadpool_limits(config.threads, user_api="blas")  # process-wide until changed again
     log.debug("serving: %s", config.describe())
