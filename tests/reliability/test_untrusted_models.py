@@ -171,13 +171,15 @@ ABSURD_CONFIGS = {
     "top_level_string": "ViT-B-32",
 }
 RAW_CONFIGS = {
-    "width_infinity": json.dumps(_config_with()).replace('"width": 192', '"width": 1e400'),
-    "width_nan": json.dumps(_config_with()).replace('"width": 192', '"width": NaN'),
+    # (JSON text: 1e400 and NaN cannot be built as Python ints; the marker is replaced)
+    "width_infinity": json.dumps(_config_with(vision_cfg__width=-7)).replace("-7", "1e400"),
+    "width_nan": json.dumps(_config_with(vision_cfg__width=-7)).replace("-7", "NaN"),
     "huge_json": json.dumps({**_config_with(), "comment": "x" * (4 << 20)}),
     "deeply_nested": "[" * 200_000 + "]" * 200_000,
     "not_utf8": b"\xff\xfe{\x00}",
     "empty": "",
 }
+assert "1e400" in RAW_CONFIGS["width_infinity"] and "NaN" in RAW_CONFIGS["width_nan"]
 
 
 def config_cases(root: Path, tiny: Path) -> dict[str, tuple[str, Path]]:
