@@ -36,8 +36,11 @@ def trained_tiny() -> Path:
 
     from minitrain import train_tiny
 
+    from encoders.config import load_config
+
     source = (TESTS / "retrieval" / "minitrain.py").read_bytes()
-    key = hashlib.blake2b(source + str(TRAIN_STEPS).encode(), digest_size=8).hexdigest()
+    tiny = repr(load_config("tiny").to_dict()).encode()  # a new `tiny` retrains the fixture
+    key = hashlib.blake2b(source + tiny + str(TRAIN_STEPS).encode(), digest_size=8).hexdigest()
     out = _test_cache() / f"trained_tiny-{key}"
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(str(out) + ".lock", "w") as lock:  # parallel sessions train it once
