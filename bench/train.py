@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import json
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -60,6 +61,7 @@ def run_ours(data: Path, run: Path, minutes: float, batch: int) -> dict:
     command = [PYTHON, "-m", "retrieval.cli", "train", "--data", str(data / "train.tsv"),
                "--minutes", str(minutes), "--batch-size", str(batch), "--out", str(run),
                "--json"]  # fmt: skip
+    shutil.rmtree(run, ignore_errors=True)  # a fresh run, never an earlier one's files
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     if done.returncode:
@@ -124,11 +126,15 @@ def run_openclip(config: Path, tsv: Path, logs: Path, batch: int, timeout: float
             "--warmup", "20", "--precision", "amp_bf16", "--workers", "2", "--device", "cpu",
             "--logs", str(logs), "--name", "run", "--save-frequency", "1", "--seed", "0",
             "--log-every-n-steps", "1", "--zeroshot-frequency", "0", *lock]  # fmt: skip
+    shutil.rmtree(logs, ignore_errors=True)  # open_clip refuses to reuse an experiment name:
+    # a stale log and checkpoint would otherwise be read as this run's
     launched = datetime.now().replace(microsecond=0)
     started = time.perf_counter()
     with contextlib.suppress(subprocess.TimeoutExpired):
-        subprocess.run([PYTHON, "-c", OPENCLIP_RUNNER, str(config), *args], cwd=ROOT,
-                       capture_output=True, text=True, timeout=timeout)  # fmt: skip
+        done = subprocess.run([PYTHON, "-c", OPENCLIP_RUNNER, str(config), *args], cwd=ROOT,
+                              capture_output=True, text=True, timeout=timeout)  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"open_clip_train failed:\n{done.stderr[-2000:]}")
     path = logs / "run" / "out.log"
     epoch_start, rates = _log_times(path.read_text() if path.is_file() else "")
     steady = rates[len(rates) // 4 :] or rates
