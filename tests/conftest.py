@@ -34,12 +34,10 @@ def trained_tiny() -> Path:
     sys.path.insert(0, str(TESTS / "retrieval"))
     import fcntl
 
-    from minitrain import train_tiny
-
-    from encoders.config import load_config
+    from minitrain import fixture_config, train_tiny
 
     source = (TESTS / "retrieval" / "minitrain.py").read_bytes()
-    tiny = repr(load_config("tiny").to_dict()).encode()  # a new `tiny` retrains the fixture
+    tiny = repr(fixture_config().to_dict()).encode()  # a changed config retrains the fixture
     key = hashlib.blake2b(source + tiny + str(TRAIN_STEPS).encode(), digest_size=8).hexdigest()
     out = _test_cache() / f"trained_tiny-{key}"
     out.parent.mkdir(parents=True, exist_ok=True)
