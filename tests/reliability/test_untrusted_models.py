@@ -24,8 +24,9 @@ from hypothesis import strategies as st
 
 from encoders.checkpoint import CONFIG_FILE, WEIGHTS_FILE, save_checkpoint
 from encoders.clip import create_model
-from encoders.config import BUILTIN, MAX_PARAMETERS, CLIPConfig, parameter_count
+from encoders.config import BUILTIN, CLIPConfig
 from encoders.errors import VitrieveError
+from encoders.limits import MAX_PARAMETERS, parameter_count
 
 sys.path.insert(0, str(Path(__file__).parent))
 from cli_run import assert_clean_outcome, run_main  # noqa: E402
