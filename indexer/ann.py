@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from indexer.candidates import KINDS, ApproxParams, bitmap_selector, search_candidates, train_index
-from indexer.positions import PositionStore
+from indexer.positions import COMPACT_FRACTION, PositionStore, StoredBackend
 from indexer.vector_io import read_container, write_container
 
 __all__ = ["COMPACT_FRACTION", "EXACT_LIMIT", "KINDS", "ApproxBackend", "ApproxParams"]
@@ -31,10 +31,9 @@ __all__ = ["COMPACT_FRACTION", "EXACT_LIMIT", "KINDS", "ApproxBackend", "ApproxP
 log = logging.getLogger(__name__)
 
 EXACT_LIMIT = 8192  # a filter this selective is answered by brute force over its vectors
-COMPACT_FRACTION = 0.3  # dead positions tolerated before the index is rebuilt without them
 
 
-class ApproxBackend:
+class ApproxBackend(StoredBackend):
     """A ``PositionStore`` (ids, live flags, float32 vectors) plus an approximate FAISS index
     over its positions."""
 
@@ -63,25 +62,10 @@ class ApproxBackend:
 
     # --- contents ------------------------------------------------------------------------
 
-    def __len__(self) -> int:
-        return len(self._store)
-
-    def ids(self) -> np.ndarray:
-        return self._store.ids()
-
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         self._store.append(ids, vectors)  # a re-added id replaces its old vector
         self._live_bitmap = None
         self._index_tail()
-
-    def remove(self, ids: np.ndarray) -> int:
-        store = self._store
-        dead = store.positions(ids)
-        store.kill(dead)
-        self._live_bitmap = None
-        if store.n - len(store) > COMPACT_FRACTION * store.n and store.n > 1000:
-            self._compact()
-        return len(dead)
 
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
         return self._store.reconstruct(ids)

@@ -33,9 +33,9 @@ from typing import Any
 import faiss
 import numpy as np
 
-from indexer.ann import COMPACT_FRACTION, EXACT_LIMIT
+from indexer.ann import EXACT_LIMIT
 from indexer.candidates import bitmap_selector
-from indexer.positions import PositionStore
+from indexer.positions import PositionStore, StoredBackend
 from indexer.vector_io import read_container, write_container
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ def _code_error(index: Any, vectors: np.ndarray) -> float:
     return worst
 
 
-class ExactBackend:
+class ExactBackend(StoredBackend):
     """Exact top-k and range search: an fp16 scan over positions, re-scored in float32."""
 
     kind = "flat"
@@ -138,26 +138,11 @@ class ExactBackend:
 
     # --- contents ------------------------------------------------------------------------
 
-    def __len__(self) -> int:
-        return len(self._store)
-
-    def ids(self) -> np.ndarray:
-        return self._store.ids()
-
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         self._store.append(ids, vectors)  # a re-added id's old position dies
         self._index.add(vectors)
         self.error = max(self.error, _code_error(self._index, vectors))
         self._live_bitmap = None
-
-    def remove(self, ids: np.ndarray) -> int:
-        store = self._store
-        dead = store.positions(ids)
-        store.kill(dead)
-        self._live_bitmap = None
-        if store.n - len(store) > COMPACT_FRACTION * store.n and store.n > 1000:
-            self._compact()
-        return len(dead)
 
     def _compact(self) -> None:
         """Rebuild positions and the scan without the removed vectors."""

@@ -164,3 +164,33 @@ class PositionStore:
             top_scores, rows = faiss.knn(queries, base, found, metric=faiss.METRIC_INNER_PRODUCT)
             scores[:, :found], positions[:, :found] = top_scores, selected[rows]
         return scores, positions
+
+
+COMPACT_FRACTION = 0.3  # dead positions tolerated before the index is rebuilt without them
+
+
+class StoredBackend:
+    """What the exact and the approximate backends share: their vectors live in a
+    ``PositionStore`` (``self._store``), removal marks positions dead, and once too many are
+    dead the subclass's ``_compact`` rebuilds its FAISS index without them."""
+
+    _store: PositionStore
+    _live_bitmap: object
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def ids(self) -> np.ndarray:
+        return self._store.ids()
+
+    def remove(self, ids: np.ndarray) -> int:
+        store = self._store
+        dead = store.positions(ids)
+        store.kill(dead)
+        self._live_bitmap = None
+        if store.n - len(store) > COMPACT_FRACTION * store.n and store.n > 1000:
+            self._compact()
+        return len(dead)
+
+    def _compact(self) -> None:
+        raise NotImplementedError
