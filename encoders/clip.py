@@ -8,6 +8,7 @@ from torch import nn
 
 from encoders.config import CLIPConfig
 from encoders.hf_text import HFTextTower
+from encoders.init import initialise_vision_
 from encoders.text import TextTransformer
 from encoders.tokenizer import Tokenizer, get_tokenizer
 from encoders.vit import VisionTransformer
@@ -49,6 +50,7 @@ def create_model(config: CLIPConfig, tokenizer: Tokenizer | None = None) -> CLIP
     """Build a randomly initialised CLIP (or one with a pretrained text tower) from a config."""
     tokenizer = tokenizer or get_tokenizer(config.text)
     visual = VisionTransformer(config.vision, config.embed_dim, config.quick_gelu)
+    initialise_vision_(visual, config.vision.init)
     text: nn.Module
     if config.text.hf_model:
         text = HFTextTower(config.text, config.embed_dim, tokenizer.pad_id)

@@ -22,6 +22,7 @@ MAX_CONFIG_BYTES = 1 << 20  # a model config is a few hundred bytes of JSON
 
 VISION_POOLS = {"tok": "cls", "avg": "mean"}  # open_clip name -> ours
 POS_EMBEDS = {"learnable": "learned", "sin_cos_2d": "sincos"}
+VISION_INITS = ("clip", "mimetic")  # how a fresh ViT starts (encoders/init.py)
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,9 @@ class VisionConfig:
     pool: str = "cls"  # "cls": the class token; "mean": mean of the patch tokens
     pos_embed: str = "learned"  # "learned" (ViT, CLIP) or "sincos" (fixed 2-D sin-cos)
     norm_pre: bool = True  # CLIP's LayerNorm before the blocks (not in the ViT paper)
+    # Starting weights only (same parameters, so open_clip builds and loads the model):
+    # "clip" random, "mimetic" attention that starts local (encoders/init.py).
+    init: str = "clip"
 
     @property
     def heads(self) -> int:
@@ -100,6 +104,8 @@ class CLIPConfig:
         out: dict[str, Any] = {"embed_dim": self.embed_dim, "quick_gelu": self.quick_gelu}
         out.update(vision_cfg=vision_cfg, text_cfg=text_cfg)
         out["init_logit_scale"] = self.init_logit_scale
+        if v.init != "clip":  # top level: open_clip's vision_cfg has no such key
+            out["vision_init"] = v.init
         if self.init_logit_bias is not None:
             out["init_logit_bias"] = self.init_logit_bias
         if self.name:
@@ -112,7 +118,7 @@ class CLIPConfig:
         if not isinstance(data, dict):
             raise VitrieveError(f"invalid model config {name}: not a JSON object")
         try:
-            vision = _vision_from_dict(dict(data["vision_cfg"]))
+            vision = _vision_from_dict(dict(data["vision_cfg"]), data.get("vision_init", "clip"))
             text = _text_from_dict(dict(data["text_cfg"]))
             config = cls(
                 embed_dim=int(data["embed_dim"]),
@@ -150,13 +156,15 @@ def _reject_unknown(section: str, data: dict[str, Any], known: set[str]) -> None
         raise VitrieveError(f"unsupported {section} options in model config: {', '.join(unknown)}")
 
 
-def _vision_from_dict(d: dict[str, Any]) -> VisionConfig:
+def _vision_from_dict(d: dict[str, Any], init: Any = "clip") -> VisionConfig:
     _reject_unknown("vision_cfg", d, _VISION_KEYS | _VISION_IGNORED)
     width = int(d.get("width", 768))
     pool = d.get("pool_type", "tok")
     pos = d.get("pos_embed_type", "learnable")
     if pool not in VISION_POOLS or pos not in POS_EMBEDS:
         raise VitrieveError(f"unsupported vision pool_type={pool!r} / pos_embed_type={pos!r}")
+    if init not in VISION_INITS:
+        raise VitrieveError(f"unsupported vision_init={init!r}: use one of {VISION_INITS}")
     return VisionConfig(
         image_size=_single_int(d.get("image_size", 224)),
         patch_size=_single_int(d.get("patch_size", 16)),
@@ -167,6 +175,7 @@ def _vision_from_dict(d: dict[str, Any]) -> VisionConfig:
         pool=VISION_POOLS[pool],
         pos_embed=POS_EMBEDS[pos],
         norm_pre=not bool(d.get("no_ln_pre", False)),
+        init=init,
     )
 
 
