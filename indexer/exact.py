@@ -1,14 +1,15 @@
-"""The exact kind's storage: a half-precision scan proposes, the float32 vectors decide.
+"""The exact kind's storage: an int8 scan proposes, the float32 vectors decide.
 
 One query against ``IndexFlatIP`` reads every float32 vector (205 MB at 100k × 512) on one
-thread: memory-bound, ~14 ms. Here the scan reads an ``SQfp16`` copy (half the bytes) over
-*positions* 0..n-1, and the ``PositionStore`` (file ids, live flags, float32 vectors) scores
-its candidates exactly. The result is *certified* equal to exact search: fp16 moves any
-score by at most ``error`` (the largest ``‖x − fp16(x)‖`` of a stored vector, ~3e-4) times
-the query's norm, so once the k-th exact score of the candidates beats the last
-candidate's half-precision score plus that bound, no vector outside the candidates can
-belong to the top k. Queries where it does not (near-ties at the cut) widen the candidates
-until it does, or until the whole filter was scored.
+thread: memory-bound, ~14 ms. Here the scan reads one byte per dimension (``indexer.scan8``:
+a quarter of the bytes, FAISS's fastest scalar-quantizer kernel, ~2 ms) over *positions*
+0..n-1, and the ``PositionStore`` (file ids, live flags, float32 vectors) scores its
+candidates exactly. The result is *certified* equal to exact search: the int8 codes move any
+score by at most ``error`` (the largest ``‖x − decode(x)‖`` of a stored vector, ~1e-2 for
+unit vectors) times the query's norm, so once the k-th exact score of the candidates beats
+the last candidate's scan score plus that bound, no vector outside the candidates can belong
+to the top k. Queries where it does not (near-ties at the cut) widen the candidates until it
+does, or until the whole filter was scored.
 
 ``set_scan_threads(n)`` (process-wide, like FAISS's own thread count; ``retrieval.serving``
 sets it) splits a large scan into ``n`` position ranges searched at once: the calling thread
@@ -17,8 +18,10 @@ its OpenMP is pinned to one thread in each pool thread, so no second OpenMP team
 the parts' candidates are merged before the same float32 re-scoring and certificate.
 
 On disk it is the approximate kinds' single-file container (``vector_io``), header kind
-``flat``; a library whose ``vectors.faiss`` is a plain ``IndexIDMap2(IndexFlatIP)`` (the
-older storage of this kind) still opens as ``flat.FlatBackend``.
+``flat``, storage ``SQ8direct`` (its scales in the header). Older containers with an fp16
+scan (storage ``SQfp16``) are re-coded from their float32 vectors when read; a library whose
+``vectors.faiss`` is a plain ``IndexIDMap2(IndexFlatIP)`` (the oldest storage of this kind)
+still opens as ``flat.FlatBackend``.
 """
 
 from __future__ import annotations
@@ -36,15 +39,16 @@ import numpy as np
 from indexer.ann import EXACT_LIMIT
 from indexer.candidates import bitmap_selector
 from indexer.positions import PositionStore, StoredBackend
+from indexer.scan8 import STORAGE, Int8Scan
 from indexer.vector_io import read_container, write_container
 
 log = logging.getLogger(__name__)
 
-STORAGE = "SQfp16"  # FAISS factory string of the scanned copy
-MIN_CANDIDATES = 64  # candidates per query at least (and 4·k): the certificate holds at once
+OLD_STORAGE = "SQfp16"  # the earlier scan (half precision), re-coded when read
+MIN_CANDIDATES = 512  # candidates per query at least (and 4·k): the int8 certificate holds at once
 WIDEN = 8  # candidate growth for the queries whose certificate failed
 SLACK = 1e-5  # float32 rounding of a 512-d inner product, with a wide margin
-BATCH_QUERIES = 16  # range queries from this many on: exact matrix products, not fp16 scans
+BATCH_QUERIES = 16  # range queries from this many on: exact matrix products, not int8 scans
 RANGE_BLOCK = 16_384  # stored vectors per product block (bounds its memory)
 PARALLEL_MIN = 32_768  # positions from which a scan is split across the scan threads
 
@@ -97,33 +101,21 @@ def _merge(parts: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarr
     return np.take_along_axis(scores, order, axis=1), np.take_along_axis(found, order, axis=1)
 
 
-def _scan_index(dim: int) -> Any:
-    return faiss.IndexScalarQuantizer(
-        dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
-    )
-
-
-def _code_error(index: Any, vectors: np.ndarray) -> float:
-    """The largest ``‖x − decode(encode(x))‖`` among ``vectors`` (chunked: bounded memory)."""
-    worst = 0.0
-    for start in range(0, len(vectors), 65_536):
-        chunk = np.ascontiguousarray(vectors[start : start + 65_536], dtype=np.float32)
-        decoded = index.sa_decode(index.sa_encode(chunk))
-        worst = max(worst, float(np.linalg.norm(chunk - decoded, axis=1).max()))
-    return worst
-
-
 class ExactBackend(StoredBackend):
-    """Exact top-k and range search: an fp16 scan over positions, re-scored in float32."""
+    """Exact top-k and range search: an int8 scan over positions, re-scored in float32."""
 
     kind = "flat"
 
     def __init__(self, dim: int) -> None:
         self.dim = dim
-        self.error = 0.0  # bound on |q·x − q·fp16(x)| / ‖q‖ over every stored vector
         self._store = PositionStore(dim)
-        self._index = _scan_index(dim)  # position p holds the fp16 copy of store.vec[p]
+        self._codes = Int8Scan(dim)  # position p holds the int8 code of store.vec[p]
         self._live_bitmap: Any = None
+
+    @property
+    def error(self) -> float:
+        """Bound on |q·x − q·decode(x)| / ‖q‖ over every stored vector."""
+        return self._codes.error
 
     @classmethod
     def empty(cls, dim: int) -> ExactBackend:
@@ -140,8 +132,10 @@ class ExactBackend(StoredBackend):
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         self._store.append(ids, vectors)  # a re-added id's old position dies
-        self._index.add(vectors)
-        self.error = max(self.error, _code_error(self._index, vectors))
+        self._codes.add(vectors)
+        if self._codes.needs_refit():  # the new vectors outgrew the scales: fit them again
+            log.info("re-coding the int8 scan (error bound %.4f)", self._codes.error)
+            self._codes = Int8Scan.fitted(self._store.vec[: self._store.n])
         self._live_bitmap = None
 
     def _compact(self) -> None:
@@ -183,12 +177,14 @@ class ExactBackend(StoredBackend):
             scores, positions = store.exact(queries, k, store.selected(mask))
             return scores, store.file_ids(positions)
         params, _keep = self._params(mask)
-        margin = self.error * np.linalg.norm(queries, axis=1) + SLACK
+        prepared = self._codes.prepare(queries)
+        margin = prepared.bound + SLACK
         scores = np.full((len(queries), k), -np.inf, np.float32)
         positions = np.full((len(queries), k), -1, np.int64)
         todo, wanted, last = np.arange(len(queries)), max(4 * k, MIN_CANDIDATES), min(k, count) - 1
         while len(todo) and wanted < count:
-            approx, candidates = self._scan(queries[todo], wanted, params)
+            raw, candidates = self._propose(prepared.ints[todo], wanted, params)
+            approx = prepared.scores(raw, todo)
             top, found = store.rerank(queries[todo], candidates, k)
             # certified: every vector outside the candidates scores below the k-th found
             done = (candidates[:, -1] < 0) | (top[:, last] > approx[:, -1] + margin[todo])
@@ -198,23 +194,22 @@ class ExactBackend(StoredBackend):
             scores[todo], positions[todo] = store.exact(queries[todo], k, store.selected(mask))
         return scores, store.file_ids(positions)
 
-    def _scan(self, queries: np.ndarray, k: int, params: Any) -> tuple[np.ndarray, np.ndarray]:
-        """The fp16 scan's top ``k`` positions, in parts on the scan threads when large."""
-        n, threads = self._store.n, scan_threads()
+    def _propose(self, coded: np.ndarray, k: int, params: Any) -> tuple[np.ndarray, np.ndarray]:
+        """The int8 scan's top ``k`` (kernel scores, positions) for prepared queries, in
+        parts on the scan threads when large."""
+        n, threads, index = self._store.n, scan_threads(), self._codes.index
         if threads < 2 or n < PARALLEL_MIN:
-            return self._index.search(queries, k, params=params)
+            return index.search(coded, k, params=params)
         bounds = [n * part // threads for part in range(threads + 1)]
         parts = [_part_params(params, lo, hi) for lo, hi in itertools.pairwise(bounds)]
-        pending = [
-            _pool().submit(self._index.search, queries, k, params=part) for part, _ in parts[1:]
-        ]
-        first = self._index.search(queries, k, params=parts[0][0])
+        pending = [_pool().submit(index.search, coded, k, params=part) for part, _ in parts[1:]]
+        first = index.search(coded, k, params=parts[0][0])
         return _merge([first, *(future.result() for future in pending)], k)
 
     def range_search(
         self, queries: np.ndarray, threshold: float
     ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Every vector scoring ≥ ``threshold``, best first. A few queries: the fp16 scan at
+        """Every vector scoring ≥ ``threshold``, best first. A few queries: the int8 scan at
         ``threshold`` minus the error bound finds a superset, the float32 scores decide;
         a batch (near-duplicates of the whole library): float32 matrix products by block."""
         if len(queries) >= BATCH_QUERIES:
@@ -222,8 +217,7 @@ class ExactBackend(StoredBackend):
         params, _keep = self._params(None)
         out = []
         for query in queries:
-            lowered = threshold - self.error * float(np.linalg.norm(query)) - SLACK
-            lims, _, candidates = self._index.range_search(query[None], lowered, params=params)
+            _, _, candidates = self._codes.range_search(query, threshold - SLACK, params)
             exact = self._store.vec[candidates] @ query if len(candidates) else np.empty(0)
             keep = exact >= threshold
             order = np.argsort(-exact[keep], kind="stable")
@@ -267,16 +261,23 @@ class ExactBackend(StoredBackend):
 
     def write(self, path: Path) -> None:
         store, n = self._store, self._store.n
-        header = {"kind": self.kind, "storage": STORAGE, "dim": self.dim, "n": n}
-        header["error"] = self.error
-        write_container(path, header, store.ext[:n], store.live[:n], store.vec[:n], self._index)
+        header = {"kind": self.kind, "dim": self.dim, "n": n, **self._codes.header()}
+        index = self._codes.index if n else None
+        write_container(path, header, store.ext[:n], store.live[:n], store.vec[:n], index)
 
     @classmethod
     def read(cls, path: Path) -> ExactBackend:
         header, ext, live, vectors, index = read_container(path)
         backend = cls(header["dim"])
         backend._store = PositionStore.from_arrays(ext, live, vectors)
-        backend._index, backend.error = index, float(header["error"])
-        if index is None or index.ntotal != len(ext):
-            raise ValueError(f"{path}: the fp16 scan does not match the stored vectors")
+        storage = header.get("storage")
+        if storage == OLD_STORAGE or (storage == STORAGE and not len(ext)):
+            log.info("%s: re-coding its %s scan as int8", path, storage)
+            backend._codes = Int8Scan.fitted(vectors) if len(ext) else Int8Scan(backend.dim)
+        elif storage == STORAGE:
+            backend._codes = Int8Scan.from_header(header, index, backend.dim)
+        else:
+            raise ValueError(f"{path}: unknown scan storage {storage!r}")
+        if backend._codes.ntotal != len(ext):
+            raise ValueError(f"{path}: the int8 scan does not match the stored vectors")
         return backend
