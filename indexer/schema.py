@@ -101,6 +101,21 @@ MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_to_1}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 
+def current_version(connection: Connection) -> int:
+    """The schema version of a database that must not be written (a read-only library):
+    VitrieveError unless it is this vitrieve's."""
+    try:
+        current = connection.execute(select(SchemaVersion.version)).scalar() or 0
+    except Exception as exc:  # no version table: not (yet) a library database
+        raise VitrieveError("the read-only library's database has no schema version") from exc
+    if current != SCHEMA_VERSION:
+        raise VitrieveError(
+            f"the library is read-only and its schema is version {current}, not "
+            f"{SCHEMA_VERSION}: open it once where it can be written to upgrade it"
+        )
+    return current
+
+
 def migrate(connection: Connection) -> int:
     """Bring the schema to ``SCHEMA_VERSION`` inside the caller's transaction; return it."""
     SchemaVersion.__table__.create(connection, checkfirst=True)

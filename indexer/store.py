@@ -6,6 +6,7 @@ Id lists are chunked so that a 100k-file library stays under every driver's para
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -20,11 +21,12 @@ from indexer.queries import CHUNK as _CHUNK
 from indexer.queries import FileRecord, StoreQueries
 from indexer.queries import chunks as _chunks
 from indexer.queries import to_record as _record
-from indexer.schema import EmbeddingRow, FileRow, LabelRow, migrate
+from indexer.schema import EmbeddingRow, FileRow, LabelRow, current_version, migrate
 
 __all__ = ["DB_FILE", "FileRecord", "MetadataStore"]
 
 DB_FILE = "library.db"
+log = logging.getLogger(__name__)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -36,21 +38,35 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+def _read_only_url(db: Path) -> str:
+    """SQLite URL that opens ``db`` without writing anything beside it: on a read-only file
+    system WAL mode cannot create its ``-shm`` file, so the file is opened as immutable (no
+    locks; a write-ahead log left by an unfinished run is not read)."""
+    if db.with_name(db.name + "-wal").exists() and db.with_name(db.name + "-wal").stat().st_size:
+        log.warning("%s-wal exists: its last changes are not visible to a read-only open", db)
+    return f"sqlite:///file:{db.as_posix()}?mode=ro&immutable=1&uri=true"
+
+
 class MetadataStore(StoreQueries):
     """Files, embeddings metadata and labels of one library (writes here, reads in
     ``StoreQueries``)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, read_only: bool = False) -> None:
+        """``read_only``: never write (SQLite URLs built by ``for_library`` open the file
+        immutable); the schema must then be current already."""
         try:
             self.engine: Engine = create_engine(url, pool_pre_ping=True)
         except Exception as exc:  # bad URL or missing driver: one clear message
             raise VitrieveError(f"cannot use database {url!r}: {exc}") from exc
-        if self.engine.dialect.name == "sqlite":
+        if self.engine.dialect.name == "sqlite" and not read_only:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
+        self.read_only = read_only
         try:
             with self.engine.begin() as connection:
-                self.schema_version = migrate(connection)
+                self.schema_version = (
+                    current_version(connection) if read_only else migrate(connection)
+                )
         except VitrieveError:
             raise
         except Exception as exc:
@@ -58,9 +74,13 @@ class MetadataStore(StoreQueries):
             raise VitrieveError(f"cannot open database {self.url}: {reason}") from exc
 
     @classmethod
-    def for_library(cls, library: Path, url: str | None = None) -> MetadataStore:
+    def for_library(
+        cls, library: Path, url: str | None = None, read_only: bool = False
+    ) -> MetadataStore:
         """The store of a library directory: ``url`` if given, else ``library/library.db``."""
-        return cls(url or f"sqlite:///{(library / DB_FILE).resolve()}")
+        if url is None and read_only:
+            return cls(_read_only_url((library / DB_FILE).resolve()), read_only=True)
+        return cls(url or f"sqlite:///{(library / DB_FILE).resolve()}", read_only)
 
     @property
     def url(self) -> str:

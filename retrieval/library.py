@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import numbers
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from encoders.encoder import Encoder
 from encoders.errors import VitrieveError
 from indexer.layout import DEFAULT_LIBRARY_DIR, MANIFEST_FILE, Manifest, read_manifest, vectors_path
 from indexer.schema import FileRow
-from indexer.store import FileRecord, MetadataStore
+from indexer.store import DB_FILE, FileRecord, MetadataStore
 from indexer.vectors import VectorIndex
 from retrieval.calibration import CALIBRATION_FILE, Calibration, load_or_compute
 
@@ -60,6 +61,13 @@ def find_library(path: Path) -> Path:
     )
 
 
+def _writable(path: Path) -> bool:
+    """Whether the library's folder and database can be written (not on a read-only file
+    system, not immutable, not someone else's files)."""
+    db = path / DB_FILE
+    return os.access(path, os.W_OK) and (not db.exists() or os.access(db, os.W_OK))
+
+
 class Library:
     """One opened library: its manifest, metadata store, vector index and (lazily) model."""
 
@@ -79,7 +87,11 @@ class Library:
         manifest = read_manifest(path)
         if manifest is None:
             raise VitrieveError(f"no library at {path}")
-        store = MetadataStore.for_library(path, db_url or manifest.database)
+        url = db_url or manifest.database
+        read_only = url is None and not _writable(path)
+        if read_only:
+            log.info("%s is read-only: opening its database without writing", path)
+        store = MetadataStore.for_library(path, url, read_only=read_only)
         vectors = vectors_path(path)
         if vectors.exists():
             index = VectorIndex.load(vectors)
