@@ -32,7 +32,7 @@ from encoders.encoder import Encoder
 from encoders.errors import VitrieveError
 from indexer.decode import DecodeSettings, decode_file
 from indexer.generations import GenerationIndex
-from indexer.layout import Manifest, atomic_write_bytes, thumb_relpath
+from indexer.layout import Manifest, thumb_relpath, write_thumbnail
 from indexer.reports import IndexOptions, IndexReport, ProgressCallback
 from indexer.run import Request, Run, begin_run, finish_run, open_library, resolve_paths
 from indexer.shards import build_from_shards, write_shard
@@ -82,7 +82,7 @@ class EmbedActor:
             pixels = torch.from_numpy(np.stack([d.pixels for d in good]))
             vectors = self.encoder.encode_image_tensors(pixels)
             for d in good:
-                atomic_write_bytes(self.library / thumb_relpath(d.id), d.thumb or b"")
+                write_thumbnail(self.library, d.id, d.thumb or b"")
             where = {int(i): p for i, p in zip(ids, paths, strict=True)}
             good_ids = np.array([d.id for d in good], np.int64)
             shard = write_shard(self.shards, good_ids, vectors, [where[d.id] for d in good])

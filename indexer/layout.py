@@ -92,13 +92,18 @@ def write_manifest(library: Path, manifest: Manifest) -> None:
     atomic_write_bytes(library / MANIFEST_FILE, manifest.to_json().encode("utf-8"))
 
 
-def atomic_write_bytes(target: Path, data: bytes, fsync: bool = True) -> None:
+def atomic_write_bytes(
+    target: Path, data: bytes, fsync: bool = True, scratch: Path | None = None
+) -> None:
     """Write ``data`` to ``target`` so that readers see the old or the new file, never half.
 
     ``fsync=False`` for files that can be remade (thumbnails): survives a killed process,
-    not a power cut, and costs no disk flush."""
+    not a power cut, and costs no disk flush. ``scratch``: the folder for the temporary
+    file (on the same file system), when not ``target``'s own."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    if scratch is not None:
+        scratch.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=scratch or target.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -111,6 +116,7 @@ def atomic_write_bytes(target: Path, data: bytes, fsync: bool = True) -> None:
             os.unlink(tmp)
 
 
+THUMB_SCRATCH = "thumbs/.partial"  # temporary thumbnail files (a dot folder: never an id's)
 # what atomic_write_bytes and VectorIndex.save name their temporary files (tempfile.mkstemp)
 _MKSTEMP = r"\.[A-Za-z0-9_]{8}(\.tmp)?"
 
@@ -119,10 +125,11 @@ def remove_temporaries(library: Path) -> list[str]:
     """Delete what atomic writes of a killed run left behind (an index-sized temporary file
     per kill during a FAISS save) in the library folder and its staging folders; returns
     their names. Call it holding the writer lock. Only the writer's own files count: a reader
-    may be writing its calibration beside them. Thumbnail folders are not walked (a killed
-    run leaves at most one small file there)."""
+    may be writing its calibration beside them. Thumbnails are written through one scratch
+    folder (``THUMB_SCRATCH``), so the thousands of thumbnail folders are never walked."""
     owned = "|".join(re.escape(n) for n in (MANIFEST_FILE, VECTORS_FILE, NEXT_VECTORS_FILE))
     patterns = [(library, re.compile(rf"^\.({owned}){_MKSTEMP}$"))]
+    patterns.append((library / THUMB_SCRATCH, re.compile(rf"^\.\d+\.webp{_MKSTEMP}$")))
     staged = re.compile(rf"^\..+\.npz{_MKSTEMP}$")
     patterns += [(folder, staged) for folder in sorted((library / "staging").glob("g*"))]
     removed = []
@@ -146,6 +153,13 @@ def staging_dir(library: Path, generation: int) -> Path:
 
 def thumb_relpath(file_id: int) -> str:
     return f"thumbs/{file_id // 1000}/{file_id}.webp"
+
+
+def write_thumbnail(library: Path, file_id: int, data: bytes) -> None:
+    """Store a file's thumbnail atomically (no fsync: it can be remade); a killed write
+    leaves its temporary file in ``THUMB_SCRATCH``, which ``remove_temporaries`` sweeps."""
+    target = library / thumb_relpath(file_id)
+    atomic_write_bytes(target, data, fsync=False, scratch=library / THUMB_SCRATCH)
 
 
 @contextmanager

@@ -24,7 +24,7 @@ import torch
 
 from encoders.encoder import Encoder
 from indexer.decode import Decoded, DecodePool, DecodeSettings
-from indexer.layout import Manifest, atomic_write_bytes, thumb_relpath
+from indexer.layout import Manifest, thumb_relpath, write_thumbnail
 from indexer.pixels import Batcher, split_transform
 from indexer.reports import IndexOptions, IndexProgress, IndexReport, ProgressCallback
 from indexer.run import Request, Run, begin_run, finish_run, open_library, resolve_paths
@@ -145,9 +145,8 @@ class _BatchWriter:
             vectors = self.encoder.encode_image_tensors(pixels)
             clock = self._lap("main encode", clock)
             for d in self.decoded:
-                relpath = thumb_relpath(d.id)
-                atomic_write_bytes(run.library / relpath, d.thumb or b"", fsync=False)
-                rows.append({"id": d.id, "thumb": relpath, "error": None, **d.facts})
+                write_thumbnail(run.library, d.id, d.thumb or b"")
+                rows.append({"id": d.id, "thumb": thumb_relpath(d.id), "error": None, **d.facts})
             clock = self._lap("main thumbnail files", clock)
             run.index.stage(ids, vectors)
             clock = self._lap("main vectors", clock)
