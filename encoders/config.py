@@ -22,7 +22,7 @@ MAX_CONFIG_BYTES = 1 << 20  # a model config is a few hundred bytes of JSON
 
 VISION_POOLS = {"tok": "cls", "avg": "mean"}  # open_clip name -> ours
 POS_EMBEDS = {"learnable": "learned", "sin_cos_2d": "sincos"}
-VISION_INITS = ("clip", "mimetic")  # how a fresh ViT starts (encoders/init.py)
+VISION_INITS = ("clip", "sincos", "mimetic")  # how a fresh ViT starts (encoders/init.py)
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,8 @@ class VisionConfig:
     pos_embed: str = "learned"  # "learned" (ViT, CLIP) or "sincos" (fixed 2-D sin-cos)
     norm_pre: bool = True  # CLIP's LayerNorm before the blocks (not in the ViT paper)
     # Starting weights only (same parameters, so open_clip builds and loads the model):
-    # "clip" random, "mimetic" attention that starts local (encoders/init.py).
+    # "clip" random; "sincos" learned positions start as 2-D sin-cos; "mimetic" attention
+    # starts near W_q W_kᵀ ∝ I, W_v W_o ∝ −I (encoders/init.py).
     init: str = "clip"
 
     @property

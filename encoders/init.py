@@ -15,7 +15,7 @@ import math
 import torch
 
 from encoders.layers import Transformer
-from encoders.vit import VisionTransformer
+from encoders.vit import VisionTransformer, sincos_2d
 
 # The paper's ViT-Tiny values: W_q W_kᵀ ≈ α₁ Z + β₁ I, W_v W_o ≈ α₂ Z − β₂ I, Z ~ N(0, 1/d).
 MIMETIC_QK = (0.7, 0.7)
@@ -65,24 +65,24 @@ def mimetic_attention_(
         block.attn.proj.weight.copy_(b)
 
 
-def gaussian_positions(
-    grid: int, width: int, scale: float, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """(grid², width) random Fourier features whose dot products fall off with 2-D distance.
+@torch.no_grad()
+def sincos_positions_(vit: VisionTransformer) -> None:
+    """Start learned patch positions as 2-D sin-cos, at the scale of CLIP's random ones.
 
-    p_i · p_j ≈ exp(−|r_i − r_j|² / 2σ²) with σ = ``scale`` patches (Rahimi & Recht, 2007):
-    with W_q W_kᵀ ≈ I, attention on these alone is a Gaussian blur over the patch grid.
+    Neighbouring patches then begin with similar position embeddings instead of unrelated
+    noise; the embeddings stay learnable. Rows of ``sincos_2d`` have norm √(width/2), CLIP's
+    N(0, 1/width) rows norm ≈ 1: the scale keeps the balance with the patch content.
     """
-    ys, xs = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
-    coords = torch.stack([ys.flatten(), xs.flatten()], dim=1).float()  # (N, 2)
-    freqs = torch.randn(2, width, generator=generator) / scale
-    phase = torch.rand(width, generator=generator) * 2 * math.pi
-    return math.sqrt(2.0 / width) * torch.cos(coords @ freqs + phase)
+    width = vit.config.width
+    vit.pos_embed[1:] = sincos_2d(vit.config.grid_size, width) * math.sqrt(2 / width)
 
 
 def initialise_vision_(vit: VisionTransformer, scheme: str) -> None:
     """Apply a ``VisionConfig.init`` scheme to a freshly built ViT ("clip": leave it as is)."""
     if scheme == "mimetic":
         mimetic_attention_(vit.transformer, vit.config.heads)
+    elif scheme == "sincos":
+        if vit.config.pos_embed == "learned":  # fixed sin-cos positions are that already
+            sincos_positions_(vit)
     elif scheme != "clip":
         raise ValueError(f"unknown vision init {scheme!r}")

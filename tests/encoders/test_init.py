@@ -1,4 +1,4 @@
-"""Mimetic initialisation: the attention structure it promises, and checkpoints that keep it."""
+"""Vision initialisations: the structure each promises, and checkpoints that keep it."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from encoders.checkpoint import load_checkpoint, save_checkpoint
 from encoders.clip import create_model
 from encoders.config import CLIPConfig, TextConfig, VisionConfig
 from encoders.errors import VitrieveError
-from encoders.init import factor_pair, gaussian_positions, mimetic_attention_
+from encoders.init import factor_pair, mimetic_attention_
 from encoders.layers import Transformer
 
 
@@ -71,14 +71,6 @@ def test_mimetic_heads_attend_to_similar_tokens_first() -> None:
     assert torch.equal((q @ k.T).argmax(dim=1), torch.arange(20))
 
 
-def test_gaussian_positions_fall_off_with_distance() -> None:
-    pos = gaussian_positions(8, 512, scale=1.5, generator=torch.Generator().manual_seed(0))
-    similarity = (pos @ pos.T).reshape(8, 8, 8, 8)  # (y, x, y', x')
-    row = similarity[4, 4, 4]  # position (4, 4) against (4, 0..7)
-    assert row[4] > row[5] > row[6] > row[7]
-    assert row[3] > row[2] > row[1]
-
-
 def test_mimetic_config_round_trips_and_older_configs_default_to_clip() -> None:
     config = _config("mimetic")
     data = json.loads(json.dumps(config.to_dict()))
@@ -90,12 +82,13 @@ def test_mimetic_config_round_trips_and_older_configs_default_to_clip() -> None:
         CLIPConfig.from_dict({**data, "vision_init": "lsuv"})
 
 
-def test_mimetic_model_checkpoint_round_trip(tmp_path) -> None:
+@pytest.mark.parametrize("init", ["sincos", "mimetic"])
+def test_initialised_model_checkpoint_round_trip(tmp_path, init: str) -> None:
     torch.manual_seed(0)
-    model = create_model(_config("mimetic")).eval()
+    model = create_model(_config(init)).eval()
     save_checkpoint(model, tmp_path / "ckpt")
     loaded, _ = load_checkpoint(tmp_path / "ckpt")
-    assert loaded.config.vision.init == "mimetic"
+    assert loaded.config.vision.init == init
     images = torch.randn(2, 3, 32, 32)
     assert torch.allclose(model.encode_image(images), loaded.eval().encode_image(images))
 
@@ -111,3 +104,25 @@ def test_vision_init_changes_weights_only() -> None:
     assert changed == {
         f"visual.transformer.blocks.{i}.attn.{p}.weight" for i in range(2) for p in ("qkv", "proj")
     }
+
+
+def test_sincos_init_gives_learnable_positions_that_fall_off_with_distance() -> None:
+    torch.manual_seed(0)
+    vit = create_model(
+        replace(_config("sincos"), vision=replace(_config("sincos").vision, image_size=64))
+    ).visual
+    assert vit.pos_embed.requires_grad
+    patches = vit.pos_embed[1:].detach()  # (64, D): an 8 × 8 grid
+    assert torch.allclose(patches.norm(dim=1), torch.ones(64), atol=1e-5)  # CLIP's scale
+    row = (patches @ patches.T).reshape(8, 8, 8, 8)[3, 3, 3]  # (3, 3) against (3, 0..7)
+    assert row[3] > row[4] > row[5] > row[6] and row[3] > row[2] > row[1] > row[0]
+
+
+def test_sincos_init_changes_only_the_patch_positions() -> None:
+    torch.manual_seed(0)
+    clip_init = create_model(_config("clip")).state_dict()
+    torch.manual_seed(0)
+    sincos = create_model(_config("sincos")).state_dict()
+    changed = {k for k in clip_init if not torch.equal(clip_init[k], sincos[k])}
+    assert changed == {"visual.pos_embed"}
+    assert torch.equal(clip_init["visual.pos_embed"][0], sincos["visual.pos_embed"][0])
