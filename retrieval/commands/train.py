@@ -102,6 +102,13 @@ def train(
     hard_negatives: bool = typer.Option(
         True, "--hard-negatives/--no-hard-negatives", help="Attribute-swapped negatives."
     ),
+    grey_fraction: float = typer.Option(
+        DEFAULTS.grey_fraction,
+        "--grey-fraction",
+        min=0.0,
+        max=1.0,
+        help="Share of colour-captioned pairs shown greyscale with the colour words removed.",
+    ),
     accum: int = typer.Option(1, "--accum", min=1, help="Micro-batches per optimiser step."),
     checkpoint_every: int = typer.Option(0, "--checkpoint-every", min=0, help="Steps; 0: end."),
     seed: int = typer.Option(0, "--seed"),
@@ -124,7 +131,7 @@ def train(
         raise typer.BadParameter("--batch-size must be a multiple of --accum")
     options = TrainOptions(
         loss=loss, batch_size=batch_size, lr=lr, weight_decay=weight_decay, epochs=epochs,
-        minutes=minutes, accum=accum, hard_negatives=hard_negatives,
+        minutes=minutes, accum=accum, hard_negatives=hard_negatives, grey_fraction=grey_fraction,
         checkpoint_every=checkpoint_every, seed=seed, threads=threads,
     )  # fmt: skip
     request = TrainRequest(
