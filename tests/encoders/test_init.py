@@ -126,3 +126,18 @@ def test_sincos_init_changes_only_the_patch_positions() -> None:
     changed = {k for k in clip_init if not torch.equal(clip_init[k], sincos[k])}
     assert changed == {"visual.pos_embed"}
     assert torch.equal(clip_init["visual.pos_embed"][0], sincos["visual.pos_embed"][0])
+
+
+def test_a_checkpoint_from_before_vision_init_still_loads(tmp_path) -> None:
+    """Checkpoints written before the key existed have no ``vision_init``: they load as-is."""
+    torch.manual_seed(0)
+    model = create_model(_config("sincos")).eval()
+    directory = tmp_path / "old"
+    save_checkpoint(model, directory)
+    config = json.loads((directory / "config.json").read_text())
+    assert config.pop("vision_init") == "sincos"
+    (directory / "config.json").write_text(json.dumps(config))
+    loaded, _ = load_checkpoint(directory)
+    assert loaded.config.vision.init == "clip"
+    images = torch.randn(2, 3, 32, 32)
+    assert torch.allclose(model.encode_image(images), loaded.eval().encode_image(images))
