@@ -45,7 +45,7 @@ from indexer.vector_io import read_container, write_container
 log = logging.getLogger(__name__)
 
 OLD_STORAGE = "SQfp16"  # the earlier scan (half precision), re-coded when read
-MIN_CANDIDATES = 512  # candidates per query at least (and 4·k): the int8 certificate holds at once
+MIN_CANDIDATES = 256  # candidates per query at least (and 4·k): the certificate mostly holds
 WIDEN = 8  # candidate growth for the queries whose certificate failed
 SLACK = 1e-5  # float32 rounding of a 512-d inner product, with a wide margin
 BATCH_QUERIES = 16  # range queries from this many on: exact matrix products, not int8 scans
@@ -177,6 +177,7 @@ class ExactBackend(StoredBackend):
             scores, positions = store.exact(queries, k, store.selected(mask))
             return scores, store.file_ids(positions)
         params, _keep = self._params(mask)
+        self._codes.prefer_huge_pages()
         prepared = self._codes.prepare(queries)
         margin = prepared.bound + SLACK
         scores = np.full((len(queries), k), -np.inf, np.float32)
