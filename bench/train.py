@@ -56,11 +56,11 @@ def make_data(data: Path, train: int, test: int, size: int) -> Path:
     return data
 
 
-def run_ours(data: Path, run: Path, minutes: float, batch: int) -> dict:
+def run_ours(data: Path, run: Path, minutes: float, batch: int, seed: int = 0) -> dict:
     """``vitrieve train`` for the budget; its own samples/s and the wall time it took."""
     command = [PYTHON, "-m", "retrieval.cli", "train", "--data", str(data / "train.tsv"),
                "--minutes", str(minutes), "--batch-size", str(batch), "--out", str(run),
-               "--json"]  # fmt: skip
+               "--seed", str(seed), "--json"]  # fmt: skip
     shutil.rmtree(run, ignore_errors=True)  # a fresh run, never an earlier one's files
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
@@ -116,7 +116,9 @@ def _log_times(log: str) -> tuple[datetime | None, list[float]]:
     return when, [float(r) for r in RATE.findall(log)]
 
 
-def run_openclip(config: Path, tsv: Path, logs: Path, batch: int, timeout: float) -> dict:
+def run_openclip(
+    config: Path, tsv: Path, logs: Path, batch: int, timeout: float, seed: int = 0
+) -> dict:
     """open_clip_train.main for one epoch over ``tsv``; killed at ``timeout`` seconds."""
     lock = ["--lock-text"] if "hf_model_name" in config.read_text() else []
     args = ["--train-data", str(tsv), "--dataset-type", "csv", "--csv-separator", "\t",
@@ -124,7 +126,7 @@ def run_openclip(config: Path, tsv: Path, logs: Path, batch: int, timeout: float
             "--batch-size", str(batch), "--epochs", "1", "--lr", str(RECIPE.lr),
             "--wd", str(RECIPE.weight_decay),
             "--warmup", "20", "--precision", "amp_bf16", "--workers", "2", "--device", "cpu",
-            "--logs", str(logs), "--name", "run", "--save-frequency", "1", "--seed", "0",
+            "--logs", str(logs), "--name", "run", "--save-frequency", "1", "--seed", str(seed),
             "--log-every-n-steps", "1", "--zeroshot-frequency", "0", *lock]  # fmt: skip
     shutil.rmtree(logs, ignore_errors=True)  # open_clip refuses to reuse an experiment name:
     # a stale log and checkpoint would otherwise be read as this run's
@@ -183,7 +185,7 @@ def score(encoder, data: Path) -> dict:
 
 
 def one_round(args, data: Path, work: Path, index: int) -> dict:
-    ours = run_ours(data, work / f"ours{index}", args.minutes, args.batch_size)
+    ours = run_ours(data, work / f"ours{index}", args.minutes, args.batch_size, seed=index)
     ours.update(score(Encoder.load(ours["checkpoint"]), data))
     print(f"  ours: {ours['samples_per_s']:.0f} samples/s, {ours}")
     config = openclip_config(ours["checkpoint"], work)
@@ -195,7 +197,7 @@ def one_round(args, data: Path, work: Path, index: int) -> dict:
           f"{probe['startup_s']:.0f} s -> one epoch of {rows} samples")  # fmt: skip
     tsv = cycled_tsv(data, rows, work / "openclip_train.tsv")
     theirs = run_openclip(config, tsv, work / f"openclip{index}", args.batch_size,
-                          args.minutes * 60 * 1.3)  # fmt: skip
+                          args.minutes * 60 * 1.3, seed=index)  # fmt: skip
     if theirs["checkpoint"].is_file():
         theirs.update(score(OpenClipEncoder(config, theirs["checkpoint"]), data))
     print(f"  open_clip: {theirs}")

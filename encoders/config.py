@@ -209,7 +209,9 @@ def _text_from_dict(d: dict[str, Any]) -> TextConfig:
 BUILTIN: dict[str, CLIPConfig] = {
     "tiny": CLIPConfig(
         embed_dim=256,
-        vision=VisionConfig(image_size=64, patch_size=8, width=128, layers=4, head_width=64),
+        vision=VisionConfig(
+            image_size=64, patch_size=8, width=128, layers=4, head_width=64, init="sincos"
+        ),
         text=TextConfig(context_length=32, width=256, heads=4, layers=4),
         name="tiny",
     ),

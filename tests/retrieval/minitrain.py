@@ -29,7 +29,7 @@ def fixture_config() -> CLIPConfig:
     does (`tiny` became 128 × 4 for the 5-minute trainer; this loop is plain contrastive
     steps without its remedies, and 160 of them need the wider ViT)."""
     tiny = load_config("tiny")
-    return replace(tiny, vision=replace(tiny.vision, width=192, layers=6))
+    return replace(tiny, vision=replace(tiny.vision, width=192, layers=6, init="clip"))
 
 
 def train_tiny(
