@@ -10,7 +10,7 @@ open_clip's schedule is epoch-based, so a short calibration run measures its sam
 and its "epoch" is then the training file cycled to the number of samples that fit the
 budget: its cosine ends when the budget does, as ours does with ``--minutes``.
 
-    python bench/train.py [--minutes 5] [--rounds 1] [--data DIR] [--work DIR]
+    python bench/train.py [--minutes 5] [--rounds 1] [--seed 0] [--data DIR] [--work DIR]
 """
 
 from __future__ import annotations
@@ -224,6 +224,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0, help="Round i trains with seed SEED + i.")
     parser.add_argument("--batch-size", type=int, default=RECIPE.batch_size)
     parser.add_argument("--train", type=int, default=20000)
     parser.add_argument("--test", type=int, default=3000)
@@ -235,7 +236,8 @@ def main() -> None:
     rounds = []
     for index in range(args.rounds):
         print(f"round {index + 1}/{args.rounds} ({args.minutes} min each)")
-        rounds.append(one_round(args, data, args.work / f"round{index}", index))
+        seed = args.seed + index
+        rounds.append(one_round(args, data, args.work / f"round{seed}", seed))
     report(rounds)
 
 
