@@ -17,8 +17,11 @@ OpenMP thread is descheduled, the first spins at the barrier, then spins on afte
 encoding and takes the core from the scan); with ``OMP_WAIT_POLICY=PASSIVE`` set before
 torch loads the collapse is gone but the gain is not steady (39.7 against 46.9 ms in one
 run, 68.1 against 62.8 in another). The scan in 2 parts alone, against 1 part, wall:
-24.9/30.7, 37.0/45.1, 49.2/42.2, 47.5/46.9, 66.5/62.8 ms. So serving pins all three pools
-to one thread.
+24.9/30.7, 37.0/45.1, 49.2/42.2, 47.5/46.9, 66.5/62.8 ms: no collapse under load (it waits
+on a future, it does not spin) and no CPU wasted (process CPU equal to one part's). So
+serving pins all three OpenMP/BLAS pools to one thread and, where there are two cores,
+scans in 2 parts: with the int8 scan on a quiet machine 18.7 against 20.9 ms end to end
+(``bench/search.py --compare``, 2026-11-24).
 
 The encoder is not compiled by default: its text tower runs with pre-packed weights
 (``encoders.packed``), within ~15% of a compiled one, while compiling costs tens of seconds
@@ -29,6 +32,7 @@ long-running server may opt in with ``ServingConfig(compile=True)``.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
 import faiss
@@ -70,7 +74,7 @@ class ServingConfig:
         )
 
 
-DEFAULT_SERVING = ServingConfig()
+DEFAULT_SERVING = ServingConfig(scan_threads=min(2, os.cpu_count() or 1))
 
 
 def configure_serving(config: ServingConfig = DEFAULT_SERVING) -> ServingConfig:

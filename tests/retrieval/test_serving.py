@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import faiss
 import torch
 from threadpoolctl import threadpool_info, threadpool_limits
@@ -23,6 +25,22 @@ def test_configure_serving_pins_torch_faiss_and_blas_threads():
         faiss.omp_set_num_threads(torch_before)
     assert "torch 1, exact scan 1" in config.describe() and "eager" in config.describe()
     assert DEFAULT_SERVING.threads == 1 and not DEFAULT_SERVING.compile
+
+
+def test_the_default_scans_in_two_parts_with_one_openmp_thread_each():
+    """The default: every OpenMP/BLAS pool at 1 thread, the exact scan in 2 parts on plain
+    threads where there are 2 cores (they wait on futures, they never spin)."""
+    torch_before = torch.get_num_threads()
+    try:
+        with threadpool_limits(user_api="blas"):
+            configure_serving(DEFAULT_SERVING)
+            assert torch.get_num_threads() == 1
+            assert scan_threads() == min(2, os.cpu_count() or 1) == DEFAULT_SERVING.scan_parts
+    finally:
+        configure_serving(ServingConfig(threads=1))
+        torch.set_num_threads(torch_before)
+        faiss.omp_set_num_threads(torch_before)
+    assert scan_threads() == 1
 
 
 def test_two_thread_serving_keeps_one_openmp_pool_multi_threaded():
