@@ -61,6 +61,7 @@ class Int8Scan:
         self.error = error  # max ‖x − decode(x)‖ over every coded vector
         self.fitted_error = error  # the same bound over the vectors the scales were fitted on
         self.code_norm = 0.0  # max ‖codes‖ over every coded vector
+        self._advised: tuple[int, int] | None = None  # (address, size) given huge-page advice
         self.index: Any = faiss.IndexScalarQuantizer(
             dim, faiss.ScalarQuantizer.QT_8bit_direct_signed, faiss.METRIC_INNER_PRODUCT
         )
@@ -95,7 +96,7 @@ class Int8Scan:
             return
         try:
             where = (int(codes.data()), int(codes.size()))
-            if where == getattr(self, "_advised", None):
+            if where == self._advised:
                 return
             self._advised = where
             start = -(-where[0] // HUGE_PAGE) * HUGE_PAGE
