@@ -10,9 +10,10 @@ import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
-from sqlalchemy import Engine, create_engine, delete, event, exists, insert, select
+from sqlalchemy import URL, Engine, create_engine, delete, event, exists, insert, select
 from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -38,20 +39,25 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def _read_only_url(db: Path) -> str:
-    """SQLite URL that opens ``db`` without writing anything beside it: on a read-only file
-    system WAL mode cannot create its ``-shm`` file, so the file is opened as immutable (no
-    locks; a write-ahead log left by an unfinished run is not read)."""
-    if db.with_name(db.name + "-wal").exists() and db.with_name(db.name + "-wal").stat().st_size:
-        log.warning("%s-wal exists: its last changes are not visible to a read-only open", db)
-    return f"sqlite:///file:{db.as_posix()}?mode=ro&immutable=1&uri=true"
+def _sqlite_url(db: Path, read_only: bool = False) -> URL:
+    """The SQLite URL of ``db``, built from parts: a folder named ``50%`` or ``a#b`` is a
+    path, not URL syntax. ``read_only``: open without writing anything beside the file — on
+    a read-only file system WAL mode cannot create its ``-shm`` file, so the file is opened
+    immutable (no locks; a write-ahead log left by an unfinished run is not read)."""
+    if not read_only:
+        return URL.create("sqlite", database=str(db))
+    wal = db.with_name(db.name + "-wal")
+    if wal.exists() and wal.stat().st_size:
+        log.warning("%s exists: its last changes are not visible to a read-only open", wal)
+    uri = f"file:{quote(db.as_posix(), safe='/')}?mode=ro&immutable=1"  # SQLite URI escapes
+    return URL.create("sqlite", database=uri, query={"uri": "true"})
 
 
 class MetadataStore(StoreQueries):
     """Files, embeddings metadata and labels of one library (writes here, reads in
     ``StoreQueries``)."""
 
-    def __init__(self, url: str, read_only: bool = False) -> None:
+    def __init__(self, url: str | URL, read_only: bool = False) -> None:
         """``read_only``: never write (SQLite URLs built by ``for_library`` open the file
         immutable); the schema must then be current already."""
         try:
@@ -78,9 +84,9 @@ class MetadataStore(StoreQueries):
         cls, library: Path, url: str | None = None, read_only: bool = False
     ) -> MetadataStore:
         """The store of a library directory: ``url`` if given, else ``library/library.db``."""
-        if url is None and read_only:
-            return cls(_read_only_url((library / DB_FILE).resolve()), read_only=True)
-        return cls(url or f"sqlite:///{(library / DB_FILE).resolve()}", read_only)
+        if url is None:
+            return cls(_sqlite_url((library / DB_FILE).resolve(), read_only), read_only)
+        return cls(url, read_only)
 
     @property
     def url(self) -> str:

@@ -66,7 +66,10 @@ def test_a_read_only_library_searches_like_the_writable_one(read_only_copy, libr
     assert _snapshot(read_only_copy) == before  # no -shm, -wal, calibration or temp file
 
 
-def test_a_read_only_database_is_never_written(tmp_path: Path):
+@pytest.mark.parametrize("folder", ["library", "50% off #1? ünï"])  # paths, not URL syntax
+def test_a_read_only_database_is_never_written(tmp_path: Path, folder: str):
+    tmp_path = tmp_path / folder
+    tmp_path.mkdir()
     writable = MetadataStore.for_library(tmp_path)  # creates library.db, current schema
     writable.close()
     for leftover in tmp_path.glob(f"{DB_FILE}-*"):
