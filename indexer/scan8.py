@@ -135,7 +135,7 @@ class Int8Scan:
         queries = np.asarray(queries, dtype=np.float64)
         scaled = queries if self.scales is None else queries / self.scales
         peak = np.abs(scaled).max(axis=1, keepdims=True, initial=0.0)
-        factor = np.where(peak > 0, QUERY_PEAK / np.where(peak > 0, peak, 1.0), 1.0)
+        factor = QUERY_PEAK / np.where(peak > 0, peak, QUERY_PEAK)  # 1 for an all-zero query
         ints = np.rint(scaled * factor)
         rounding = np.linalg.norm(scaled - ints / factor, axis=1) * self.code_norm
         bound = self.error * np.linalg.norm(queries, axis=1) + rounding
