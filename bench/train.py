@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 from encoders.datasets import write_synthetic  # noqa: E402
 from encoders.encoder import Encoder  # noqa: E402
 from encoders.training.data import read_captioned  # noqa: E402
+from encoders.training.optim import warmup_steps  # noqa: E402
 from encoders.training.steps import TrainOptions  # noqa: E402
 from retrieval.evaluate import evaluate_retrieval, evaluate_zeroshot  # noqa: E402
 
@@ -119,13 +120,18 @@ def _log_times(log: str) -> tuple[datetime | None, list[float]]:
 def run_openclip(
     config: Path, tsv: Path, logs: Path, batch: int, timeout: float, seed: int = 0
 ) -> dict:
-    """open_clip_train.main for one epoch over ``tsv``; killed at ``timeout`` seconds."""
+    """open_clip_train.main for one epoch over ``tsv``; killed at ``timeout`` seconds.
+
+    Its warm-up is ours: the same fraction of its steps (``TrainOptions.warmup_fraction``).
+    """
+    rows = len(tsv.read_text().splitlines()) - 1
+    warmup = warmup_steps(rows // batch, RECIPE.warmup_fraction)
     lock = ["--lock-text"] if "hf_model_name" in config.read_text() else []
     args = ["--train-data", str(tsv), "--dataset-type", "csv", "--csv-separator", "\t",
             "--csv-img-key", "filepath", "--csv-caption-key", "title", "--model", config.stem,
             "--batch-size", str(batch), "--epochs", "1", "--lr", str(RECIPE.lr),
             "--wd", str(RECIPE.weight_decay),
-            "--warmup", "20", "--precision", "amp_bf16", "--workers", "2", "--device", "cpu",
+            "--warmup", str(warmup), "--precision", "amp_bf16", "--workers", "2", "--device", "cpu",
             "--logs", str(logs), "--name", "run", "--save-frequency", "1", "--seed", str(seed),
             "--log-every-n-steps", "1", "--zeroshot-frequency", "0", *lock]  # fmt: skip
     shutil.rmtree(logs, ignore_errors=True)  # open_clip refuses to reuse an experiment name:

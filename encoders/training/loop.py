@@ -20,7 +20,12 @@ import torch.distributed as dist
 from torch import nn
 
 from encoders.clip import CLIP
-from encoders.training.optim import CosineSchedule, estimate_total_steps, make_optimizer
+from encoders.training.optim import (
+    CosineSchedule,
+    estimate_total_steps,
+    make_optimizer,
+    warmup_steps,
+)
 from encoders.training.state import TrainState, load_training_state, save_training_state
 from encoders.training.steps import (
     ContrastiveModule,
@@ -37,7 +42,9 @@ __all__ = ["Progress", "Trainer", "TrainData", "TrainOptions"]
 log = logging.getLogger(__name__)
 
 PROBE_STEPS = 5  # steps timed before a wall-clock budget is turned into a step count
-PROVISIONAL_WARMUP = 50  # warm-up used until the first estimate of the total
+# Until a budget run's first estimate of its total, the learning rate creeps up as if the
+# warm-up were this long; the estimate then sets the real one (a fraction of the total).
+PROVISIONAL_WARMUP = 1000
 
 
 @dataclass(frozen=True)
@@ -152,7 +159,7 @@ class Trainer:
         if self.options.epochs is not None and self.state.total_steps == 0:
             total = max(1, round(self.options.epochs * self.steps_per_epoch))
             self.state.total_steps = total
-            self.state.warmup = max(1, int(total * self.options.warmup_fraction))
+            self.state.warmup = warmup_steps(total, self.options.warmup_fraction)
 
     def next_indices(self) -> torch.Tensor:
         """This rank's slice of the next global batch; a new epoch starts when one is used up."""
@@ -180,9 +187,7 @@ class Trainer:
         stop = state.step >= total > 0 or elapsed >= budget
         total, stop = _broadcast([float(total), float(stop)])
         if state.total_steps == 0 and total > 0:
-            state.warmup = max(
-                1, min(PROVISIONAL_WARMUP, int(total * self.options.warmup_fraction))
-            )
+            state.warmup = warmup_steps(int(total), self.options.warmup_fraction)
         state.total_steps = int(total)
         return bool(stop)
 

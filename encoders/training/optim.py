@@ -77,9 +77,9 @@ class CosineSchedule:
         return lr
 
 
-def warmup_steps(total_steps: int, fraction: float = 0.05, cap: int = 500) -> int:
-    """Warm-up length: a small fraction of the run (short runs need a short warm-up)."""
-    return max(1, min(cap, int(total_steps * fraction)))
+def warmup_steps(total_steps: int, fraction: float = 0.05) -> int:
+    """Warm-up length: a fixed fraction of the run, whether set by epochs or by a budget."""
+    return max(1, int(total_steps * fraction))
 
 
 def estimate_total_steps(
