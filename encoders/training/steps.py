@@ -40,8 +40,8 @@ class TrainOptions:
     hard_negatives: bool = True
     min_scale: float = 0.6
     flip: bool = True
-    grey_fraction: float = 0.0  # pairs shown greyscale with their colourless caption
-    warmup_fraction: float = 0.05
+    grey_fraction: float = 0.25  # pairs shown greyscale with their colourless caption
+    warmup_fraction: float = 0.4  # a long warm-up: measured in docs/training.md
     checkpoint_every: int = 0  # steps; 0 = only at the end
     val_every: int = 0  # steps; 0 = about ten times per run
     seed: int = 0

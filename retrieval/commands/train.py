@@ -109,6 +109,13 @@ def train(
         max=1.0,
         help="Share of colour-captioned pairs shown greyscale with the colour words removed.",
     ),
+    warmup_fraction: float = typer.Option(
+        DEFAULTS.warmup_fraction,
+        "--warmup-fraction",
+        min=0.0,
+        max=1.0,
+        help="Share of the steps spent warming the learning rate up (then cosine decay).",
+    ),
     accum: int = typer.Option(1, "--accum", min=1, help="Micro-batches per optimiser step."),
     checkpoint_every: int = typer.Option(0, "--checkpoint-every", min=0, help="Steps; 0: end."),
     seed: int = typer.Option(0, "--seed"),
@@ -132,7 +139,8 @@ def train(
     options = TrainOptions(
         loss=loss, batch_size=batch_size, lr=lr, weight_decay=weight_decay, epochs=epochs,
         minutes=minutes, accum=accum, hard_negatives=hard_negatives, grey_fraction=grey_fraction,
-        checkpoint_every=checkpoint_every, seed=seed, threads=threads,
+        warmup_fraction=warmup_fraction, checkpoint_every=checkpoint_every, seed=seed,
+        threads=threads,
     )  # fmt: skip
     request = TrainRequest(
         data=data, out=out, model=model, val=val, image_size=image_size,

@@ -34,16 +34,19 @@ def _train(tmp_path: Path, *extra: str):
     return CliRunner().invoke(app, [*args, "--json", *extra])
 
 
-def test_grey_fraction_defaults_to_the_recipe_and_can_be_set(tmp_path: Path, requests) -> None:
+@pytest.mark.parametrize("name", ["grey_fraction", "warmup_fraction"])
+def test_fractions_default_to_the_recipe_and_can_be_set(tmp_path: Path, requests, name) -> None:
+    flag = "--" + name.replace("_", "-")
     default = _train(tmp_path)
     assert default.exit_code == 0, default.output
     assert json.loads(default.output)["steps"] == 0
-    assert requests[-1].options.grey_fraction == TrainOptions().grey_fraction
-    chosen = _train(tmp_path, "--grey-fraction", "0.5")
+    assert getattr(requests[-1].options, name) == getattr(TrainOptions(), name)
+    chosen = _train(tmp_path, flag, "0.5")
     assert chosen.exit_code == 0, chosen.output
-    assert requests[-1].options.grey_fraction == 0.5
+    assert getattr(requests[-1].options, name) == 0.5
 
 
-def test_grey_fraction_outside_0_1_is_a_bad_parameter(tmp_path: Path, requests) -> None:
-    result = _train(tmp_path, "--grey-fraction", "1.5")
+@pytest.mark.parametrize("flag", ["--grey-fraction", "--warmup-fraction"])
+def test_fraction_outside_0_1_is_a_bad_parameter(tmp_path: Path, requests, flag) -> None:
+    result = _train(tmp_path, flag, "1.5")
     assert result.exit_code == 2 and not requests
