@@ -33,6 +33,8 @@ COLOUR_WORDS = frozenset(
     {"red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white",
      "grey", "gray", "violet", "cyan", "magenta", "beige", "turquoise", "gold", "silver", "navy"}
 )  # fmt: skip
+# Spellings of one colour: swapping one for the other would make a "negative" that is true.
+SAME_COLOUR = {"gray": "grey"}
 _WORD = re.compile(r"[A-Za-z]+|[^A-Za-z]+")
 _ARTICLE = re.compile(r"\b([Aa]n?) ([A-Za-z])")
 
@@ -48,6 +50,11 @@ def strip_colours(caption: str) -> str:
         return f"{word.capitalize() if match.group(1)[0] == 'A' else word} {match.group(2)}"
 
     return _ARTICLE.sub(article, _COLOUR_WORD.sub("", caption)).strip()
+
+
+def _colour(word: str) -> str:
+    """One name per colour ("Gray" → "grey")."""
+    return SAME_COLOUR.get(word.lower(), word.lower())
 
 
 def hard_negatives(
@@ -67,10 +74,10 @@ def hard_negatives(
     tokens = _WORD.findall(caption)
     colour_at = [i for i, t in enumerate(tokens) if t.lower() in COLOUR_WORDS]
     found: list[str] = []
-    distinct = {tokens[i].lower() for i in colour_at}
+    distinct = {_colour(tokens[i]) for i in colour_at}
     if len(distinct) >= 2:
         first = colour_at[0]
-        second = next(i for i in colour_at if tokens[i].lower() != tokens[first].lower())
+        second = next(i for i in colour_at if _colour(tokens[i]) != _colour(tokens[first]))
         swapped = list(tokens)
         swapped[first], swapped[second] = tokens[second], tokens[first]
         found.append("".join(swapped))
@@ -79,7 +86,7 @@ def hard_negatives(
         found.append(mirrored)  # "x left of y" ≠ "x right of y" when x and y differ
     if colour_at and len(found) < count:
         position = rng.choice(colour_at)
-        others = [c for c in colours if c not in distinct]
+        others = [c for c in colours if _colour(c) not in distinct]
         rng.shuffle(others)
         replaced = ["".join(tokens[:position] + [c] + tokens[position + 1 :]) for c in others]
         replaced.sort(key=lambda text: text not in known)  # stable: known ones first

@@ -87,6 +87,11 @@ def test_hard_negatives_swap_attributes_between_objects():
     one = hard_negatives("a photo of a red star", ["red", "blue", "green"], rng, count=2)
     assert one and all(n != "a photo of a red star" and n.endswith(" star") for n in one)
     assert hard_negatives("a photo of a dog", ["red"], rng) == []
+    spellings = ["grey", "gray", "blue"]  # one colour, two spellings: never a negative
+    assert hard_negatives("a grey star", spellings, rng) == ["a blue star"]
+    either = {"a blue cat and a grey dog", "a gray cat and a blue dog"}
+    negatives = hard_negatives("a gray cat and a grey dog", spellings, rng)
+    assert len(negatives) == 1 and negatives[0] in either
 
 
 def test_colourless_captions_pair_with_greyscale_images():
