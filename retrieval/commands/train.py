@@ -20,6 +20,12 @@ DEFAULTS = TrainOptions()  # the measured recipe (docs/training.md) is the one p
 DATA_HELP = "Training pairs: TSV/CSV in open_clip's format, or a folder of images + .txt."
 
 
+def _fraction(name: str, help: str):
+    """A ``--name`` option in [0, 1] whose default is the recipe's ``TrainOptions.name``."""
+    default = getattr(DEFAULTS, name)
+    return typer.Option(default, "--" + name.replace("_", "-"), min=0.0, max=1.0, help=help)
+
+
 def register(app: typer.Typer) -> None:
     app.command("train")(train)
     app.command("finetune")(finetune)
@@ -102,19 +108,13 @@ def train(
     hard_negatives: bool = typer.Option(
         True, "--hard-negatives/--no-hard-negatives", help="Attribute-swapped negatives."
     ),
-    grey_fraction: float = typer.Option(
-        DEFAULTS.grey_fraction,
-        "--grey-fraction",
-        min=0.0,
-        max=1.0,
-        help="Share of colour-captioned pairs shown greyscale with the colour words removed.",
+    grey_fraction: float = _fraction(
+        "grey_fraction",
+        "Share of colour-captioned pairs shown greyscale with the colour words removed.",
     ),
-    warmup_fraction: float = typer.Option(
-        DEFAULTS.warmup_fraction,
-        "--warmup-fraction",
-        min=0.0,
-        max=1.0,
-        help="Share of the steps spent warming the learning rate up (then cosine decay).",
+    warmup_fraction: float = _fraction(
+        "warmup_fraction",
+        "Share of the steps spent warming the learning rate up (then cosine decay).",
     ),
     accum: int = typer.Option(1, "--accum", min=1, help="Micro-batches per optimiser step."),
     checkpoint_every: int = typer.Option(0, "--checkpoint-every", min=0, help="Steps; 0: end."),
