@@ -21,6 +21,7 @@ from PIL import Image
 from encoders.checkpoint import file_digest, load_checkpoint, load_openclip_weights
 from encoders.clip import CLIP
 from encoders.config import load_config
+from encoders.device import DEFAULT_DEVICE, resolve_device
 from encoders.errors import VitrieveError
 from encoders.packed import packed_copy
 from encoders.tokenizer import Tokenizer, get_tokenizer, trim_padding
@@ -70,13 +71,13 @@ class Encoder:
         tokenizer: Tokenizer | None = None,
         model_id: str = "",
         precision: str = "auto",
-        device: str | torch.device = "cpu",
+        device: str | torch.device = DEFAULT_DEVICE,
         batch_size: int = 64,
         compile: bool = False,
     ) -> None:
         if precision not in PRECISIONS:
             raise VitrieveError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.tokenizer = tokenizer or get_tokenizer(model.config.text)
         self.config = model.config
         self.model_id = model_id or model.config.name or "unnamed"
@@ -105,6 +106,7 @@ class Encoder:
         weights: str | Path | None = None,
         precision: str = "auto",
         compile: bool = False,
+        device: str | torch.device = DEFAULT_DEVICE,
     ) -> Encoder:
         """A checkpoint directory, or a model name / config JSON (+ open_clip ``weights``).
 
@@ -116,7 +118,10 @@ class Encoder:
         path = Path(reference)
         if path.is_dir():
             model, meta = load_checkpoint(path)
-            return cls(model, model_id=meta["model_id"], precision=precision, compile=compile)
+            return cls(
+                model, model_id=meta["model_id"], precision=precision, compile=compile,
+                device=device,
+            )  # fmt: skip
         config = load_config(reference)
         if weights is None:
             raise VitrieveError(
@@ -125,7 +130,7 @@ class Encoder:
             )
         model = load_openclip_weights(config, Path(weights))
         model_id = file_digest(Path(weights))
-        return cls(model, model_id=model_id, precision=precision, compile=compile)
+        return cls(model, model_id=model_id, precision=precision, compile=compile, device=device)
 
     @property
     def embed_dim(self) -> int:

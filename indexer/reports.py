@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from encoders.device import DEFAULT_DEVICE
 from indexer.decode import DEFAULT_TIMEOUT
 from indexer.images import DEFAULT_MAX_PIXELS
 
@@ -26,6 +27,7 @@ class IndexOptions:
     # torch threads of the encoder during the run (0: leave torch's setting). 1 leaves the
     # other core to the decoders and never stalls at a parallel barrier when the cores are shared.
     encoder_threads: int = 0
+    device: str = DEFAULT_DEVICE  # where decoding (JPEG on CUDA) and the encoder run
 
 
 @dataclass

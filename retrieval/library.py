@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from encoders.device import DEFAULT_DEVICE
 from encoders.encoder import Encoder
 from encoders.errors import VitrieveError
 from indexer.layout import DEFAULT_LIBRARY_DIR, MANIFEST_FILE, Manifest, read_manifest, vectors_path
@@ -73,16 +74,21 @@ class Library:
 
     def __init__(
         self, path: Path, manifest: Manifest, store: MetadataStore, index: VectorIndex,
-        encoder: Encoder | None = None,
+        encoder: Encoder | None = None, device: str = DEFAULT_DEVICE,
     ) -> None:  # fmt: skip
         self.path, self.manifest, self.store, self.index = path, manifest, store, index
+        self.device = device
         self.root = Path(manifest.root).resolve()
         self._encoder = encoder
 
     @classmethod
-    def open(cls, path: Path, db_url: str | None = None, encoder: Encoder | None = None) -> Library:
+    def open(
+        cls, path: Path, db_url: str | None = None, encoder: Encoder | None = None,
+        device: str = DEFAULT_DEVICE,
+    ) -> Library:  # fmt: skip
         """Open the library at ``path`` (or ``path/.vitrieve``); VitrieveError when it is
-        missing or broken. ``encoder`` overrides the model named in ``library.json``."""
+        missing or broken. ``encoder`` overrides the model named in ``library.json``;
+        ``device`` is where the library's own model runs when it is loaded."""
         path = find_library(Path(path))
         manifest = read_manifest(path)
         if manifest is None:
@@ -100,7 +106,7 @@ class Library:
             index = VectorIndex.create(dim, kind="flat")
         if encoder is not None and manifest.active is not None:
             _check_model(encoder, manifest)
-        return cls(path, manifest, store, index, encoder)
+        return cls(path, manifest, store, index, encoder, device=device)
 
     # --- the collaborators -----------------------------------------------------------------
 
@@ -108,7 +114,7 @@ class Library:
     def encoder(self) -> Encoder:
         """The library's model, loaded on first use."""
         if self._encoder is None:
-            self._encoder = _load_encoder(self.path, self.manifest)
+            self._encoder = _load_encoder(self.path, self.manifest, self.device)
         return self._encoder
 
     @cached_property
@@ -250,7 +256,7 @@ def _check_model(encoder: Encoder, manifest: Manifest) -> None:
         raise VitrieveError("the model's embedding size does not match the library's vectors")
 
 
-def _load_encoder(library: Path, manifest: Manifest) -> Encoder:
+def _load_encoder(library: Path, manifest: Manifest, device: str) -> Encoder:
     """The checkpoint named in ``library.json`` (absolute, or relative to the cwd or library)."""
     if manifest.active is None:
         raise VitrieveError(f"library {library} has no indexed images yet (no model recorded)")
@@ -258,7 +264,7 @@ def _load_encoder(library: Path, manifest: Manifest) -> Encoder:
     candidates = [reference] if reference.is_absolute() else [reference, library / reference]
     for candidate in candidates:
         if candidate.is_dir():
-            encoder = Encoder.load(candidate)
+            encoder = Encoder.load(candidate, device=device)
             _check_model(encoder, manifest)
             return encoder
     raise VitrieveError(

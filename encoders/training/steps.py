@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from encoders.clip import CLIP
+from encoders.device import DEFAULT_DEVICE
 from encoders.loss import contrastive_loss
 from encoders.tokenizer import trim_padding
 from encoders.training.captions import CaptionTable
@@ -46,6 +47,7 @@ class TrainOptions:
     val_every: int = 0  # steps; 0 = about ten times per run
     seed: int = 0
     threads: int = 0  # intra-op threads; 0 = measured (budget runs) or torch's default
+    device: str = DEFAULT_DEVICE  # auto | cpu | cuda | cuda:N (encoders.device)
 
 
 @dataclass

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import typer
 
+from encoders.device import DEFAULT_DEVICE
 from encoders.errors import VitrieveError
 from indexer.layout import DEFAULT_LIBRARY_DIR, MANIFEST_FILE
 
@@ -26,6 +27,10 @@ JSON_OPTION = typer.Option(False, "--json", help="Machine-readable JSON on stdou
 MODEL_OPTION = typer.Option(
     None, "--model", "-m", help="Checkpoint directory (default: the library's model)."
 )
+DEVICE_OPTION = typer.Option(
+    DEFAULT_DEVICE, "--device",
+    help="Where the model runs: auto (the first CUDA GPU, else the CPU), cpu, cuda, cuda:N.",
+)  # fmt: skip
 
 
 def cli_errors(command: F) -> F:
