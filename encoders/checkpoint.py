@@ -9,16 +9,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import pickle
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from encoders.atomic import atomic_write, atomic_write_text
 from encoders.clip import CLIP, create_model
 from encoders.config import CLIPConfig, read_config_json
 from encoders.errors import VitrieveError
@@ -154,11 +153,10 @@ def save_checkpoint(model: CLIP, directory: Path, extra: dict[str, Any] | None =
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()}
     weights = directory / WEIGHTS_FILE
-    _atomic_write(weights, lambda tmp: save_file(state, str(tmp)))
+    atomic_write(weights, lambda tmp: save_file(state, str(tmp)))
     model_id = file_digest(weights)
     meta = {**model.config.to_dict(), "vitrieve": {"model_id": model_id, **(extra or {})}}
-    text = json.dumps(meta, indent=2)
-    _atomic_write(directory / CONFIG_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    atomic_write_text(directory / CONFIG_FILE, json.dumps(meta, indent=2))
     return model_id
 
 
@@ -193,17 +191,3 @@ def file_digest(path: Path, length: int = 16) -> str:
         for chunk in iter(lambda: handle.read(1 << 22), b""):
             digest.update(chunk)
     return digest.hexdigest()[:length]
-
-
-def _atomic_write(target: Path, write: Any) -> None:
-    """Write to a temporary file beside ``target``, fsync, then rename over it."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        with tmp.open("rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -16,7 +16,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from encoders.checkpoint import _atomic_write, save_checkpoint
+from encoders.atomic import atomic_write, atomic_write_text
+from encoders.checkpoint import save_checkpoint
 from encoders.clip import CLIP
 from encoders.errors import VitrieveError
 
@@ -60,10 +61,9 @@ def save_training_state(
     tensors, meta = _optimizer_tensors(optimizer)
     tensors["rng.torch"] = torch.get_rng_state()
     tensors = {k: v.contiguous() for k, v in tensors.items()}
-    _atomic_write(directory / STATE_TENSORS, lambda tmp: save_file(tensors, str(tmp)))
+    atomic_write(directory / STATE_TENSORS, lambda tmp: save_file(tensors, str(tmp)))
     payload = {"state": asdict(state), "optimizer": meta, **extra}
-    text = json.dumps(payload, indent=2, default=list)
-    _atomic_write(directory / STATE_JSON, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    atomic_write_text(directory / STATE_JSON, json.dumps(payload, indent=2, default=list))
 
 
 def load_training_state(
