@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from encoders.atomic import atomic_write_text
 from encoders.errors import VitrieveError
 
 log = logging.getLogger(__name__)
@@ -75,10 +76,7 @@ def _path(library_dir: Path) -> Path:
 
 def write_status(library_dir: Path, status: JobStatus) -> None:
     """Replace the job file atomically (readers never see half a file)."""
-    path = _path(library_dir)
-    tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(asdict(status)), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(_path(library_dir), json.dumps(asdict(status)))
 
 
 def _process_alive(pid: int) -> bool:
