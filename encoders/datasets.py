@@ -16,6 +16,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from encoders.atomic import atomic_write
 from encoders.errors import VitrieveError
 from encoders.synthetic import allowed_classes, class_names, held_out_pairs, scene_for
 
@@ -36,16 +37,19 @@ class WrittenDataset:
 
 
 def write_tsv(path: Path, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> int:
-    """Write a tab-separated file with a header; returns the number of rows."""
+    """Write a tab-separated file with a header atomically; returns the number of rows."""
     count = 0
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
-        writer.writerow(columns)
-        for row in rows:
-            writer.writerow(row)
-            count += 1
-    tmp.replace(path)  # readers never see a half-written file
+
+    def write(tmp: Path) -> None:
+        nonlocal count
+        with tmp.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+            writer.writerow(columns)
+            for row in rows:
+                writer.writerow(row)
+                count += 1
+
+    atomic_write(path, write)  # readers never see a half-written file
     return count
 
 

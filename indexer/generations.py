@@ -21,14 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.layout import (
-    Generation,
-    Manifest,
-    atomic_write_bytes,
-    staging_dir,
-    vectors_path,
-    write_manifest,
-)
+from encoders.atomic import atomic_write_bytes
+from indexer.layout import Generation, Manifest, staging_dir, vectors_path, write_manifest
 from indexer.store import MetadataStore
 from indexer.vectors import VectorIndex
 

@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from encoders.atomic import TEMP_PATTERN, atomic_write_bytes
 from encoders.errors import VitrieveError
 
 MANIFEST_FILE = "library.json"
@@ -88,37 +87,11 @@ def read_manifest(library: Path) -> Manifest | None:
 
 
 def write_manifest(library: Path, manifest: Manifest) -> None:
-    """Replace ``library.json`` atomically (temporary file, fsync, rename)."""
+    """Replace ``library.json`` atomically (``encoders.atomic``)."""
     atomic_write_bytes(library / MANIFEST_FILE, manifest.to_json().encode("utf-8"))
 
 
-def atomic_write_bytes(
-    target: Path, data: bytes, fsync: bool = True, scratch: Path | None = None
-) -> None:
-    """Write ``data`` to ``target`` so that readers see the old or the new file, never half.
-
-    ``fsync=False`` for files that can be remade (thumbnails): survives a killed process,
-    not a power cut, and costs no disk flush. ``scratch``: the folder for the temporary
-    file (on the same file system), when not ``target``'s own."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if scratch is not None:
-        scratch.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=scratch or target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            if fsync:
-                os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 THUMB_SCRATCH = "thumbs/.partial"  # temporary thumbnail files (a dot folder: never an id's)
-# what atomic_write_bytes and VectorIndex.save name their temporary files (tempfile.mkstemp)
-_MKSTEMP = r"\.[A-Za-z0-9_]{8}(\.tmp)?"
 
 
 def remove_temporaries(library: Path) -> list[str]:
@@ -128,9 +101,9 @@ def remove_temporaries(library: Path) -> list[str]:
     may be writing its calibration beside them. Thumbnails are written through one scratch
     folder (``THUMB_SCRATCH``), so the thousands of thumbnail folders are never walked."""
     owned = "|".join(re.escape(n) for n in (MANIFEST_FILE, VECTORS_FILE, NEXT_VECTORS_FILE))
-    patterns = [(library, re.compile(rf"^\.({owned}){_MKSTEMP}$"))]
-    patterns.append((library / THUMB_SCRATCH, re.compile(rf"^\.\d+\.webp{_MKSTEMP}$")))
-    staged = re.compile(rf"^\..+\.npz{_MKSTEMP}$")
+    patterns = [(library, re.compile(rf"^\.({owned}){TEMP_PATTERN}$"))]
+    patterns.append((library / THUMB_SCRATCH, re.compile(rf"^\.\d+\.webp{TEMP_PATTERN}$")))
+    staged = re.compile(rf"^\..+\.npz{TEMP_PATTERN}$")
     patterns += [(folder, staged) for folder in sorted((library / "staging").glob("g*"))]
     removed = []
     for folder, pattern in patterns:

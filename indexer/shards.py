@@ -8,13 +8,13 @@ creation time in nanoseconds, so the newest vector of an id wins when shards are
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from pathlib import Path
 
 import numpy as np
 
+from encoders.atomic import atomic_write
 from indexer.vectors import APPROX_THRESHOLD, VectorIndex, resolve_kind
 
 SAMPLE_SIZE = 262_144  # training vectors drawn across shards (64 per list at 4096 lists)
@@ -26,19 +26,17 @@ def write_shard(folder: Path, ids: np.ndarray, vectors: np.ndarray, paths: list[
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    folder.mkdir(parents=True, exist_ok=True)
     name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
-    with open(folder / f"{name}.npy", "wb") as handle:
-        np.save(handle, np.ascontiguousarray(vectors, dtype=np.float32))
-        handle.flush()
-        os.fsync(handle.fileno())
+    array = np.ascontiguousarray(vectors, dtype=np.float32)
+    atomic_write(folder / f"{name}.npy", lambda tmp: _save_npy(tmp, array))
     table = pa.table({"id": pa.array(ids, pa.int64()), "path": pa.array(paths, pa.string())})
-    tmp = folder / f".{name}.parquet.tmp"
-    pq.write_table(table, tmp)
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, folder / f"{name}.parquet")
+    atomic_write(folder / f"{name}.parquet", lambda tmp: pq.write_table(table, tmp))
     return name
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with path.open("wb") as handle:  # a handle: given a path, np.save would append ".npy"
+        np.save(handle, array)
 
 
 def read_shards(folder: Path) -> list[tuple[np.ndarray, np.ndarray]]:

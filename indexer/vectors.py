@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import struct
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -33,6 +31,7 @@ from typing import Any, Protocol, runtime_checkable
 import faiss
 import numpy as np
 
+from encoders.atomic import atomic_write
 from encoders.errors import VitrieveError
 from indexer import ann
 from indexer.ann import ApproxBackend, ApproxParams
@@ -233,22 +232,9 @@ class VectorIndex:
     # --- persistence ---------------------------------------------------------------------
 
     def save(self, path: Path | str) -> None:
-        """Write atomically: a temporary file in the same folder, fsync, ``os.replace``.
-
-        A crash or an error at any point leaves the previous file untouched."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        tmp = Path(tmp_name)
-        try:
-            self._backend.write(tmp)
-            with tmp.open("rb+") as handle:
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-            _fsync_dir(path.parent)
-        finally:
-            tmp.unlink(missing_ok=True)
+        """Write atomically (``encoders.atomic``): a crash or an error at any point leaves the
+        previous file untouched."""
+        atomic_write(Path(path), self._backend.write)
 
     def describe(self) -> dict[str, Any]:
         """What ``library.json`` records about the index."""
@@ -283,17 +269,3 @@ def _params_for(kind: str, approx: ApproxParams | None) -> ApproxParams:
     if approx is None:
         return ApproxParams(kind)
     return replace(approx, kind=kind)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename durable (POSIX); a no-op where directories cannot be opened."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

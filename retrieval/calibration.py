@@ -43,8 +43,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
+from encoders.atomic import atomic_write_bytes
 from encoders.encoder import Encoder
-from indexer.layout import atomic_write_bytes
 from indexer.vectors import VectorSearch
 
 log = logging.getLogger(__name__)

@@ -89,10 +89,11 @@ def plant_stage(counter: Counter) -> None:
 
 
 def plant_save(how: str, counter: Counter) -> None:
+    from encoders import atomic
     from indexer import vectors
 
     real_save = vectors.VectorIndex.save
-    real_fsync_dir = vectors._fsync_dir
+    real_fsync_dir = atomic.fsync_dir
     armed = {"renamed": False}
 
     def save(self, path) -> None:
@@ -119,7 +120,7 @@ def plant_save(how: str, counter: Counter) -> None:
         real_fsync_dir(folder)
 
     vectors.VectorIndex.save = save
-    vectors._fsync_dir = fsync_dir
+    atomic.fsync_dir = fsync_dir
 
 
 def plant(point: str) -> None:
