@@ -11,6 +11,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Connection,
     DateTime,
     Float,
@@ -80,6 +81,21 @@ class LabelRow(Base):
     score: Mapped[float] = mapped_column(Float)
 
 
+class ApiKeyRow(Base):
+    """An HTTP API key of this library (``vitrieve keys``): only its SHA-256 is kept, never
+    the key; ``prefix`` is its first characters, so a listing can tell keys apart."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    read_only: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
 class SchemaVersion(Base):
     """The single row says which migrations have been applied."""
 
@@ -96,8 +112,13 @@ def _migrate_to_1(connection: Connection) -> None:
     )
 
 
+def _migrate_to_2(connection: Connection) -> None:
+    """Version 2: the HTTP API's keys (``api_keys``)."""
+    Base.metadata.create_all(connection, tables=[ApiKeyRow.__table__])
+
+
 # One function per schema version, applied in order; never edit a released one, add the next.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_to_1}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_to_1, 2: _migrate_to_2}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 

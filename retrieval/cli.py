@@ -17,10 +17,12 @@ from retrieval.commands import data as data_commands
 from retrieval.commands import demo as demo_commands
 from retrieval.commands import evaluate as evaluate_commands
 from retrieval.commands import index as index_commands
+from retrieval.commands import keys as key_commands
 from retrieval.commands import labels as label_commands
 from retrieval.commands import library_tools as library_tool_commands
 from retrieval.commands import model as model_commands
 from retrieval.commands import search as search_commands
+from retrieval.commands import serve as serve_commands
 from retrieval.commands import train as train_commands
 from retrieval.commands import ui as ui_commands
 from retrieval.commands.common import one_line
@@ -44,6 +46,8 @@ for module in (
     library_tool_commands,
     index_commands,
     train_commands,
+    serve_commands,
+    key_commands,
 ):
     module.register(app)
 
