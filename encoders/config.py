@@ -30,7 +30,7 @@ class VisionConfig:
     """The ViT: image → P×P patches → tokens → pre-norm blocks → pooled embedding."""
 
     image_size: int = 224
-    patch_size: int = 32
+    patch_size: int = 16  # open_clip's default: what a config that omits it means
     width: int = 768
     layers: int = 12
     head_width: int = 64
@@ -88,8 +88,8 @@ class CLIPConfig:
             "patch_size": v.patch_size,
             "head_width": v.head_width,
             "mlp_ratio": v.mlp_ratio,
-            "pool_type": {b: a for a, b in VISION_POOLS.items()}[v.pool],
-            "pos_embed_type": {b: a for a, b in POS_EMBEDS.items()}[v.pos_embed],
+            "pool_type": _openclip_name(VISION_POOLS, v.pool),
+            "pos_embed_type": _openclip_name(POS_EMBEDS, v.pos_embed),
             "no_ln_pre": not v.norm_pre,
         }
         text_cfg: dict[str, Any] = {
@@ -139,6 +139,11 @@ class CLIPConfig:
         return replace(self, vision=replace(self.vision, image_size=image_size))
 
 
+def _openclip_name(names: dict[str, str], ours: str) -> str:
+    """open_clip's word for one of our option values (``names`` maps theirs → ours)."""
+    return next(theirs for theirs, value in names.items() if value == ours)
+
+
 def _optional_float(value: Any) -> float | None:
     return None if value is None else float(value)
 
@@ -159,23 +164,23 @@ def _reject_unknown(section: str, data: dict[str, Any], known: set[str]) -> None
 
 def _vision_from_dict(d: dict[str, Any], init: Any = "clip") -> VisionConfig:
     _reject_unknown("vision_cfg", d, _VISION_KEYS | _VISION_IGNORED)
-    width = int(d.get("width", 768))
-    pool = d.get("pool_type", "tok")
-    pos = d.get("pos_embed_type", "learnable")
+    base = VisionConfig()  # the defaults: what a key left out of the JSON means
+    pool = d.get("pool_type", _openclip_name(VISION_POOLS, base.pool))
+    pos = d.get("pos_embed_type", _openclip_name(POS_EMBEDS, base.pos_embed))
     if pool not in VISION_POOLS or pos not in POS_EMBEDS:
         raise VitrieveError(f"unsupported vision pool_type={pool!r} / pos_embed_type={pos!r}")
     if init not in VISION_INITS:
         raise VitrieveError(f"unsupported vision_init={init!r}: use one of {VISION_INITS}")
     return VisionConfig(
-        image_size=_single_int(d.get("image_size", 224)),
-        patch_size=_single_int(d.get("patch_size", 16)),
-        width=width,
-        layers=int(d.get("layers", 12)),
-        head_width=int(d.get("head_width", 64)),
-        mlp_ratio=float(d.get("mlp_ratio", 4.0)),
+        image_size=_single_int(d.get("image_size", base.image_size)),
+        patch_size=_single_int(d.get("patch_size", base.patch_size)),
+        width=int(d.get("width", base.width)),
+        layers=int(d.get("layers", base.layers)),
+        head_width=int(d.get("head_width", base.head_width)),
+        mlp_ratio=float(d.get("mlp_ratio", base.mlp_ratio)),
         pool=VISION_POOLS[pool],
         pos_embed=POS_EMBEDS[pos],
-        norm_pre=not bool(d.get("no_ln_pre", False)),
+        norm_pre=not bool(d.get("no_ln_pre", not base.norm_pre)),
         init=init,
     )
 
@@ -190,15 +195,16 @@ def _single_int(value: Any) -> int:
 
 def _text_from_dict(d: dict[str, Any]) -> TextConfig:
     _reject_unknown("text_cfg", d, _TEXT_KEYS | _TEXT_IGNORED)
+    base = TextConfig()
     return TextConfig(
-        context_length=int(d.get("context_length", 77)),
-        vocab_size=int(d.get("vocab_size", 49408)),
-        width=int(d.get("width", 512)),
-        heads=int(d.get("heads", 8)),
-        layers=int(d.get("layers", 12)),
-        mlp_ratio=float(d.get("mlp_ratio", 4.0)),
+        context_length=int(d.get("context_length", base.context_length)),
+        vocab_size=int(d.get("vocab_size", base.vocab_size)),
+        width=int(d.get("width", base.width)),
+        heads=int(d.get("heads", base.heads)),
+        layers=int(d.get("layers", base.layers)),
+        mlp_ratio=float(d.get("mlp_ratio", base.mlp_ratio)),
         hf_model=d.get("hf_model_name"),
-        lock=bool(d.get("lock", False)),
+        lock=bool(d.get("lock", base.lock)),
     )
 
 

@@ -53,3 +53,29 @@ def test_bad_configs_are_refused_before_allocation(bad: dict) -> None:
 def test_unknown_model_name_is_a_clear_error() -> None:
     with pytest.raises(VitrieveError, match="unknown model"):
         load_config("ViT-Z-99")
+
+
+def test_defaults_have_one_source_and_mean_what_open_clip_means() -> None:
+    """A key left out of a config JSON takes the dataclass default, and that default is
+    open_clip's, so the same file builds the same network in both (patch 16, not 32)."""
+    import dataclasses
+
+    from open_clip.model import CLIPTextCfg, CLIPVisionCfg
+
+    from encoders.config import TextConfig, VisionConfig
+
+    parsed = CLIPConfig.from_dict({"embed_dim": 64, "vision_cfg": {}, "text_cfg": {}})
+    assert parsed.vision == VisionConfig() and parsed.text == TextConfig()
+    assert parsed.vision.patch_size == 16
+    for ours, theirs in ((VisionConfig(), CLIPVisionCfg()), (TextConfig(), CLIPTextCfg())):
+        shared = {f.name for f in dataclasses.fields(ours)} & set(vars(theirs))
+        assert len(shared) == 6  # every size both schemas name
+        for name in shared:
+            assert getattr(ours, name) == getattr(theirs, name), name
+
+
+def test_a_saved_config_keeps_its_patch_size(tmp_path) -> None:
+    config = load_config("ViT-B-32")  # written with patch 32: the default never overrides it
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config.to_dict()))
+    assert load_config(path).vision.patch_size == 32
