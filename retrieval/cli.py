@@ -1,7 +1,10 @@
 """The ``vitrieve`` command line: one typer app; each command group lives in retrieval/commands/.
 
 This module (with retrieval/commands/ and ui/) is the only place that reads argv, prints,
-or exits. Errors from the library arrive as exceptions and leave as one clear line.
+or exits. Its one error boundary (``ErrorBoundary``) decides what an exception means: a
+user error (``VitrieveError``, a file-system error) is one ``error: ...`` line and exit 1, a
+device or usage error exit 2, and anything else is a bug, said so ("internal error"), with
+the traceback behind ``--debug``.
 """
 
 from __future__ import annotations
@@ -9,9 +12,14 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import traceback
+from typing import Any
 
 import typer
+from typer._click.exceptions import ClickException  # the click typer vendors and raises
+from typer.core import TyperGroup
 
+from encoders.device import DeviceError
 from encoders.errors import VitrieveError
 from retrieval.commands import data as data_commands
 from retrieval.commands import demo as demo_commands
@@ -27,9 +35,49 @@ from retrieval.commands import train as train_commands
 from retrieval.commands import ui as ui_commands
 from retrieval.commands.common import one_line
 
+DEBUG_FLAG = "--debug"
+USER_ERRORS: tuple[type[BaseException], ...] = (VitrieveError, OSError)  # exit 1
+USAGE_ERRORS: tuple[type[BaseException], ...] = (DeviceError,)  # exit 2, like click's own
+EXIT_INTERRUPTED = 130
+
+
+def exit_code_for(error: BaseException, debug: bool = False) -> int:
+    """Say what went wrong on stderr, in one line (plus the traceback with ``--debug``), and
+    return the exit code: 2 for usage and device errors, 1 for user errors and bugs."""
+    if debug:
+        traceback.print_exception(error, file=sys.stderr)
+    message = one_line(str(error)) or type(error).__name__
+    if isinstance(error, USAGE_ERRORS):
+        typer.echo(f"error: {message}", err=True)
+        return 2
+    if isinstance(error, USER_ERRORS):
+        typer.echo(f"error: {message}", err=True)
+        return 1
+    hint = "" if debug else f"; run with {DEBUG_FLAG} for the traceback"
+    typer.echo(f"internal error: {type(error).__name__}: {message}{hint}", err=True)
+    return 1
+
+
+class ErrorBoundary(TyperGroup):
+    """The root group: every command (and every option callback, such as ``--device``'s)
+    runs inside its ``invoke``, so this is the one place exceptions become exit codes."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (ClickException, typer.Exit, typer.Abort):  # usage errors, exits: click's own
+            raise
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except Exception as error:
+            raise typer.Exit(exit_code_for(error, ctx.meta.get(DEBUG_FLAG, False))) from None
+
+
 app = typer.Typer(
     name="vitrieve",
     help="Train CLIP-style models, index photo libraries and search them in words.",
+    cls=ErrorBoundary,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -54,26 +102,30 @@ for module in (
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details."),
+    debug: bool = typer.Option(False, DEBUG_FLAG, help="Show the traceback of any error."),
 ) -> None:
+    ctx.meta[DEBUG_FLAG] = debug
     logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
+        level=logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
 
 
+def _debug_first(args: list[str]) -> list[str]:
+    """``--debug`` is a root option; users add it anywhere (before a ``--``), so move it."""
+    end = args.index("--") if "--" in args else len(args)
+    if DEBUG_FLAG not in args[:end]:
+        return args
+    return [DEBUG_FLAG, *(a for n, a in enumerate(args) if n >= end or a != DEBUG_FLAG)]
+
+
 def main() -> None:
-    """Entry point: run the app; library errors become one line on stderr and exit code 1."""
+    """Entry point: run the app (its ``ErrorBoundary`` turns errors into exit codes)."""
     # Hugging Face's "Loading weights" bars are noise for a search command (the UI inherits it).
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    try:
-        app(standalone_mode=True)
-    except (VitrieveError, FileNotFoundError, PermissionError, ValueError) as exc:
-        typer.echo(f"error: {one_line(str(exc))}", err=True)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        sys.exit(130)
+    app(args=_debug_first(sys.argv[1:]), prog_name="vitrieve")
 
 
 if __name__ == "__main__":

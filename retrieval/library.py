@@ -256,6 +256,16 @@ def _check_model(encoder: Encoder, manifest: Manifest) -> None:
         raise VitrieveError("the model's embedding size does not match the library's vectors")
 
 
+def library_model(path: Path, device: str = DEFAULT_DEVICE) -> Encoder:
+    """The model of the library at ``path`` on ``device``, without opening its database (a
+    long-running server loads it once and shares it between reopenings of the library)."""
+    path = find_library(Path(path))
+    manifest = read_manifest(path)
+    if manifest is None:
+        raise VitrieveError(f"no library at {path}")
+    return _load_encoder(path, manifest, device)
+
+
 def _load_encoder(library: Path, manifest: Manifest, device: str) -> Encoder:
     """The checkpoint named in ``library.json`` (absolute, or relative to the cwd or library)."""
     if manifest.active is None:

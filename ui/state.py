@@ -16,10 +16,13 @@ from pathlib import Path
 
 import streamlit as st
 
+from encoders.device import DEFAULT_DEVICE
 from encoders.encoder import Encoder
 from encoders.errors import VitrieveError
+from indexer.layout import MANIFEST_FILE, VECTORS_FILE, read_manifest
+from indexer.store import DB_FILE
 from retrieval import jobs
-from retrieval.library import DEFAULT_LIBRARY_DIR, Library, find_library
+from retrieval.library import DEFAULT_LIBRARY_DIR, Library, find_library, library_model
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +43,22 @@ STYLE = """
 """
 
 
-def _argv_library() -> str | None:
-    """``--library LIB`` from the script arguments (everything after ``--``)."""
+def _argv() -> argparse.Namespace:
+    """``--library LIB`` and ``--device DEV`` from the script arguments (after ``--``)."""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--library", default=None)
+    parser.add_argument("--device", default=DEFAULT_DEVICE)
     known, _ = parser.parse_known_args(sys.argv[1:])
-    return known.library
+    return known
+
+
+def _argv_library() -> str | None:
+    return _argv().library
+
+
+def device() -> str:
+    """Where this server's models run (``vitrieve ui --device``; resolved by the CLI)."""
+    return _argv().device
 
 
 def init_library_choice() -> None:
@@ -90,25 +103,30 @@ def choose_library(path: Path | str) -> None:
 
 def _version(path: Path) -> tuple[float, ...]:
     """Changes whenever indexing rewrote the library, so the cached handle is reopened."""
-    names = ("library.json", "vectors.faiss", "library.db")
+    names = (MANIFEST_FILE, VECTORS_FILE, DB_FILE)
     return tuple((path / n).stat().st_mtime if (path / n).exists() else 0.0 for n in names)
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=2)
-def _encoder(library_dir: str, model_id: str) -> Encoder:
+def _encoder(library_dir: str, model_id: str, on: str) -> Encoder:
     """The model, loaded once per process and shared by every reopening of its library."""
     del model_id  # part of the cache key: a re-index with another model loads the new one
-    return Library.open(Path(library_dir)).encoder
+    return library_model(Path(library_dir), on)
 
 
-@st.cache_resource(show_spinner="Opening the library…", max_entries=4)
+def _close(library: Library) -> None:
+    library.close()
+
+
+@st.cache_resource(show_spinner="Opening the library…", max_entries=4, on_release=_close)
 def _open(library_dir: str, version: tuple[float, ...]) -> Library:
+    """The library opened once per version; the handle of an older version is closed when
+    the cache lets it go."""
     del version  # part of the cache key only
-    library = Library.open(Path(library_dir))
-    active = library.manifest.active
-    if active is None:
-        return library
-    return Library.open(Path(library_dir), encoder=_encoder(library_dir, active.model_id))
+    manifest = read_manifest(Path(library_dir))
+    active = manifest.active if manifest is not None else None
+    encoder = _encoder(library_dir, active.model_id, device()) if active else None
+    return Library.open(Path(library_dir), encoder=encoder, device=device())
 
 
 def library_by_dir(library_dir: str | Path) -> Library:

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import typer
 
-from encoders.device import DEFAULT_DEVICE
+from encoders.device import DEFAULT_DEVICE, describe, resolve_device
 from encoders.errors import VitrieveError
 from indexer.layout import DEFAULT_LIBRARY_DIR, MANIFEST_FILE
 
@@ -27,10 +27,23 @@ JSON_OPTION = typer.Option(False, "--json", help="Machine-readable JSON on stdou
 MODEL_OPTION = typer.Option(
     None, "--model", "-m", help="Checkpoint directory (default: the library's model)."
 )
+
+
+def _resolve_device(spec: str) -> str:
+    """``--device`` resolved while the command line is parsed, before any work: a device that
+    is not there is a DeviceError (one line, exit 2); the command gets ``cpu`` or ``cuda:N``."""
+    return str(resolve_device(spec))
+
+
 DEVICE_OPTION = typer.Option(
-    DEFAULT_DEVICE, "--device",
+    DEFAULT_DEVICE, "--device", callback=_resolve_device,
     help="Where the model runs: auto (the first CUDA GPU, else the CPU), cpu, cuda, cuda:N.",
 )  # fmt: skip
+
+
+def device_name(device: str) -> str:
+    """The device a command ran on, as ``--json`` outputs and summaries name it."""
+    return describe(resolve_device(device))
 
 
 def cli_errors(command: F) -> F:
@@ -57,20 +70,23 @@ def library_dir(library: Path | None) -> Path:
     return cwd / DEFAULT_LIBRARY_DIR
 
 
-def open_library(library: Path | None, model: Path | None = None):
-    """The Library (retrieval.library), with ``--model`` overriding the recorded one."""
+def open_library(
+    library: Path | None, model: Path | None = None, device: str = DEFAULT_DEVICE
+):  # -> retrieval.library.Library
+    """The Library (retrieval.library), with ``--model`` overriding the recorded one; its
+    model runs on ``device``."""
     from retrieval.library import Library
 
-    encoder = load_encoder(model) if model is not None else None
-    return Library.open(library_dir(library), encoder=encoder)
+    encoder = load_encoder(model, device) if model is not None else None
+    return Library.open(library_dir(library), encoder=encoder, device=device)
 
 
-def load_encoder(model: Path):
+def load_encoder(model: Path, device: str = DEFAULT_DEVICE):
     from encoders.encoder import Encoder
 
     if not Path(model).is_dir():
         raise VitrieveError(f"model checkpoint not found: {model}")
-    return Encoder.load(model)
+    return Encoder.load(model, device=device)
 
 
 def one_line(message: str) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 
+from retrieval.commands.common import DEVICE_OPTION
 from retrieval.commands.ui import serve
 from retrieval.demo import DemoSettings, build_demo, default_cache
 
@@ -34,6 +35,7 @@ def demo(
     ),
     port: int = typer.Option(8501, help="Port of the UI."),
     no_ui: bool = typer.Option(False, "--no-ui", help="Build the demo library, don't serve it."),
+    device: str = DEVICE_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (with --no-ui)."),
     xdg_cache_home: str | None = typer.Option(None, envvar="XDG_CACHE_HOME", hidden=True),
 ) -> None:
@@ -54,4 +56,5 @@ def demo(
                   "model": str(settings.checkpoint)}  # fmt: skip
         typer.echo(json.dumps(result) if as_json else f"demo library: {library}")
         return
-    serve(library, host, port, "vitrieve demo: {url}  — try “a red circle” (Ctrl-C to stop)")
+    banner = "vitrieve demo: {url}  — try “a red circle” (Ctrl-C to stop)"
+    serve(library, host, port, banner, device)

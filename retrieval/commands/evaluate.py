@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 
 from encoders.errors import VitrieveError
+from retrieval.commands.common import DEVICE_OPTION, device_name
 
 eval_app = typer.Typer(
     help="Measure a model: zero-shot accuracy, retrieval recall.", no_args_is_help=True
@@ -24,10 +25,10 @@ def register(app: typer.Typer) -> None:
     app.add_typer(eval_app, name="eval")
 
 
-def _load(model: str, precision: str):
+def _load(model: str, precision: str, device: str):
     from encoders.encoder import Encoder
 
-    return Encoder.load(model, precision=precision)
+    return Encoder.load(model, precision=precision, device=device)
 
 
 def _read_classes(classes: Path | None, data: Path, items) -> list[str]:
@@ -65,6 +66,7 @@ def zeroshot(
     image_col: str = typer.Option("filepath", "--image-col"),
     caption_col: str = typer.Option("title", "--caption-col"),
     precision: str = typer.Option("auto", "--precision", help="auto, fp32 or bf16."),
+    device: str = DEVICE_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
     """Zero-shot top-1/top-5/mean per-class recall; seen vs held-out when data marks them."""
@@ -73,9 +75,10 @@ def zeroshot(
 
     items = read_captioned(data, sep, image_col, caption_col, label_col)
     names = _read_classes(classes, data, items)
-    result = evaluate_zeroshot(_load(model, precision), items, names, template or DEFAULT_TEMPLATES)
+    encoder = _load(model, precision, device)
+    result = evaluate_zeroshot(encoder, items, names, template or DEFAULT_TEMPLATES)
     if as_json:
-        typer.echo(json.dumps(result))
+        typer.echo(json.dumps({**result, "device": device_name(device)}))
         return
     typer.echo(f"{len(names)} classes, {result['templates']} templates")
     typer.echo(_line("all", result))
@@ -92,6 +95,7 @@ def retrieval(
     image_col: str = typer.Option("filepath", "--image-col"),
     caption_col: str = typer.Option("title", "--caption-col"),
     precision: str = typer.Option("auto", "--precision", help="auto, fp32 or bf16."),
+    device: str = DEVICE_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
     """Text→image and image→text recall@1/5/10 (a hit is an item with the query's caption)."""
@@ -99,9 +103,9 @@ def retrieval(
     from retrieval.evaluate import RECALL_KS, evaluate_retrieval
 
     items = read_captioned(data, sep, image_col, caption_col)
-    result = evaluate_retrieval(_load(model, precision), items)
+    result = evaluate_retrieval(_load(model, precision, device), items)
     if as_json:
-        typer.echo(json.dumps(result))
+        typer.echo(json.dumps({**result, "device": device_name(device)}))
         return
     typer.echo(f"{result['images']} images, {result['captions']} distinct captions")
     for direction in ("text_to_image", "image_to_text"):

@@ -22,7 +22,14 @@ from indexer.decode import DEFAULT_TIMEOUT
 from indexer.images import DEFAULT_MAX_PIXELS
 from indexer.layout import default_library, read_manifest, vectors_path
 from indexer.pipeline import IndexOptions, IndexProgress, IndexReport, index_library
-from retrieval.commands.common import JSON_OPTION, cli_errors, emit_json, load_encoder
+from retrieval.commands.common import (
+    DEVICE_OPTION,
+    JSON_OPTION,
+    cli_errors,
+    device_name,
+    emit_json,
+    load_encoder,
+)
 
 MAX_LISTED_FAILURES = 50
 
@@ -55,25 +62,27 @@ def index(
         False, "--retry-failed", help="Try files that failed before again (else: only if changed)."
     ),
     report: bool = typer.Option(False, "--report", help="List every failed file at the end."),
+    device: str = DEVICE_OPTION,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Index a photo folder: only new or changed files are embedded; resumable after a kill."""
     if engine not in ("local", "ray"):
         raise typer.BadParameter("--engine must be local or ray")
-    encoder = load_encoder(model)
+    encoder = load_encoder(model, device)
     options = IndexOptions(
-        workers, batch_size, timeout, max_pixels, retry_failed=retry_failed, encoder_threads=threads
-    )
+        workers, batch_size, timeout, max_pixels, retry_failed=retry_failed,
+        encoder_threads=threads, device=device,
+    )  # fmt: skip
     kwargs = dict(model_ref=str(model.resolve()), library=library, db_url=db, options=options)
     run = index_library if engine == "local" else _ray_engine(ray_address)
     if json_out:
         result = run(photos, encoder, **kwargs)
-        emit_json(dataclasses.asdict(result))
+        emit_json({**dataclasses.asdict(result), "device": device_name(device)})
         return
     console = Console(stderr=True)
     with _ProgressBar(console) as bar:
         result = run(photos, encoder, progress=bar.update, **kwargs)
-    _print_summary(result, report)
+    _print_summary(result, report, device_name(device))
 
 
 def _ray_engine(address: str | None):
@@ -133,13 +142,13 @@ class _ProgressBar:
         )
 
 
-def _print_summary(result: IndexReport, list_all: bool) -> None:
+def _print_summary(result: IndexReport, list_all: bool, device: str) -> None:
     lines = [
         f"library   {result.library}",
         f"found     {result.found} images: {result.new} new, {result.changed} changed, "
         f"{result.moved} moved, {result.deleted} deleted, {result.unchanged} unchanged",
         f"embedded  {result.embedded} in {result.seconds:.1f} s; {result.vectors} vectors "
-        f"searchable ({result.index_kind} index)",
+        f"searchable ({result.index_kind} index) on {device}",
     ]
     if result.switched:
         lines.append("model     the new model's index is complete and now searched")

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import typer
 
+from encoders.device import describe
 from encoders.errors import VitrieveError
 from retrieval.commands.common import (
+    DEVICE_OPTION,
     JSON_OPTION,
     LIBRARY_OPTION,
     MODEL_OPTION,
@@ -77,20 +79,26 @@ def classify(
     null_z: float = NULL_Z,
     model: Path | None = MODEL_OPTION,
     library: Path | None = LIBRARY_OPTION,
+    device: str = DEVICE_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Probabilities over your labels for each image (or "none of these")."""
-    _classify(images, labels, labels_file, templates, threshold, null_z, model, library, as_json)
+    _classify(images, labels, labels_file, templates, threshold, null_z, model, library, device,
+              as_json)  # fmt: skip
 
 
 @cli_errors
 def _classify(images, labels, labels_file, templates, threshold, null_z, model, library,
-              as_json) -> None:  # fmt: skip
+              device, as_json) -> None:  # fmt: skip
     names = _labels(labels, labels_file)
     missing = [str(p) for p in images if not is_file(p)]
     if missing:
         raise VitrieveError(f"image not found: {missing[0]}")
-    encoder = load_encoder(model) if model is not None else open_library(library).encoder
+    if model is not None:
+        encoder = load_encoder(model, device)
+    else:
+        with open_library(library, device=device) as lib:
+            encoder = lib.encoder
     classifier = _classifier(encoder, names, templates, threshold, null_z)
     verdicts = classifier.classify_images(images)
     if as_json:
@@ -111,21 +119,24 @@ def label(
     templates: list[str] | None = TEMPLATES,
     threshold: float = THRESHOLD,
     null_z: float = NULL_Z,
+    device: str = DEVICE_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Label every image of a library (from stored vectors; nothing is decoded again)."""
-    _label(library, labels, labels_file, name, templates, threshold, null_z, as_json)
+    _label(library, labels, labels_file, name, templates, threshold, null_z, device, as_json)
 
 
 @cli_errors
-def _label(library, labels, labels_file, name, templates, threshold, null_z, as_json) -> None:
+def _label(library, labels, labels_file, name, templates, threshold, null_z, device,
+           as_json) -> None:  # fmt: skip
     names = _labels(labels, labels_file)
-    with open_library(library) as lib:
+    with open_library(library, device=device) as lib:
         classifier = _classifier(lib.encoder, names, templates, threshold, null_z)
         report = label_library(lib.index, lib.store, classifier, name, progress=_progress(as_json))
     if as_json:
+        device_used = describe(classifier.encoder.device)
         emit_json({"label_set": report.label_set, "images": report.images,
-                   "counts": report.counts})  # fmt: skip
+                   "counts": report.counts, "device": device_used})  # fmt: skip
         return
     typer.echo(f"labelled {report.images} images into set {report.label_set!r}:")
     for label_name, count in report.counts.items():

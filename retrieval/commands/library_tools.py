@@ -8,9 +8,11 @@ from pathlib import Path
 import typer
 
 from retrieval.commands.common import (
+    DEVICE_OPTION,
     JSON_OPTION,
     LIBRARY_OPTION,
     cli_errors,
+    device_name,
     emit_json,
     open_library,
 )
@@ -31,20 +33,22 @@ def duplicates(
         "--threshold",
         help="Cosine similarity at or above which two photos count as near-identical.",
     ),  # fmt: skip
+    device: str = DEVICE_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Groups of near-identical photos (copies, re-encodes, resizes), largest first."""
-    _duplicates(library, threshold, as_json)
+    _duplicates(library, threshold, device, as_json)
 
 
 @cli_errors
-def _duplicates(library, threshold: float, as_json: bool) -> None:
+def _duplicates(library, threshold: float, device: str, as_json: bool) -> None:
     if not 0.0 < threshold <= 1.0:
         raise typer.BadParameter("--threshold is a cosine similarity in (0, 1]")
-    with open_library(library) as lib:
+    with open_library(library, device=device) as lib:
         groups = lib.duplicates(threshold)
     if as_json:
-        emit_json({"threshold": threshold, "groups": [g.to_dict() for g in groups]})
+        emit_json({"threshold": threshold, "groups": [g.to_dict() for g in groups],
+                   "device": device_name(device)})  # fmt: skip
         return
     if not groups:
         typer.echo("no near-duplicates")
@@ -58,21 +62,22 @@ def _duplicates(library, threshold: float, as_json: bool) -> None:
 def eval_search(
     truth: Path = typer.Argument(..., help="TSV: query<TAB>relevant path<TAB>…"),
     library: Path | None = LIBRARY_OPTION,
+    device: str = DEVICE_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Recall@k and nDCG@10 of a library's full search pipeline (index, cut-off, filters)."""
-    _eval_search(truth, library, as_json)
+    _eval_search(truth, library, device, as_json)
 
 
 @cli_errors
-def _eval_search(truth: Path, library, as_json: bool) -> None:
+def _eval_search(truth: Path, library, device: str, as_json: bool) -> None:
     from retrieval.search_eval import evaluate_search, read_ground_truth
 
     queries = read_ground_truth(truth)
-    with open_library(library) as lib:
+    with open_library(library, device=device) as lib:
         report = evaluate_search(lib.searcher, queries)
     if as_json:
-        emit_json(report.to_dict())
+        emit_json({**report.to_dict(), "device": device_name(device)})
         return
     typer.echo(f"{report.positives} queries with relevant photos, {report.negatives} without")
     for name, value in report.metrics.items():

@@ -13,6 +13,7 @@ from encoders.encoder import Encoder
 from encoders.errors import VitrieveError
 from encoders.pretrained import load_openclip
 from indexer.images import decode_image
+from retrieval.commands.common import DEVICE_OPTION, device_name
 
 
 def register(app: typer.Typer) -> None:
@@ -50,12 +51,13 @@ def embed(
     texts_file: Path | None = typer.Option(None, help="A file with one text per line."),
     out: Path = typer.Option(..., help="Output .npy: one L2-normalised row per input, in order."),
     precision: str = typer.Option("auto", help="auto (bf16 where exact enough), fp32 or bf16."),
+    device: str = DEVICE_OPTION,
 ) -> None:
     """Embed images or texts with a model: the building block for your own pipelines."""
     chosen = [x for x in (images, texts, texts_file) if x]
     if len(chosen) != 1:
         raise typer.BadParameter("give exactly one of --images, --texts or --texts-file")
-    encoder = Encoder.load(model, weights=weights, precision=precision)
+    encoder = Encoder.load(model, weights=weights, precision=precision, device=device)
     if images:
         size = encoder.image_size
         vectors = encoder.encode_images([_decode(p, size) for p in images])
@@ -64,7 +66,14 @@ def embed(
         vectors = encoder.encode_texts(lines)
     np.save(out, vectors)
     typer.echo(
-        json.dumps({"out": str(out), "rows": int(vectors.shape[0]), "dim": int(vectors.shape[1])})
+        json.dumps(
+            {
+                "out": str(out),
+                "rows": int(vectors.shape[0]),
+                "dim": int(vectors.shape[1]),
+                "device": device_name(device),
+            }
+        )  # fmt: skip
     )
 
 

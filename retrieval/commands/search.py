@@ -8,9 +8,11 @@ from pathlib import Path
 
 import typer
 
+from encoders.device import describe
 from encoders.errors import VitrieveError
 from retrieval.commands.common import (
     DATE_FORMATS,
+    DEVICE_OPTION,
     JSON_OPTION,
     LIBRARY_OPTION,
     MODEL_OPTION,
@@ -68,9 +70,9 @@ MIN_HEIGHT = _opt("--min-height", help="Image height at least this many pixels."
 MIN_BYTES = _opt("--min-bytes", help="File size at least this many bytes.")
 
 
-def _print(response: SearchResponse, as_json: bool, what: str) -> None:
+def _print(response: SearchResponse, as_json: bool, what: str, device: str) -> None:
     if as_json:
-        emit_json({"query": what, **response.to_dict()})
+        emit_json({"query": what, **response.to_dict(), "device": device})
         return
     if not response.results:
         typer.echo("no results")
@@ -105,6 +107,7 @@ def search(
     label: str | None = LABEL, min_label_score: float | None = LABEL_SCORE,
     min_width: int | None = MIN_WIDTH, min_height: int | None = MIN_HEIGHT,
     min_bytes: int | None = MIN_BYTES,
+    device: str = DEVICE_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:  # fmt: skip
     """Search a library in words (and/or by an image), best matches first."""
@@ -120,12 +123,12 @@ def _search(args: dict) -> None:
         raise VitrieveError(f"image not found: {image}")
     query = Query.parse(args["query"], args["negatives"] or (), image)
     configure_serving()  # the threads bench/search.py measures
-    with open_library(args["library"], args["model"]) as lib:
+    with open_library(args["library"], args["model"], args["device"]) as lib:
         response = lib.searcher.search(
             query, _filters_from(args), offset=args["offset"], limit=args["k"],
             sort=args["sort"], drop_weak=args["drop_weak"], threshold=args["threshold"],
         )  # fmt: skip
-        _print(response, args["as_json"], args["query"])
+        _print(response, args["as_json"], args["query"], describe(lib.encoder.device))
 
 
 def _filters_from(args: dict) -> Filters:
@@ -149,6 +152,7 @@ def similar(
     label: str | None = LABEL, min_label_score: float | None = LABEL_SCORE,
     min_width: int | None = MIN_WIDTH, min_height: int | None = MIN_HEIGHT,
     min_bytes: int | None = MIN_BYTES,
+    device: str = DEVICE_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:  # fmt: skip
     """More like this: photos similar to an image file or an indexed image's id."""
@@ -160,14 +164,14 @@ def _similar(args: dict) -> None:
     if args["sort"] not in SORTS:
         raise typer.BadParameter(f"--sort must be one of {', '.join(SORTS)}")
     configure_serving()
-    with open_library(args["library"], args["model"]) as lib:
+    with open_library(args["library"], args["model"], args["device"]) as lib:
         target = _image_or_id(lib, args["image"])
         query = Query.parse(args["text"], args["negatives"] or (), target)
         response = lib.searcher.search(
             query, _filters_from(args), offset=args["offset"], limit=args["k"],
             sort=args["sort"], drop_weak=args["drop_weak"], threshold=args["threshold"],
         )  # fmt: skip
-        _print(response, args["as_json"], args["image"])
+        _print(response, args["as_json"], args["image"], describe(lib.encoder.device))
 
 
 def _image_or_id(lib, value: str) -> int | Path:
@@ -193,14 +197,16 @@ def explain_command(
     ),  # fmt: skip
     model: Path | None = MODEL_OPTION,
     library: Path | None = LIBRARY_OPTION,
+    device: str = DEVICE_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Heatmap of which part of a photo matched the text."""
-    _explain(query, image, out, method, model, library, as_json)
+    _explain(query, image, out, method, model, library, device, as_json)
 
 
 @cli_errors
-def _explain(query: str, image: str, out: Path, method: str, model, library, as_json) -> None:
+def _explain(query: str, image: str, out: Path, method: str, model, library, device: str,
+             as_json) -> None:  # fmt: skip
     from indexer.images import decode_image
     from retrieval.explain import METHODS, write_heatmap
 
@@ -212,9 +218,9 @@ def _explain(query: str, image: str, out: Path, method: str, model, library, as_
     if model is not None and not is_file(path) and not image.isdigit():
         raise VitrieveError(f"image not found: {image}")
     if model is not None and is_file(path):
-        encoder = load_encoder(model)
+        encoder = load_encoder(model, device)
     else:
-        lib = open_library(library, model)
+        lib = open_library(library, model, device)
         encoder = lib.encoder
         if not is_file(path):
             path = lib.file_path(image) if image.strip().isdigit() else path
@@ -228,6 +234,7 @@ def _explain(query: str, image: str, out: Path, method: str, model, library, as_
     box = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1] if len(xs) else []
     if as_json:
         emit_json({"query": query, "image": str(path), "out": str(out), "method": method,
-                   "hot_box": box, "grid": explanation.grid.round(4).tolist()})  # fmt: skip
+                   "hot_box": box, "grid": explanation.grid.round(4).tolist(),
+                   "device": describe(encoder.device)})  # fmt: skip
     else:
         typer.echo(f"wrote {out} (hottest area {box})")

@@ -5,6 +5,7 @@ The loop reports through a callback; the progress bar (loss, lr, samples/s, ETA)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from encoders.errors import VitrieveError
 from encoders.training.steps import TrainOptions
-from retrieval.commands.common import cli_errors
+from retrieval.commands.common import DEVICE_OPTION, cli_errors, device_name
 
 DEFAULTS = TrainOptions()  # the measured recipe (docs/training.md) is the one place for defaults
 DATA_HELP = "Training pairs: TSV/CSV in open_clip's format, or a folder of images + .txt."
@@ -123,6 +124,7 @@ def train(
         0, "--threads", min=0, help="Intra-op threads; 0: measured for --minutes runs."
     ),
     resume: bool = typer.Option(False, "--resume", help="Continue RUN_DIR/checkpoint."),
+    device: str = DEVICE_OPTION,
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     world_size: int = typer.Option(1, envvar="WORLD_SIZE", hidden=True),  # set by torchrun
 ) -> None:
@@ -140,7 +142,7 @@ def train(
         loss=loss, batch_size=batch_size, lr=lr, weight_decay=weight_decay, epochs=epochs,
         minutes=minutes, accum=accum, hard_negatives=hard_negatives, grey_fraction=grey_fraction,
         warmup_fraction=warmup_fraction, checkpoint_every=checkpoint_every, seed=seed,
-        threads=threads,
+        threads=threads, device=device,
     )  # fmt: skip
     request = TrainRequest(
         data=data, out=out, model=model, val=val, image_size=image_size,
@@ -167,12 +169,13 @@ def train(
         "samples": result.state.samples,
         "samples_per_s": round(result.samples_per_s, 1),
         "validation": result.final,
+        "device": device_name(device),
     }
     if json_out:
         typer.echo(json.dumps(summary))
         return
     typer.echo(f"wrote {result.checkpoint} after {result.state.step} steps "
-               f"({result.samples_per_s:.0f} samples/s)")  # fmt: skip
+               f"({result.samples_per_s:.0f} samples/s on {summary['device']})")  # fmt: skip
     if result.final:
         typer.echo(
             "validation zero-shot " + "  ".join(f"{k} {v:.3f}" for k, v in result.final.items())
@@ -191,6 +194,7 @@ def finetune(
     lr: float | None = typer.Option(None, "--lr", help="Default: 1e-3 probe, 1e-4 full."),
     holdout: float = typer.Option(0.2, "--holdout", min=0.01, max=0.9),
     seed: int = typer.Option(0, "--seed"),
+    device: str = DEVICE_OPTION,
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Train a classification head on the ViT (and the ViT, unless --linear-probe)."""
@@ -202,9 +206,11 @@ def finetune(
         epochs=epochs, batch_size=batch_size, lr=lr, linear_probe=linear_probe,
         holdout=holdout, seed=seed,
     )  # fmt: skip
+    if "device" in {f.name for f in dataclasses.fields(FinetuneOptions)}:  # see coord request
+        options = dataclasses.replace(options, device=device)
     result = finetune_folder(data, source, out, options)
     if json_out:
-        typer.echo(json.dumps(result))
+        typer.echo(json.dumps({**result, "device": device_name(device)}))
         return
     typer.echo(
         f"{result['mode']}: held-out accuracy {result['accuracy']:.3f} on {result['test']} images "

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import typer
 
+from encoders.device import DEFAULT_DEVICE
 from encoders.errors import VitrieveError
+from retrieval.commands.common import DEVICE_OPTION
 from retrieval.uploads import MAX_UPLOAD_BYTES
 
 MAX_UPLOAD_MB = MAX_UPLOAD_BYTES // 2**20  # Streamlit's server.maxUploadSize is in MiB
@@ -40,14 +42,17 @@ def ui(
         "authentication first (docs/security.md).",
     ),
     port: int = typer.Option(8501, help="Port to listen on."),
+    device: str = DEVICE_OPTION,
 ) -> None:
     """Open the search, classify and library pages in the browser."""
     if not 0 < port < 65536:
         raise typer.BadParameter(f"port must be 1-65535, got {port}")
-    serve(library, host, port, "vitrieve UI: {url}  (Ctrl-C to stop)")
+    serve(library, host, port, "vitrieve UI: {url}  (Ctrl-C to stop)", device)
 
 
-def serve(library: Path | None, host: str, port: int, banner: str) -> None:
+def serve(
+    library: Path | None, host: str, port: int, banner: str, device: str = DEFAULT_DEVICE
+) -> None:
     """Run the UI until it exits or Ctrl-C; print ``banner`` (with ``{url}``) once it answers."""
     if host not in LOOPBACK:
         typer.echo(
@@ -55,7 +60,7 @@ def serve(library: Path | None, host: str, port: int, banner: str) -> None:
             "your photos; put the UI behind a login (docs/security.md)",
             err=True,
         )
-    process = start_ui(library, host, port)
+    process = start_ui(library, host, port, device)
     try:
         wait_until_ready(process, host, port)
         typer.echo(banner.format(url=ui_url(host, port)))
@@ -82,8 +87,11 @@ def app_script() -> Path:
     raise VitrieveError("the UI entry point ui/app.py is not installed next to retrieval")
 
 
-def streamlit_command(library: Path | None, host: str, port: int) -> list[str]:
-    """The ``streamlit run`` command line for one library."""
+def streamlit_command(
+    library: Path | None, host: str, port: int, device: str = DEFAULT_DEVICE
+) -> list[str]:
+    """The ``streamlit run`` command line for one library; the app's own arguments (after
+    ``--``) are the device its models run on and the library."""
     command = [
         sys.executable, "-m", "streamlit", "run", str(app_script()),
         "--server.headless", "true",
@@ -100,14 +108,17 @@ def streamlit_command(library: Path | None, host: str, port: int) -> list[str]:
         "--client.toolbarMode", "viewer",
         "--global.developmentMode", "false",
     ]  # fmt: skip
+    command += ["--", "--device", device]
     if library is not None:
-        command += ["--", "--library", str(Path(library).expanduser().resolve())]
+        command += ["--library", str(Path(library).expanduser().resolve())]
     return command
 
 
-def start_ui(library: Path | None, host: str, port: int) -> subprocess.Popen:
+def start_ui(
+    library: Path | None, host: str, port: int, device: str = DEFAULT_DEVICE
+) -> subprocess.Popen:
     """Start the Streamlit server in the background; the caller waits or stops it."""
-    return subprocess.Popen(streamlit_command(library, host, port))
+    return subprocess.Popen(streamlit_command(library, host, port, device))
 
 
 def ui_url(host: str, port: int) -> str:

@@ -121,3 +121,37 @@ def test_eval_search(synth_library, tmp_path) -> None:
     assert (
         report["metrics"]["ndcg@10"] > 0.8 and report["metrics"]["negative_flagged_no_match"] == 1
     )
+
+
+# --- --device (issue 13): resolved before any work, carried down to the model --------------
+
+
+def test_device_cpu_reaches_the_model(synth_library, monkeypatch) -> None:
+    import torch
+
+    from retrieval.library import Library
+
+    opened: list = []
+    real_open = Library.open.__func__
+
+    def recording_open(cls, *args, **kwargs):
+        opened.append(real_open(cls, *args, **kwargs))
+        return opened[-1]
+
+    monkeypatch.setattr(Library, "open", classmethod(recording_open))
+    data = ok_json("search", "a red star", "--library", synth_library.path, "--device", "cpu")
+    assert data["device"] == "cpu" and opened[-1].device == "cpu"
+    assert opened[-1].encoder.device == torch.device("cpu")
+
+
+@pytest.mark.parametrize("command", [["search", "x"], ["label", "--labels", "a"], ["ui"]])
+def test_device_cuda_without_cuda_is_one_line_and_exit_2(synth_library, command) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = run(*command, "--library", synth_library.path, "--device", "cuda")
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "CUDA" in lines[0], lines
+    assert not result.stdout

@@ -44,8 +44,9 @@ def test_index_bad_library_then_status(tmp_path: Path, checkpoint: Path) -> None
                               "deleted": 0}  # fmt: skip
     assert {f["path"] for f in info["failures"]} == set(lib.bad)
     assert info["index"]["kind"] == "flat" and info["index"]["vectors"] == len(lib.good)
-    again = runner.invoke(app, [*args[:-1], "--json"])  # nothing new: a JSON report
+    again = runner.invoke(app, [*args[:-1], "--device", "cpu", "--json"])  # nothing new
     report = json.loads(again.output)
+    assert report["device"] == "cpu"  # the device that ran, named (issue 13)
     assert report["embedded"] == 0 and report["unchanged"] == len(lib.good) + len(lib.bad)
     human = runner.invoke(app, ["status", "--library", str(lib.root / ".vitrieve")])
     assert f"{len(lib.good)} indexed" in human.output and "bomb.png: decompression" in human.output

@@ -50,3 +50,9 @@ def test_fractions_default_to_the_recipe_and_can_be_set(tmp_path: Path, requests
 def test_fraction_outside_0_1_is_a_bad_parameter(tmp_path: Path, requests, flag) -> None:
     result = _train(tmp_path, flag, "1.5")
     assert result.exit_code == 2 and not requests
+
+
+def test_device_reaches_the_train_options(tmp_path: Path, requests) -> None:
+    chosen = _train(tmp_path, "--device", "cpu")
+    assert chosen.exit_code == 0, chosen.output
+    assert requests[-1].options.device == "cpu" and json.loads(chosen.output)["device"] == "cpu"

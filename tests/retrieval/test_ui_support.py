@@ -89,5 +89,8 @@ def test_ui_command_is_headless_with_xsrf_and_an_upload_cap(tmp_path: Path) -> N
     for option in ("--server.headless true", "--server.enableXsrfProtection true",
                    f"--server.maxUploadSize {MAX_UPLOAD_MB}", "--server.port 8765"):  # fmt: skip
         assert option in joined
-    assert command[-3:] == ["--", "--library", str(tmp_path.resolve())]
+    # the app's own arguments: where its models run (--device, issue 13), then the library
+    assert command[-5:] == ["--", "--device", "auto", "--library", str(tmp_path.resolve())]
+    on_cpu = streamlit_command(tmp_path, "127.0.0.1", 8765, device="cpu")
+    assert on_cpu[on_cpu.index("--device") + 1] == "cpu"
     assert json.dumps(command)  # plain strings only
