@@ -1,0 +1,68 @@
+"""A real ``vitrieve serve`` process on a free loopback port, for the API tests (and
+bench/load.py): started in its own process group, stopped (TERM, then KILL) afterwards."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+VITRIEVE = Path(sys.executable).with_name("vitrieve")
+READY_S = 180
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@contextlib.contextmanager
+def running_api(libraries: list[str], log_path: Path, extra: list[str] | None = None,
+                env: dict | None = None) -> Iterator[str]:  # fmt: skip
+    """``vitrieve serve --library ... --port P``; yields ``http://127.0.0.1:P``."""
+    port = free_port()
+    command = [str(VITRIEVE), "serve", "--port", str(port), *(extra or [])]
+    for library in libraries:
+        command += ["--library", library]
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        try:
+            started = time.monotonic()
+            while not _healthy(url):
+                if process.poll() is not None or time.monotonic() - started > READY_S:
+                    raise RuntimeError(f"vitrieve serve did not come up:\n{log_path.read_text()}")
+                time.sleep(0.3)
+            yield url
+        finally:
+            stop(process)
+
+
+def stop(process: subprocess.Popen) -> None:
+    """TERM the server's process group, KILL it if it lingers."""
+    for sig, wait_s in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+        if process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(wait_s)
