@@ -94,3 +94,65 @@ def test_compiled_towers_give_the_eager_embeddings(tiny_ckpt) -> None:
     for query in ["a cat", "a small red circle on the left of a large blue square"]:
         cosine = (eager.encode_texts([query]) * compiled.encode_texts([query])).sum()
         assert cosine > 0.999
+
+
+def test_batch_size_defaults_by_device(tiny_ckpt) -> None:
+    from encoders.encoder import DEFAULT_BATCH, default_batch_size
+
+    assert Encoder.load(tiny_ckpt, device="cpu").batch_size == DEFAULT_BATCH["cpu"] == 64
+    assert default_batch_size(torch.device("cuda", 0)) == DEFAULT_BATCH["cuda"] >= 256
+    model = create_model(load_config("tiny"))
+    assert Encoder(model, device="cpu", batch_size=7).batch_size == 7
+
+
+def test_out_of_memory_halves_the_batch_and_goes_on(tiny_ckpt, monkeypatch, caplog) -> None:
+    encoder = Encoder.load(tiny_ckpt, precision="fp32", device="cpu")
+    images = torch.stack([encoder.preprocess(_photo(i)) for i in range(10)])
+    expected = encoder.encode_image_tensors(images)
+    encoder.batch_size = 8
+    real, sizes = Encoder._encode_image_batch, []
+
+    def once_too_big(self, batch):
+        sizes.append(batch.shape[0])
+        if len(sizes) == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(self, batch)
+
+    monkeypatch.setattr(Encoder, "_encode_image_batch", once_too_big)
+    with caplog.at_level("WARNING", logger="encoders.encoder"):
+        got = encoder.encode_image_tensors(images)
+    assert sizes == [8, 4, 4, 2] and encoder.batch_size == 4
+    assert "out of memory" in caplog.text and "going on with 4" in caplog.text
+    np.testing.assert_allclose(got, expected, atol=1e-5)  # every row, in order
+
+
+def test_out_of_memory_at_batch_one_and_other_errors_are_raised(tiny_ckpt, monkeypatch) -> None:
+    encoder = Encoder.load(tiny_ckpt, precision="fp32", device="cpu", batch_size=1)
+    images = torch.stack([encoder.preprocess(_photo(0))])
+
+    def fails(error):
+        def batch(self, pixels):
+            raise error
+
+        return batch
+
+    monkeypatch.setattr(Encoder, "_encode_image_batch", fails(RuntimeError("CUDA out of memory")))
+    with pytest.raises(RuntimeError, match="out of memory"):
+        encoder.encode_image_tensors(images)
+    encoder.batch_size = 4
+    monkeypatch.setattr(Encoder, "_encode_image_batch", fails(ValueError("a real bug")))
+    with pytest.raises(ValueError, match="a real bug"):
+        encoder.encode_image_tensors(images)
+    assert encoder.batch_size == 4  # only out-of-memory errors shrink the batch
+
+
+def test_bf16_check_falls_back_to_fp32_when_embeddings_drift(monkeypatch) -> None:
+    import encoders.encoder as module
+
+    monkeypatch.setattr(module, "MIN_BF16_COSINE", 1.01)  # no bf16 run can pass this
+    encoder = Encoder(create_model(load_config("tiny")), precision="bf16", device="cpu")
+    assert encoder.dtype == torch.bfloat16  # forced: no check
+    checked = Encoder(create_model(load_config("tiny")), device="cpu")
+    checked._switch_to_bf16(checked=True)
+    assert checked.dtype == torch.float32
+    assert next(checked.model.parameters()).dtype == torch.float32
