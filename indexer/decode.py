@@ -1,114 +1,42 @@
 """Decoding in worker processes, with a per-file time limit and survival of decoder crashes.
 
-Each worker reads a file once: the bytes give the content hash, the decoded image (DCT-scaled
-once for both) gives the model's input and the thumbnail; the CPU time of each stage travels
-back with the result, so a run can say where its time went. Workers announce each file when
-they start it, so the parent knows which file a hung or crashed worker was holding: a file that
-runs past the time limit has its worker killed and is recorded as failed; the other files in
-flight are resubmitted to a fresh pool. A file present when a worker died twice is recorded as
+Each worker handles one file at a time (``decoded.decode_file``) and announces it when it
+starts, so the parent knows which file a hung or crashed worker was holding: a file that runs
+past the time limit has its worker killed and is recorded as failed; the other files in flight
+are resubmitted to a fresh pool. A file present when a worker died twice is recorded as
 crashing the decoder.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import multiprocessing
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from indexer.decoded import Decoded, DecodeSettings, decode_data, decode_file
 
-from indexer.images import DEFAULT_MAX_PIXELS, ImageError, decode_image, make_thumbnail
-from indexer.scan import hash_bytes
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "DecodePool",
+    "DecodeSettings",
+    "Decoded",
+    "decode_data",
+    "decode_file",
+]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 60.0  # seconds for one file: generous for a 100 MP TIFF on a slow disk
 MAX_CRASHES = 2
 WORKER_NICENESS = 10
-
-
-@dataclass(frozen=True)
-class DecodeSettings:
-    """What every worker needs, sent once when the worker starts."""
-
-    # PIL RGB image → array (3, S, S): the encoder's preprocess, or its uint8 part (``pixels``)
-    transform: Callable[[Any], Any]
-    target_size: int
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    thumb_size: int = 256
-
-
-@dataclass
-class Decoded:
-    """The outcome for one file: pixels + thumbnail + facts, or an error reason."""
-
-    id: int
-    pixels: np.ndarray | None = None  # (3, S, S): uint8, or float32 if the transform gives it
-    thumb: bytes | None = None
-    facts: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
-    cpu: dict[str, float] = field(default_factory=dict)  # stage → CPU seconds (this thread)
-    worker: tuple[int, float] | None = None  # (pid, the worker's CPU seconds before this file)
-
-
-class _Stopwatch:
-    """CPU seconds of this thread per stage, for ``Decoded.cpu``."""
-
-    def __init__(self) -> None:
-        self.cpu: dict[str, float] = {}
-        self._last = time.thread_time()
-
-    def lap(self, stage: str) -> None:
-        now = time.thread_time()
-        self.cpu[stage] = self.cpu.get(stage, 0.0) + now - self._last
-        self._last = now
-
-
-def decode_file(file_id: int, path: Path, settings: DecodeSettings) -> Decoded:
-    """Read, hash, decode, preprocess and thumbnail one file; failures become ``error``."""
-    watch = _Stopwatch()
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return Decoded(file_id, error=f"cannot read: {exc.strerror or exc}")
-    watch.lap("read")
-    digest = hash_bytes(data)
-    watch.lap("hash")
-    try:
-        decoded = decode_image(
-            io.BytesIO(data),
-            target_size=settings.target_size,
-            max_pixels=settings.max_pixels,
-            thumb_size=settings.thumb_size,
-        )
-        watch.lap("decode")
-        pixels = np.asarray(settings.transform(decoded.image))
-        watch.lap("pixels")
-        thumb = make_thumbnail(decoded.image, settings.thumb_size)
-        watch.lap("thumbnail")
-    except ImageError as exc:
-        return Decoded(file_id, facts={"content_hash": digest}, error=exc.reason, cpu=watch.cpu)
-    except Exception as exc:  # a decoder bug on one file must not stop the library
-        error = f"decode failed: {exc!r}"
-        return Decoded(file_id, facts={"content_hash": digest}, error=error, cpu=watch.cpu)
-    facts = {
-        "content_hash": digest,
-        "width": decoded.width,
-        "height": decoded.height,
-        "format": decoded.format,
-        "taken_at": decoded.taken_at,
-    }
-    return Decoded(file_id, pixels, thumb, facts, cpu=watch.cpu)
 
 
 # --- worker side -------------------------------------------------------------------------

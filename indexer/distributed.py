@@ -61,7 +61,7 @@ class EmbedActor:
         import torch
 
         torch.set_num_threads(threads)
-        self.encoder = Encoder.load(model_ref, precision=precision)
+        self.encoder = Encoder.load(model_ref, precision=precision, device=options.device)
         if self.encoder.model_id != model_id:
             raise VitrieveError(f"{model_ref} on this worker is not the driver's model")
         self.settings = DecodeSettings(

@@ -180,7 +180,7 @@ def _decode_opened(
         raise ImageError(f"corrupt or truncated: {exc}", name) from exc
     if exif.get(_EXIF_ORIENTATION) in (5, 6, 7, 8):
         width, height = height, width  # rotated by 90°: the displayed size swaps
-    taken_at = _taken_at(exif)
+    taken_at = exif_taken_at(exif)
     try:
         image.seek(0)  # animated GIF/WebP/TIFF: the first frame
         if fmt in ("JPEG", "MPO"):
@@ -197,7 +197,7 @@ def _decode_opened(
     return DecodedImage(reduced, width, height, fmt, taken_at)
 
 
-def _taken_at(exif: Image.Exif) -> datetime | None:
+def exif_taken_at(exif: Image.Exif) -> datetime | None:
     """EXIF DateTimeOriginal (falling back to DateTime), or None when absent or malformed."""
     try:
         value = exif.get_ifd(_EXIF_IFD).get(_EXIF_DATETIME_ORIGINAL) or exif.get(0x0132)

@@ -7,8 +7,11 @@ changed files; moved files keep their id, vector and labels. A different model b
 index beside the searchable one and replaces it only when complete. The steps around decoding
 and embedding are ``run``'s, shared with the Ray engine (``distributed``).
 
-Workers send uint8 pixels, normalised here a batch at a time (``pixels``). The report's ``cpu``
-says where the CPU time went, stage by stage, in the workers and in this process.
+Workers send uint8 pixels, normalised here a batch at a time (``pixels``). On a CUDA device
+(``IndexOptions.device``) workers only read, hash and plan the JPEGs nvJPEG can take, which are
+decoded here on the GPU a batch at a time (``gpu_decode``); the rest decode in the workers as
+on a CPU machine. The report's ``cpu`` says where the CPU time went, stage by stage, in the
+workers and in this process.
 """
 
 from __future__ import annotations
@@ -22,10 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from encoders.device import resolve_device
 from encoders.encoder import Encoder
-from indexer.decode import Decoded, DecodePool, DecodeSettings
+from indexer.decode import Decoded, DecodePool, DecodeSettings, decode_data
+from indexer.gpu_decode import GpuJpegDecoder
 from indexer.layout import Manifest, thumb_relpath, write_thumbnail
-from indexer.pixels import Batcher, split_transform
+from indexer.pixels import Batcher, BatchNormalize, split_transform
 from indexer.reports import IndexOptions, IndexProgress, IndexReport, ProgressCallback
 from indexer.run import Request, Run, begin_run, finish_run, open_library, resolve_paths
 from indexer.store import MetadataStore
@@ -62,7 +67,12 @@ def _run(request: Request, store: MetadataStore, manifest: Manifest) -> IndexRep
     """Decode in worker processes, embed a batch at a time in this one."""
     encoder, options = request.encoder, request.options
     per_image, per_batch = split_transform(encoder.transform)
-    settings = DecodeSettings(per_image, encoder.image_size, options.max_pixels, options.thumb_size)
+    device = resolve_device(options.device)
+    on_gpu = decodes_jpeg_on(device, per_batch)
+    settings = DecodeSettings(
+        per_image, encoder.image_size, options.max_pixels, options.thumb_size, gpu_jpeg=on_gpu
+    )
+    gpu = _gpu_decoder(device, settings) if on_gpu else None
     cpu_start = time.process_time()
     with (
         _torch_threads(options.encoder_threads),
@@ -70,14 +80,34 @@ def _run(request: Request, store: MetadataStore, manifest: Manifest) -> IndexRep
     ):
         pool.warm_up()  # workers start while the indexes are opened and the folder scanned
         run = begin_run(request, store, manifest)
-        writer = _BatchWriter(run, encoder, per_batch)
+        writer = _BatchWriter(run, encoder, per_batch, gpu)
         paths = dict(run.work)
-        for decoded in pool.imap_unordered((i, request.photos / p) for i, p in run.work):
-            writer.add(decoded, paths[decoded.id], options.batch_size)
-        writer.flush()
+        try:
+            for decoded in pool.imap_unordered((i, request.photos / p) for i, p in run.work):
+                writer.add(decoded, paths[decoded.id], options.batch_size)
+            writer.flush()
+        finally:
+            if gpu is not None:
+                gpu.close()
         report = finish_run(run)
     report.cpu = writer.cpu_by_stage(time.process_time() - cpu_start, options.workers > 0)
     return report
+
+
+def decodes_jpeg_on(device: torch.device, per_batch: Batcher) -> bool:
+    """Whether JPEGs are decoded with nvJPEG: on a CUDA device, when the encoder's
+    preprocessing travels as uint8 pixels (the GPU path makes the same uint8 input)."""
+    return device.type == "cuda" and isinstance(per_batch, BatchNormalize)
+
+
+def _gpu_decoder(device: torch.device, settings: DecodeSettings) -> GpuJpegDecoder:
+    """nvJPEG for the planned JPEGs; what it cannot decode, the CPU decoder does here."""
+
+    def on_cpu(item: Decoded) -> Decoded:
+        assert item.jpeg is not None
+        return decode_data(item.id, item.jpeg.data, item.facts["content_hash"], settings)
+
+    return GpuJpegDecoder(device, settings.target_size, settings.thumb_size, on_cpu)
 
 
 @contextmanager
@@ -95,8 +125,11 @@ def _torch_threads(threads: int) -> Iterator[None]:
 class _BatchWriter:
     """Collects decoded files; embeds and commits them a batch at a time."""
 
-    def __init__(self, run: Run, encoder: Encoder, normalize: Batcher) -> None:
-        self.run, self.encoder, self.normalize = run, encoder, normalize
+    def __init__(
+        self, run: Run, encoder: Encoder, normalize: Batcher, gpu: GpuJpegDecoder | None = None
+    ) -> None:
+        self.run, self.encoder, self.normalize, self.gpu = run, encoder, normalize, gpu
+        self.paths: dict[int, str] = {}  # file id → path, of files still to be decoded here
         self.decoded: list[Decoded] = []
         self.failed: list[tuple[int, str, str | None]] = []
         self.started = time.monotonic()
@@ -109,13 +142,37 @@ class _BatchWriter:
         if decoded.worker is not None:
             pid, before = decoded.worker
             self.workers[pid] = max(self.workers.get(pid, 0.0), before + sum(decoded.cpu.values()))
+        if decoded.jpeg is not None:
+            self.paths[decoded.id] = path
         if decoded.error is None:
             self.decoded.append(decoded)
         else:
-            self.failed.append((decoded.id, decoded.error, decoded.facts.get("content_hash")))
-            self.run.report.failures.append((path, decoded.error))
+            self._fail(decoded, path)
         if len(self.decoded) >= batch_size or len(self.failed) >= batch_size:
             self.flush()
+
+    def _fail(self, decoded: Decoded, path: str) -> None:
+        assert decoded.error is not None
+        self.failed.append((decoded.id, decoded.error, decoded.facts.get("content_hash")))
+        self.run.report.failures.append((path, decoded.error))
+
+    def _decode_on_gpu(self) -> None:
+        """Decode the batch's planned JPEGs on the GPU (or, where it fails, on the CPU)."""
+        assert self.gpu is not None
+        completed, self.decoded = self.gpu.complete(self.decoded), []
+        for decoded in completed:
+            path = self.paths.pop(decoded.id, "")
+            if decoded.error is None:
+                self.decoded.append(decoded)
+            else:
+                self._fail(decoded, path)
+
+    def _pixels(self) -> torch.Tensor:
+        """The batch's uint8 pixels, stacked on the device they will be encoded on."""
+        if self.gpu is None:
+            return torch.from_numpy(np.stack([d.pixels for d in self.decoded]))
+        device = self.gpu.device
+        return torch.stack([torch.as_tensor(d.pixels).to(device) for d in self.decoded])
 
     def _lap(self, stage: str, since: float) -> float:
         now = time.process_time()  # the whole process: the encoder's threads included
@@ -138,9 +195,12 @@ class _BatchWriter:
         """Embed the batch; thumbnails and staged vectors first, then one SQL commit."""
         run, rows = self.run, []
         clock = time.process_time()
+        if self.gpu is not None and self.decoded:
+            self._decode_on_gpu()
+            clock = self._lap("main gpu decode", clock)
         if self.decoded:
             ids = np.array([d.id for d in self.decoded], dtype=np.int64)
-            pixels = self.normalize(torch.from_numpy(np.stack([d.pixels for d in self.decoded])))
+            pixels = self.normalize(self._pixels())
             clock = self._lap("main normalise", clock)
             vectors = self.encoder.encode_image_tensors(pixels)
             clock = self._lap("main encode", clock)

@@ -53,7 +53,8 @@ class BatchNormalize:
         self.shift = shift.to(torch.float32)[:, None, None]
 
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
-        return pixels.to(torch.float32).mul_(self.scale).add_(self.shift)  # one allocation
+        scale, shift = self.scale.to(pixels.device), self.shift.to(pixels.device)
+        return pixels.to(torch.float32).mul_(scale).add_(shift)  # one allocation
 
 
 def as_is(batch: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,141 @@
+"""The indexer's GPU decode path end to end: on the CPU (the decision logic, the fallback,
+every indexer promise, with nvJPEG's CPU twin standing in) and, `gpu`-marked, on CUDA."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from library_factory import photo
+from PIL import Image
+from test_pipeline import OPTIONS, assert_consistent, library_state
+
+import indexer.pipeline as pipeline
+from encoders.encoder import Encoder
+from indexer.gpu_decode import GpuJpegDecoder
+from indexer.pipeline import index_library
+
+
+@pytest.fixture()
+def made(monkeypatch) -> list[GpuJpegDecoder]:
+    """The GPU decoders the runs make, collected."""
+    made: list[GpuJpegDecoder] = []
+    real = pipeline._gpu_decoder
+
+    def spy(device, settings):
+        made.append(real(device, settings))
+        return made[-1]
+
+    monkeypatch.setattr(pipeline, "_gpu_decoder", spy)
+    return made
+
+
+@pytest.fixture()
+def decoders(made, monkeypatch) -> list[GpuJpegDecoder]:
+    """Route the runs through the GPU path on the CPU (torchvision's CPU JPEG decoder)."""
+    monkeypatch.setattr(pipeline, "decodes_jpeg_on", lambda device, per_batch: True)
+    return made
+
+
+def _check_bad_library(bad_library, encoder: Encoder, options) -> dict[str, object]:
+    report = index_library(bad_library.root, encoder, model_ref="tiny", options=options)
+    library = bad_library.root / ".vitrieve"
+    rows, vectors = library_state(library)
+    assert {p for p, r in rows.items() if r.status == "indexed"} == bad_library.good
+    failed = {p: r.error for p, r in rows.items() if r.status == "failed"}
+    assert set(failed) == set(bad_library.bad) == {p for p, _ in report.failures}
+    for path, reason in bad_library.bad.items():
+        assert reason in failed[path]
+    assert report.embedded == len(bad_library.good) == len(vectors)
+    assert_consistent(library)
+    rotated = rows["rotated.jpg"]
+    assert (rotated.width, rotated.height, rotated.format) == (40, 80, "JPEG")
+    assert rotated.taken_at is not None and rotated.taken_at.year == 2021
+    thumb = Image.open(library / rotated.thumb)
+    assert thumb.format == "WEBP" and thumb.size == (40, 80)  # upright, as displayed
+    again = index_library(bad_library.root, encoder, model_ref="tiny", options=options)
+    assert again.embedded == 0 and again.failures == [] and again.unchanged == report.found
+    return {"rows": rows, "vectors": vectors}
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_bad_library_through_the_gpu_path(bad_library, tiny_encoder, decoders, workers) -> None:
+    state = _check_bad_library(bad_library, tiny_encoder, replace(OPTIONS, workers=workers))
+    # plain, rotated and jpeg_without_suffix.dat are baseline JPEGs: decoded "on the device"
+    assert sum(d.decoded_on_device for d in decoders[:1]) == 3
+    from indexer.images import decode_image
+
+    rows, vectors = state["rows"], state["vectors"]
+    for name in ("plain.jpg", "rotated.jpg"):
+        image = decode_image(bad_library.root / name, target_size=tiny_encoder.image_size).image
+        expected = tiny_encoder.encode_images([image])[0]
+        assert float(vectors[rows[name].id] @ expected) > 0.99  # the CPU path's embedding
+
+
+def test_moves_and_edits_through_the_gpu_path(tmp_path: Path, tiny_encoder, decoders) -> None:
+    _check_moves_and_edits(tmp_path, tiny_encoder, OPTIONS)
+    assert sum(d.decoded_on_device for d in decoders) == 6
+
+
+def _check_moves_and_edits(tmp_path: Path, encoder: Encoder, options) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for n in range(5):
+        photo(seed=n).save(photos / f"{n}.jpg")
+    index_library(photos, encoder, model_ref="tiny", options=options)
+    ids = {r.path: r.id for r in library_state(photos / ".vitrieve")[0].values()}
+    (photos / "0.jpg").rename(photos / "moved.jpg")
+    photo(seed=99).save(photos / "1.jpg")
+    report = index_library(photos, encoder, model_ref="tiny", options=options)
+    assert (report.moved, report.changed, report.embedded) == (1, 1, 1)
+    rows, vectors = library_state(photos / ".vitrieve")
+    assert rows["moved.jpg"].id == ids["0.jpg"] and len(vectors) == 5
+    assert_consistent(photos / ".vitrieve")
+
+
+# --- on a CUDA device (make gpu-check) ------------------------------------------------------
+
+
+@pytest.fixture()
+def cuda_encoder(tiny_checkpoint: Path) -> Encoder:
+    return Encoder.load(tiny_checkpoint, precision="fp32", device="cuda")
+
+
+@pytest.mark.gpu
+def test_bad_library_on_cuda(bad_library, cuda_encoder, made) -> None:
+    _check_bad_library(bad_library, cuda_encoder, replace(OPTIONS, device="cuda", workers=2))
+    assert made[0].device.type == "cuda" and made[0].decoded_on_device == 3
+
+
+@pytest.mark.gpu
+def test_moves_and_edits_on_cuda(tmp_path: Path, cuda_encoder, made) -> None:
+    _check_moves_and_edits(tmp_path, cuda_encoder, replace(OPTIONS, device="cuda"))
+    assert sum(d.decoded_on_device for d in made) == 6
+
+
+@pytest.mark.gpu
+def test_kill_and_resume_on_cuda(tmp_path: Path, tiny_checkpoint: Path, cuda_encoder) -> None:
+    from test_resume import test_kill_and_resume
+
+    # the CLI's default device is auto: the killed runs decode and encode on this CUDA device
+    test_kill_and_resume(tmp_path, tiny_checkpoint, cuda_encoder)
+
+
+@pytest.mark.gpu
+def test_nvjpeg_embeddings_match_the_cpu_decoders(tmp_path: Path, cuda_encoder, made) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for n in range(24):
+        photo(640, 480, seed=n).save(photos / f"{n:02d}.jpg", quality=92)
+    for device in ("cpu", "cuda"):
+        options = replace(OPTIONS, device=device, batch_size=8)
+        report = index_library(
+            photos, cuda_encoder, model_ref="t", library=tmp_path / device, options=options
+        )
+        assert report.embedded == 24
+    assert sum(d.decoded_on_device for d in made) == 24
+    cpu_rows, cpu_vectors = library_state(tmp_path / "cpu")
+    gpu_rows, gpu_vectors = library_state(tmp_path / "cuda")
+    cosines = [float(cpu_vectors[cpu_rows[p].id] @ gpu_vectors[gpu_rows[p].id]) for p in cpu_rows]
+    assert min(cosines) > 0.99, cosines

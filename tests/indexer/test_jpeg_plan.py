@@ -1,0 +1,136 @@
+"""The GPU decode path's decisions and image steps, run on the CPU with CPU tensors: which
+files go to nvJPEG, orientation, batch sizing, the model input and thumbnail it makes."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from library_factory import jpeg_bytes, photo
+from PIL import Image, ImageOps
+from torchvision.io import decode_jpeg
+
+from encoders.transforms import eval_transform
+from indexer.decoded import Decoded
+from indexer.gpu_decode import GpuJpegDecoder, prepare
+from indexer.jpeg_plan import orient, plan_batches, plan_jpeg
+from indexer.pixels import split_transform
+
+LIMIT = 4_000_000
+
+
+def _exif(orientation: int) -> Image.Exif:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    exif.get_ifd(0x8769)[0x9003] = "2021:07:14 09:30:00"
+    return exif
+
+
+def test_a_baseline_jpeg_is_planned_with_its_displayed_size_and_date() -> None:
+    job = plan_jpeg(jpeg_bytes(photo(80, 40, seed=1), exif=_exif(6)), LIMIT)
+    assert job is not None and job.orientation == 6
+    assert (job.facts["width"], job.facts["height"], job.facts["format"]) == (40, 80, "JPEG")
+    assert job.facts["taken_at"].year == 2021
+    grey = plan_jpeg(jpeg_bytes(photo(seed=2, mode="L")), LIMIT)
+    assert grey is not None and grey.orientation == 1 and grey.facts["taken_at"] is None
+    padded = plan_jpeg(jpeg_bytes(photo(seed=3)) + b"\0\0\0", LIMIT)  # zero padding after EOI
+    assert padded is not None
+
+
+def _png(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(jpeg_bytes(photo(seed=4, mode="CMYK")), id="cmyk"),
+        pytest.param(jpeg_bytes(photo(seed=5), progressive=True), id="progressive"),
+        pytest.param(jpeg_bytes(photo(256, 192, seed=6))[:3000], id="truncated"),
+        pytest.param(jpeg_bytes(photo(seed=7)) + b"trailer", id="trailing-data"),
+        pytest.param(_png(photo(seed=8)), id="png"),
+        pytest.param(b"", id="empty"),
+        pytest.param(b"\xff\xd8 not really a jpeg \xff\xd9", id="bad-header"),
+        pytest.param(jpeg_bytes(Image.new("L", (2100, 2000))), id="over-the-pixel-limit"),
+    ],
+)
+def test_what_nvjpeg_cannot_take_goes_to_the_cpu_decoder(data: bytes) -> None:
+    assert plan_jpeg(data, LIMIT) is None
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_orient_matches_pillows_exif_transpose(orientation: int) -> None:
+    image = photo(7, 5, seed=orientation)
+    expected = np.asarray(ImageOps.exif_transpose(_with_orientation(image, orientation)))
+    tensor = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
+    got = orient(tensor, orientation).permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(got, expected)
+
+
+def _with_orientation(image: Image.Image, orientation: int) -> Image.Image:
+    out = io.BytesIO()
+    image.save(out, format="PNG", exif=_exif(orientation))
+    return Image.open(io.BytesIO(out.getvalue()))
+
+
+def test_batches_respect_the_file_and_pixel_limits() -> None:
+    assert plan_batches([], 4, 100) == []
+    assert plan_batches([10] * 9, 4, 1000) == [[0, 1, 2, 3], [4, 5, 6, 7], [8]]
+    assert plan_batches([40, 40, 40, 500, 10], 8, 100) == [[0, 1], [2], [3], [4]]
+
+
+def test_prepare_makes_the_cpu_paths_model_input_and_a_thumbnail() -> None:
+    image = photo(300, 200, seed=9)
+    per_image, _ = split_transform(eval_transform(64))
+    expected = torch.from_numpy(per_image(image)).float()
+    tensor = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
+    pixels, thumb = prepare(tensor, 1, 64, 128)
+    assert pixels.dtype == torch.uint8 and pixels.shape == (3, 64, 64)
+    assert (pixels.float() - expected).abs().mean() < 2.0  # the same picture, ±rounding
+    assert thumb.shape == (85, 128, 3) and thumb.dtype == np.uint8
+    grey = torch.full((1, 20, 30), 77, dtype=torch.uint8)
+    pixels, thumb = prepare(grey, 6, 16, 128)  # rotated, smaller than the thumbnail
+    assert pixels.shape == (3, 16, 16) and int(pixels.float().mean().round()) == 77
+    assert thumb.shape == (30, 20, 3)
+
+
+def _item(file_id: int, data: bytes) -> Decoded:
+    job = plan_jpeg(data, LIMIT)
+    assert job is not None
+    return Decoded(file_id, facts={"content_hash": str(file_id), **job.facts}, jpeg=job)
+
+
+def test_decoder_falls_back_per_file_when_nvjpeg_fails(caplog) -> None:
+    good = jpeg_bytes(photo(64, 48, seed=10))
+    broken = good[:200] + bytes(len(good) - 202) + b"\xff\xd9"  # a header, then no scan data
+    items = [_item(1, good), _item(2, broken), _item(3, good), Decoded(4, error="x")]
+    calls: list[int] = []
+
+    def decode(tensors, **kwargs):
+        calls.append(len(tensors))
+        if any(t.numel() == len(broken) and bytes(t.numpy()) == broken for t in tensors):
+            raise RuntimeError("nvjpeg: bad Huffman table")
+        return decode_jpeg(tensors, **kwargs)
+
+    fell_back: list[int] = []
+
+    def fallback(item: Decoded) -> Decoded:
+        fell_back.append(item.id)
+        return Decoded(item.id, facts=item.facts, error="corrupt or truncated")
+
+    decoder = GpuJpegDecoder(torch.device("cpu"), 32, 64, fallback, decode=decode)
+    try:
+        out = decoder.complete(items)
+    finally:
+        decoder.close()
+    assert calls == [3, 1, 1, 1]  # the batch, then file by file
+    assert fell_back == [2] and decoder.decoded_on_device == 2
+    assert [d.id for d in out] == [1, 2, 3, 4] and out[3] is items[3]
+    for d in (out[0], out[2]):
+        assert d.jpeg is None and d.error is None and d.pixels.shape == (3, 32, 32)
+        assert d.thumb[8:12] == b"WEBP" and Image.open(io.BytesIO(d.thumb)).size == (64, 48)
+    assert out[1].error == "corrupt or truncated"
