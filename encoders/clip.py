@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -54,6 +56,7 @@ def create_model(config: CLIPConfig, tokenizer: Tokenizer | None = None) -> CLIP
     text: nn.Module
     if config.text.hf_model:
         text = HFTextTower(config.text, config.embed_dim, tokenizer.pad_id)
+        config = replace(config, text=text.config)  # the pretrained tower's real figures
     else:
         text = TextTransformer(config.text, config.embed_dim, tokenizer.eot_id, config.quick_gelu)
     return CLIP(config, visual, text)

