@@ -42,7 +42,7 @@ def resolve_device(spec: str | torch.device | None = DEFAULT_DEVICE) -> torch.de
         raise DeviceError(
             f"device {text!r} asked for, but torch sees no CUDA device "
             f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); "
-            "use --device cpu, or install a CUDA build of torch"
+            "run on the CPU instead, or install a CUDA build of torch"
         )
     number = int(index) if index is not None else 0
     count = torch.cuda.device_count()

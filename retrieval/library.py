@@ -56,10 +56,7 @@ def find_library(path: Path) -> Path:
     for candidate in (path, path / DEFAULT_LIBRARY_DIR):
         if (candidate / MANIFEST_FILE).is_file():
             return candidate.resolve()
-    raise VitrieveError(
-        f"no library at {path} (no {MANIFEST_FILE}); index a photo folder first: "
-        "vitrieve index PHOTOS --model CKPT"
-    )
+    raise VitrieveError(f"no library at {path} (no {MANIFEST_FILE}): index a photo folder first")
 
 
 def _writable(path: Path) -> bool:
@@ -278,5 +275,6 @@ def _load_encoder(library: Path, manifest: Manifest, device: str) -> Encoder:
             _check_model(encoder, manifest)
             return encoder
     raise VitrieveError(
-        f"the library's model {manifest.active.model_ref} was not found; pass --model CKPT"
+        f"the library's model {manifest.active.model_ref} was not found (moved or deleted?): "
+        "open the library with that model given explicitly"
     )

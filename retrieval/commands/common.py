@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from collections.abc import Callable
@@ -47,17 +46,9 @@ def device_name(device: str) -> str:
 
 
 def cli_errors(command: F) -> F:
-    """Library errors leave as one ``error: ...`` line on stderr and exit code 1."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except (VitrieveError, FileNotFoundError, PermissionError) as exc:
-            typer.echo(f"error: {one_line(str(exc))}", err=True)
-            raise typer.Exit(1) from None
-
-    return wrapper  # type: ignore[return-value]
+    """No longer needed (kept until the HTTP-API commands drop it): ``retrieval.cli``'s one
+    error boundary turns every exception of every command into its line and exit code."""
+    return command
 
 
 def library_dir(library: Path | None) -> Path:

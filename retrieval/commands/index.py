@@ -25,7 +25,6 @@ from indexer.pipeline import IndexOptions, IndexProgress, IndexReport, index_lib
 from retrieval.commands.common import (
     DEVICE_OPTION,
     JSON_OPTION,
-    cli_errors,
     device_name,
     emit_json,
     load_encoder,
@@ -39,7 +38,6 @@ def register(app: typer.Typer) -> None:
     app.command("status")(status)
 
 
-@cli_errors
 def index(
     photos: Path = typer.Argument(..., help="Photo folder to index (searched recursively)."),
     model: Path = typer.Option(..., "--model", "-m", help="Checkpoint directory."),
@@ -166,7 +164,6 @@ def _print_summary(result: IndexReport, list_all: bool, device: str) -> None:
     typer.echo("\n".join(lines))
 
 
-@cli_errors
 def status(
     library: Path = typer.Option(
         ..., "--library", "-l", help="Library directory, or a photo folder (its .vitrieve)."

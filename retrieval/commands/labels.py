@@ -14,7 +14,6 @@ from retrieval.commands.common import (
     JSON_OPTION,
     LIBRARY_OPTION,
     MODEL_OPTION,
-    cli_errors,
     emit_json,
     load_encoder,
     open_library,
@@ -87,7 +86,6 @@ def classify(
               as_json)  # fmt: skip
 
 
-@cli_errors
 def _classify(images, labels, labels_file, templates, threshold, null_z, model, library,
               device, as_json) -> None:  # fmt: skip
     names = _labels(labels, labels_file)
@@ -126,7 +124,6 @@ def label(
     _label(library, labels, labels_file, name, templates, threshold, null_z, device, as_json)
 
 
-@cli_errors
 def _label(library, labels, labels_file, name, templates, threshold, null_z, device,
            as_json) -> None:  # fmt: skip
     names = _labels(labels, labels_file)
@@ -165,7 +162,6 @@ def export(
     _export(library, "json" if as_json else fmt, label_set, out)
 
 
-@cli_errors
 def _export(library, fmt: str, label_set, out) -> None:
     if fmt not in FORMATS:
         raise typer.BadParameter(f"--format must be one of {', '.join(FORMATS)}")

@@ -11,7 +11,6 @@ from retrieval.commands.common import (
     DEVICE_OPTION,
     JSON_OPTION,
     LIBRARY_OPTION,
-    cli_errors,
     device_name,
     emit_json,
     open_library,
@@ -40,7 +39,6 @@ def duplicates(
     _duplicates(library, threshold, device, as_json)
 
 
-@cli_errors
 def _duplicates(library, threshold: float, device: str, as_json: bool) -> None:
     if not 0.0 < threshold <= 1.0:
         raise typer.BadParameter("--threshold is a cosine similarity in (0, 1]")
@@ -69,7 +67,6 @@ def eval_search(
     _eval_search(truth, library, device, as_json)
 
 
-@cli_errors
 def _eval_search(truth: Path, library, device: str, as_json: bool) -> None:
     from retrieval.search_eval import evaluate_search, read_ground_truth
 

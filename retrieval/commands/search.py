@@ -16,7 +16,6 @@ from retrieval.commands.common import (
     JSON_OPTION,
     LIBRARY_OPTION,
     MODEL_OPTION,
-    cli_errors,
     emit_json,
     end_of_day,
     load_encoder,
@@ -114,7 +113,6 @@ def search(
     _search(locals())
 
 
-@cli_errors
 def _search(args: dict) -> None:
     if args["sort"] not in SORTS:
         raise typer.BadParameter(f"--sort must be one of {', '.join(SORTS)}")
@@ -159,7 +157,6 @@ def similar(
     _similar(locals())
 
 
-@cli_errors
 def _similar(args: dict) -> None:
     if args["sort"] not in SORTS:
         raise typer.BadParameter(f"--sort must be one of {', '.join(SORTS)}")
@@ -204,7 +201,6 @@ def explain_command(
     _explain(query, image, out, method, model, library, device, as_json)
 
 
-@cli_errors
 def _explain(query: str, image: str, out: Path, method: str, model, library, device: str,
              as_json) -> None:  # fmt: skip
     from indexer.images import decode_image

@@ -15,7 +15,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from encoders.errors import VitrieveError
 from encoders.training.steps import TrainOptions
-from retrieval.commands.common import DEVICE_OPTION, cli_errors, device_name
+from retrieval.commands.common import DEVICE_OPTION, device_name
 
 DEFAULTS = TrainOptions()  # the measured recipe (docs/training.md) is the one place for defaults
 DATA_HELP = "Training pairs: TSV/CSV in open_clip's format, or a folder of images + .txt."
@@ -83,7 +83,6 @@ def _check_budget(epochs: float | None, minutes: float | None) -> None:
         raise typer.BadParameter("--epochs / --minutes must be positive")
 
 
-@cli_errors
 def train(
     data: Path = typer.Option(..., "--data", help=DATA_HELP),
     out: Path = typer.Option(..., "--out", help="Run directory: checkpoint/, metrics, curves."),
@@ -183,7 +182,6 @@ def train(
     typer.echo(f"curves: {out / 'curves.png'}  metrics: {out / 'metrics.jsonl'}")
 
 
-@cli_errors
 def finetune(
     data: Path = typer.Option(..., "--data", help="Folder with one subfolder per class."),
     source: Path = typer.Option(..., "--from", help="Checkpoint whose ViT to start from."),

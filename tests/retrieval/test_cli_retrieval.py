@@ -155,3 +155,45 @@ def test_device_cuda_without_cuda_is_one_line_and_exit_2(synth_library, command)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "CUDA" in lines[0], lines
     assert not result.stdout
+
+
+# --- the one error boundary (issue 17, point 6) ---------------------------------------------
+
+
+def _break_status(monkeypatch) -> None:
+    from retrieval.commands import index as index_commands
+
+    def broken(*_args, **_kwargs):
+        raise ValueError("boom")  # a bug, not a user error
+
+    monkeypatch.setattr(index_commands, "read_manifest", broken)
+
+
+def test_a_bug_says_internal_error_and_debug_shows_the_traceback(tmp_path, monkeypatch) -> None:
+    _break_status(monkeypatch)
+    result = run("status", "--library", tmp_path)
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        "internal error: ValueError: boom; run with --debug for the traceback"
+    ]
+    debug = run("--debug", "status", "--library", tmp_path)
+    assert debug.exit_code == 1
+    assert "Traceback" in debug.stderr and "internal error: ValueError: boom" in debug.stderr
+
+
+def test_debug_anywhere_on_the_command_line(tmp_path, monkeypatch, capsys) -> None:
+    from retrieval.cli import main
+
+    _break_status(monkeypatch)
+    monkeypatch.setattr("sys.argv", ["vitrieve", "status", "--library", str(tmp_path), "--debug"])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 1 and "Traceback" in capsys.readouterr().err
+
+
+def test_user_errors_exit_1_without_a_traceback_even_from_os_errors(tmp_path) -> None:
+    truth = tmp_path / "folder.tsv"
+    truth.mkdir()  # reading a folder: an OSError, the user's, not a bug
+    result = run("eval", "search", truth, "--library", tmp_path)
+    assert result.exit_code == 1 and result.stderr.startswith("error: ")
+    assert "Traceback" not in result.stderr
