@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+MODEL_ID_CHARS = 16  # hex digits of the weights' SHA-256 kept as the model id
+MAX_NAME_CHARS = 100  # a config's name as shown (it comes from an untrusted file)
+ERROR_LINE_CHARS = 200  # an underlying error, as quoted in our one-line errors
+_HASH_CHUNK = 1 << 22  # bytes read at a time while hashing weights
 
 # open_clip block parameter names → ours (inside ``transformer.resblocks.{i}.`` / ``blocks.{i}.``)
 _BLOCK_NAMES = {
@@ -58,7 +62,7 @@ def _rename(name: str, table: dict[str, str]) -> str:
     return name
 
 
-def from_openclip_state_dict(state: dict[str, torch.Tensor], config: CLIPConfig) -> dict:
+def from_openclip_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """open_clip's (CLIP-style ViT) state dict → ours. Transposed/reshaped where layouts differ."""
     out: dict[str, torch.Tensor] = {}
     for name, tensor in state.items():
@@ -130,12 +134,12 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 def _line(exc: Exception) -> str:
     """An exception's first non-empty line, shortened: errors leave the CLI as one line."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return (lines[0] if lines else type(exc).__name__)[:200]
+    return (lines[0] if lines else type(exc).__name__)[:ERROR_LINE_CHARS]
 
 
 def load_openclip_weights(config: CLIPConfig, path: Path) -> CLIP:
     """Build our CLIP for an open_clip architecture and fill it with open_clip weights."""
-    state = from_openclip_state_dict(read_state_dict(path), config)  # refused before building
+    state = from_openclip_state_dict(read_state_dict(path))  # refused before building
     model = create_model(config)
     _load_strict(model, state, source=str(path))
     return model
@@ -168,7 +172,7 @@ def load_checkpoint(directory: Path) -> tuple[CLIP, dict[str, Any]]:
             f"{directory} is not a checkpoint (needs {CONFIG_FILE} + {WEIGHTS_FILE})"
         )
     raw = read_config_json(config_path)
-    config = CLIPConfig.from_dict(raw, name=str(raw.get("name", directory.name))[:100])
+    config = CLIPConfig.from_dict(raw, name=str(raw.get("name", directory.name))[:MAX_NAME_CHARS])
     try:  # safetensors: a header and raw tensors, nothing executed (a pickle is refused)
         state = load_file(str(weights))
     except Exception as exc:
@@ -184,10 +188,10 @@ def load_checkpoint(directory: Path) -> tuple[CLIP, dict[str, Any]]:
     return model, meta
 
 
-def file_digest(path: Path, length: int = 16) -> str:
+def file_digest(path: Path, length: int = MODEL_ID_CHARS) -> str:
     """A short content hash of a weights file: the model's identity in libraries."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 22), b""):
+        for chunk in iter(lambda: handle.read(_HASH_CHUNK), b""):
             digest.update(chunk)
     return digest.hexdigest()[:length]

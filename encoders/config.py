@@ -219,8 +219,8 @@ def _text_from_dict(d: dict[str, Any], lock: Any = None) -> TextConfig:
 
 # Our built-ins. `tiny` trains on a 2-core CPU in minutes: 64 px images in 8 px patches
 # (an 8×8 grid — small patches are one of the ViT small-data remedies) and short captions.
-# Its ViT is 128 wide and 4 deep: at a fixed number of samples it learned more than the
-# earlier 192×6 one, at about twice the samples per second (docs/training.md, issue 3).
+# Its ViT is 128 wide and 4 deep, the size that learned most per CPU-minute
+# (docs/decisions.md, 2026-11-23, "The tiny ViT").
 BUILTIN: dict[str, CLIPConfig] = {
     "tiny": CLIPConfig(
         embed_dim=256,

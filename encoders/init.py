@@ -3,14 +3,12 @@
 Only the values of existing parameters change, so open_clip builds and loads the same model.
 
 * ``sincos``: learned patch positions start as 2-D sin-cos, so neighbouring patches begin
-  with similar positions instead of unrelated noise. ``tiny``'s default: on issue 3's bench
-  (204.8k samples, three seeds) it averaged +4.2 points seen and +6.1 held-out over the
-  random start, but one seed of three lost on held-out — within the seed-to-seed spread;
-  adopted because it costs nothing.
+  with similar positions instead of unrelated noise. ``tiny``'s default: it helped on
+  average at no cost (docs/decisions.md, 2026-11-24, "Vision initialisation").
 * ``mimetic`` (Trockman & Kolter, 2023, "Mimetic Initialization of Self-Attention Layers"):
   each head's W_q W_kᵀ starts close to a positive multiple of the identity and W_v W_o close
   to a negative one, the structure trained ViTs show — a token attends to tokens that look
-  like it. Opt-in: on issue 3's bench it did not beat the random start (one seed).
+  like it. Opt-in: it did not beat the random start (docs/decisions.md, same entry).
 """
 
 from __future__ import annotations

@@ -6,12 +6,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+QUICK_GELU_SCALE = 1.702  # x·σ(1.702 x) ≈ GELU(x), OpenAI's approximation
+
 
 class QuickGELU(nn.Module):
     """OpenAI CLIP's GELU approximation; needed to reproduce its original weights."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.sigmoid(1.702 * x)
+        return x * torch.sigmoid(QUICK_GELU_SCALE * x)
 
 
 class LayerNorm(nn.LayerNorm):
@@ -81,7 +83,6 @@ class Transformer(nn.Module):
         self.blocks = nn.ModuleList(
             Block(width, heads, mlp_ratio, quick_gelu) for _ in range(layers)
         )
-        self.grad_checkpointing = False
         self.init_weights()
 
     def init_weights(self) -> None:
@@ -98,8 +99,5 @@ class Transformer(nn.Module):
 
     def forward(self, x: torch.Tensor, causal: bool = False) -> torch.Tensor:
         for block in self.blocks:
-            if self.grad_checkpointing and self.training:
-                x = torch.utils.checkpoint.checkpoint(block, x, causal, use_reentrant=False)
-            else:
-                x = block(x, causal=causal)
+            x = block(x, causal=causal)
         return x

@@ -8,6 +8,10 @@ from torch import nn
 from encoders.config import TextConfig
 from encoders.layers import LayerNorm, Transformer
 
+# CLIP's (and open_clip's) starting scales of the token and position embeddings
+TOKEN_EMBED_STD = 0.02
+POS_EMBED_STD = 0.01
+
 
 class TextTransformer(nn.Module):
     """Token ids (B, L) → embeddings (B, embed_dim).
@@ -24,13 +28,15 @@ class TextTransformer(nn.Module):
         self.config = config
         self.eot_id = eot_id
         self.token_embed = nn.Embedding(config.vocab_size, config.width)
-        self.pos_embed = nn.Parameter(torch.randn(config.context_length, config.width) * 0.01)
+        self.pos_embed = nn.Parameter(
+            torch.randn(config.context_length, config.width) * POS_EMBED_STD
+        )
         self.transformer = Transformer(
             config.width, config.layers, config.heads, config.mlp_ratio, quick_gelu
         )
         self.norm = LayerNorm(config.width)
         self.proj = nn.Linear(config.width, embed_dim, bias=False)
-        nn.init.normal_(self.token_embed.weight, std=0.02)
+        nn.init.normal_(self.token_embed.weight, std=TOKEN_EMBED_STD)
 
     def eot_positions(self, tokens: torch.Tensor) -> torch.Tensor:
         """Index of the first end-of-text token in each row (the last position if none)."""

@@ -11,13 +11,15 @@ from __future__ import annotations
 import json
 import struct
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import faiss
 import numpy as np
 
 MAGIC = b"VTRVANN1"
-_ALIGN = 64
+_ALIGN = 64  # bytes: the arrays start aligned, so the vectors can be memory-mapped
+_LENGTH = struct.Struct("<Q")  # the JSON header's length in bytes
+_WRITE_ROWS = 65_536  # vectors written per chunk: no second copy of a 2 GB array in RAM
 
 
 def as_ids(ids: Any) -> np.ndarray:
@@ -71,24 +73,30 @@ def write_container(
     n = len(ids)
     blob = json.dumps({**header, "trained": index is not None}).encode()
     with path.open("wb") as handle:
-        handle.write(MAGIC + struct.pack("<Q", len(blob)) + blob)
+        handle.write(MAGIC + _LENGTH.pack(len(blob)) + blob)
         handle.write(b"\0" * (_aligned(handle.tell()) - handle.tell()))
         handle.write(np.ascontiguousarray(ids, dtype=np.int64).tobytes())
         handle.write(np.asarray(live, dtype=np.uint8).tobytes())
         handle.write(b"\0" * (_aligned(handle.tell()) - handle.tell()))
-        for chunk in range(0, n, 65_536):  # stream: no second 2 GB copy in RAM
-            handle.write(np.ascontiguousarray(vectors[chunk : chunk + 65_536], dtype=np.float32))
+        for chunk in range(0, n, _WRITE_ROWS):
+            rows = vectors[chunk : chunk + _WRITE_ROWS]
+            handle.write(np.ascontiguousarray(rows, dtype=np.float32))
         if index is not None:
             faiss.write_index(index, faiss.PyCallbackIOWriter(handle.write))
         handle.flush()
 
 
+def read_header(handle: BinaryIO) -> dict[str, Any]:
+    """The JSON header of an open container; leaves the handle just after it."""
+    handle.seek(len(MAGIC))
+    (length,) = _LENGTH.unpack(handle.read(_LENGTH.size))
+    return json.loads(handle.read(length))
+
+
 def read_container(path: Path) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray, Any]:
     """``(header, ids, live, vectors, faiss index or None)``; vectors memory-mapped."""
     with path.open("rb") as handle:
-        handle.seek(len(MAGIC))
-        (length,) = struct.unpack("<Q", handle.read(8))
-        header = json.loads(handle.read(length))
+        header = read_header(handle)
         n, dim = header["n"], header["dim"]
         handle.seek(_aligned(handle.tell()))
         ids = np.fromfile(handle, np.int64, n)
@@ -101,6 +109,6 @@ def read_container(path: Path) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray
         )
         index = None
         if header["trained"]:
-            handle.seek(offset + n * dim * 4)
+            handle.seek(offset + vectors.nbytes)
             index = faiss.read_index(faiss.PyCallbackIOReader(handle.read))
     return header, ids, live, vectors, index

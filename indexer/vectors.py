@@ -21,7 +21,6 @@ at least k vectors pass the filter.
 
 from __future__ import annotations
 
-import json
 import logging
 import struct
 from dataclasses import replace
@@ -37,7 +36,7 @@ from indexer import ann
 from indexer.ann import ApproxBackend, ApproxParams
 from indexer.exact import ExactBackend
 from indexer.flat import FlatBackend
-from indexer.vector_io import MAGIC, as_ids, as_vectors
+from indexer.vector_io import MAGIC, as_ids, as_vectors, read_header
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +100,7 @@ class VectorIndex:
         path = Path(path)
         try:
             with path.open("rb") as handle:
-                magic = handle.read(8)
+                magic = handle.read(len(MAGIC))
         except OSError as exc:
             raise VitrieveError(f"cannot read vector index {path}: {exc}") from exc
         try:
@@ -260,9 +259,7 @@ def resolve_kind(kind: str, size: int, threshold: int = APPROX_THRESHOLD) -> str
 def _container_kind(path: Path) -> str:
     """The ``kind`` in a container's JSON header (``vector_io`` layout)."""
     with path.open("rb") as handle:
-        handle.seek(len(MAGIC))
-        (length,) = struct.unpack("<Q", handle.read(8))
-        return str(json.loads(handle.read(length))["kind"])
+        return str(read_header(handle)["kind"])
 
 
 def _params_for(kind: str, approx: ApproxParams | None) -> ApproxParams:

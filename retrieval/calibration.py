@@ -54,10 +54,11 @@ CALIBRATION_VERSION = 4
 SAMPLE_SIZE = 4096  # library vectors each query is scored against for its centre
 TEXT_QUANTILE = 0.95  # a good text match beats the best match of 95% of unrelated captions
 IMAGE_QUANTILE = 0.95  # a good image match beats what 95% of pictures of nothing reach
-NULL_IMAGES = 24
+NULL_IMAGES = 24  # pictures of nothing: 6 each of noise, blurred noise, stripes, checks
 STALE_FRACTION = 0.2  # recompute when the library grew or shrank by more than this
 IMAGE_SIDE_MARGIN = 0.25  # in widths: how clearly a result must beat unrelated text on itself
 MIN_WIDTH = 0.01  # cosine units: keeps the sigmoid from becoming a step on tiny libraries
+SPREAD_QUANTILE = 0.5  # a null's width: from its median to its cut-off
 
 # Text that should match nothing in a photo library: paperwork, abstractions, code, gibberish.
 NULL_CAPTIONS: tuple[str, ...] = (
@@ -121,11 +122,11 @@ class Calibration:
 
     @property
     def text(self) -> Null:
-        return Null.of(self.text_null, TEXT_QUANTILE, 0.5)
+        return Null.of(self.text_null, TEXT_QUANTILE, SPREAD_QUANTILE)
 
     @property
     def image(self) -> Null:
-        return Null.of(self.image_null, IMAGE_QUANTILE, 0.5)
+        return Null.of(self.image_null, IMAGE_QUANTILE, SPREAD_QUANTILE)
 
     def stats(self, query: np.ndarray, image_share: float = 0.0) -> QueryStats:
         """The query's centre over the sample and its cut-off (``image_share``: the part of

@@ -62,7 +62,7 @@ def _save(image: Image.Image, path: Path, fmt: str, taken: datetime, quality: in
     image.save(path, format=fmt, exif=_exif(taken), **options)
 
 
-def _photo(index: int, size_px: int, seed: int, rng: np.random.Generator) -> tuple[Path, str]:
+def _photo(index: int, rng: np.random.Generator) -> tuple[Path, str]:
     """Where photo ``index`` goes (album/name) and its format."""
     album, _ = ALBUMS[index % len(ALBUMS)]
     names = [f[0] for f in FORMATS]
@@ -94,7 +94,7 @@ def write_demo_photos(out: Path, count: int = 300, size_px: int = 192, seed: int
     rng = np.random.default_rng([seed, 4242])
     written = []
     for index in range(count):
-        relative, fmt = _photo(index, size_px, seed, rng)
+        relative, fmt = _photo(index, rng)
         start = ALBUMS[index % len(ALBUMS)][1]
         taken = start + timedelta(days=int(rng.integers(0, 40)), minutes=int(rng.integers(0, 720)))
         scene = demo_scene(index, size_px, seed)

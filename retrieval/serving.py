@@ -2,26 +2,13 @@
 the UI and ``bench/search.py``'s default line, so the measured latency is the served one.
 
 One text query is a chain of small steps (a batch-1 text tower, one index scan, a few SQL
-rows). With torch's and FAISS's OpenMP pools both at 2 threads on 2 cores they spin against
-each other (query encoding measured ~10× slower). NumPy's OpenBLAS is a third pool: the
-calibration's small products (a 4096×512 sample times the query, 21 results times 64 null
-captions) took ~90 ms wall with its 2 threads on a busy machine against 0.5 ms with one.
-
-Two threads with only one OpenMP pool active at a time (torch at 2 for the encoding, the
-exact scan in 2 parts on plain threads, FAISS OpenMP and BLAS at 1) are an option
-(``encode_threads``, ``scan_threads``), not the default: measured interleaved in
-``bench/search.py --compare`` on the shared 2-core machine, they win while a core is free
-(end to end 20.7 against 30.7 ms wall, load falling from 10 to 5) and lose badly once it
-is not (288 and 621 against 45 and 42 ms wall in two runs at load 3–10: torch's second
-OpenMP thread is descheduled, the first spins at the barrier, then spins on after the
-encoding and takes the core from the scan); with ``OMP_WAIT_POLICY=PASSIVE`` set before
-torch loads the collapse is gone but the gain is not steady (39.7 against 46.9 ms in one
-run, 68.1 against 62.8 in another). The scan in 2 parts alone, against 1 part, wall:
-24.9/30.7, 37.0/45.1, 49.2/42.2, 47.5/46.9, 66.5/62.8 ms: no collapse under load (it waits
-on a future, it does not spin) and no CPU wasted (process CPU equal to one part's). So
-serving pins all three OpenMP/BLAS pools to one thread and, where there are two cores,
-scans in 2 parts: with the int8 scan on a quiet machine 18.7 against 20.9 ms end to end
-(``bench/search.py --compare``, 2026-11-24).
+rows). Torch's and FAISS's OpenMP pools and NumPy's BLAS pool each spin up their own threads;
+two multi-threaded pools on two cores spin against each other and a query gets many times
+slower, worst on a busy machine. So serving pins all three pools to one thread and, where
+there are two cores, runs the exact scan in 2 parts on plain threads (which wait on a future
+and never spin). Torch at 2 threads stays an option (``encode_threads``): it wins only while
+a core is free. The measurements behind this are in docs/decisions.md (2026-11-23/24,
+"Serving threads").
 
 The encoder is not compiled by default: its text tower runs with pre-packed weights
 (``encoders.packed``), within ~15% of a compiled one, while compiling costs tens of seconds

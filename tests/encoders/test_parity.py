@@ -70,7 +70,7 @@ def test_tiny_configs_match_openclip(name: str) -> None:
     config = TINY_VARIANTS[name]
     reference = _openclip_model(config)
     ours = create_model(config).eval()
-    ours.load_state_dict(from_openclip_state_dict(reference.state_dict(), config), strict=True)
+    ours.load_state_dict(from_openclip_state_dict(reference.state_dict()), strict=True)
     image_diff, text_diff = _max_diffs(reference, ours, config)
     assert image_diff < TOLERANCE and text_diff < TOLERANCE
 
@@ -80,7 +80,7 @@ def test_vit_b32_matches_openclip() -> None:
     reference = open_clip.create_model("ViT-B-32", pretrained=None).eval()
     config = load_config("ViT-B-32")
     ours = create_model(config).eval()
-    ours.load_state_dict(from_openclip_state_dict(reference.state_dict(), config), strict=True)
+    ours.load_state_dict(from_openclip_state_dict(reference.state_dict()), strict=True)
     image_diff, text_diff = _max_diffs(reference, ours, config)
     assert image_diff < TOLERANCE and text_diff < TOLERANCE
 
@@ -90,7 +90,7 @@ def test_conversion_round_trips_to_openclip(tmp_path) -> None:
     config = load_config("tiny")
     reference = _openclip_model(config)
     ours = create_model(config)
-    ours.load_state_dict(from_openclip_state_dict(reference.state_dict(), config))
+    ours.load_state_dict(from_openclip_state_dict(reference.state_dict()))
     back = to_openclip_state_dict(ours)
     expected = {k: v for k, v in reference.state_dict().items() if not k.endswith("attn_mask")}
     assert set(back) == set(expected)
