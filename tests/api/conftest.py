@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +19,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from apiserver import VITRIEVE, running_api  # noqa: E402
+from apiserver import running_api  # noqa: E402
 
 MAIN_PHOTOS, ALT_PHOTOS = 48, 12
+CORS_ORIGIN = "https://photos.example"
 
 
 def _index(photos: Path, count: int, checkpoint: Path, start: int = 0) -> Path:
@@ -59,9 +59,25 @@ def open_server(api_libraries: Libraries, tmp_path_factory: pytest.TempPathFacto
         yield url
 
 
-def keys_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(VITRIEVE), "keys", *args], capture_output=True, text=True,
-                          timeout=120)  # fmt: skip
+@dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def vitrieve(*args: str) -> Ran:
+    """The real ``vitrieve`` command line, run in this process (no second torch import)."""
+    from typer.testing import CliRunner
+
+    from retrieval.cli import app
+
+    result = CliRunner().invoke(app, list(args))
+    return Ran(result.exit_code, result.stdout, result.stderr)
+
+
+def keys_cli(*args: str) -> Ran:
+    return vitrieve("keys", *args)
 
 
 @dataclass
@@ -83,7 +99,7 @@ def keyed_server(api_libraries: Libraries, tmp_path_factory: pytest.TempPathFact
         assert done.returncode == 0, done.stderr
         keys[bool(flags)] = json.loads(done.stdout)["key"]
     log = tmp_path_factory.mktemp("logs") / "keyed.log"
-    with running_api([f"keyed={library}"], log) as url:
+    with running_api([f"keyed={library}"], log, ["--cors-origin", CORS_ORIGIN]) as url:
         yield Keyed(url, library, keys[False], keys[True])
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
 
 import httpx
 import numpy as np
-from apiserver import VITRIEVE
+from conftest import vitrieve
 
 
 def _first_image(client: httpx.Client) -> tuple[dict, bytes]:
@@ -60,12 +59,7 @@ def test_label_job_and_export(client: httpx.Client, api_libraries) -> None:
     assert rows.status_code == 200 and len(rows.json()) == images
     assert {r["label"] for r in rows.json()} <= {"red", "blue", "green", "yellow"}
     csv = client.get("/v1/labels/export", params={"format": "csv", "set": "api-colours"})
-    cli = subprocess.run(
-        [str(VITRIEVE), "export", "--library", str(api_libraries.main), "--set", "api-colours"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    cli = vitrieve("export", "--library", str(api_libraries.main), "--set", "api-colours")
     assert cli.returncode == 0 and csv.text == cli.stdout
     assert csv.headers["content-type"].startswith("text/csv")
     label = rows.json()[0]["label"]
