@@ -1,7 +1,8 @@
 """Near-duplicates: copies, re-encodes, resizes and light edits of the same photo.
 
 Two stages. A FAISS range search over the stored vectors proposes every pair above a cosine
-``threshold`` (cheap, and it never decodes an image). A semantic embedding, though, is built
+``threshold`` (cheap, and it never decodes an image); on a CUDA device the same pairs come
+from chunked device matrix products (``retrieval.scoring``). A semantic embedding, though, is built
 to call two *different* photos of the same thing similar — a small model may put them as
 close as a re-encoded copy — so each proposed pair is then confirmed on pixels: the two
 library thumbnails, shrunk to 16×16 colour, must differ by at most ``max_rms`` grey levels
@@ -16,13 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, UnidentifiedImageError
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from encoders.device import resolve_device
 from encoders.errors import VitrieveError
 from indexer.store import MetadataStore
 from indexer.vectors import VectorSearch
+from retrieval.scoring import pairs_above
 
 DEFAULT_THRESHOLD = 0.95  # cosine; re-encoded and resized copies sit above it
 DEFAULT_MAX_RMS = 6.0  # grey levels at 16×16: re-encodes and resizes differ by 2-4
@@ -80,10 +84,14 @@ def _confirmed(
 
 
 def duplicate_pairs(
-    index: VectorSearch, threshold: float, batch: int = BATCH
+    index: VectorSearch, threshold: float, batch: int = BATCH, device: torch.device | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every pair ``(a, b, similarity)`` with a < b and similarity ≥ ``threshold``."""
+    """Every pair ``(a, b, similarity)`` with a < b and similarity ≥ ``threshold``: by FAISS
+    range search, or, given a ``device``, by matrix products of the stored vectors there."""
     ids = np.sort(np.asarray(index.ids(), np.int64))
+    if device is not None:
+        first, second, sims = pairs_above(index.reconstruct(ids), threshold, device)
+        return ids[first], ids[second], sims
     firsts, seconds, sims = [], [], []
     for start in range(0, len(ids), batch):
         chunk = ids[start : start + batch]
@@ -105,13 +113,17 @@ def find_duplicates(
     threshold: float = DEFAULT_THRESHOLD,
     thumbnail_of: ThumbnailOf | None = None,
     max_rms: float = DEFAULT_MAX_RMS,
+    device: str | torch.device | None = None,
 ) -> list[DuplicateGroup]:
     """Groups of near-identical images, largest first (then the tightest first).
 
-    ``thumbnail_of(id)`` (e.g. ``Library.thumbnail_path``) turns on the pixel check."""
+    ``thumbnail_of(id)`` (e.g. ``Library.thumbnail_path``) turns on the pixel check; on a CUDA
+    ``device`` the candidate pairs are computed there (elsewhere by FAISS)."""
     if not 0.0 < threshold <= 1.0:
         raise VitrieveError(f"the duplicate threshold is a cosine in (0, 1], got {threshold}")
-    first, second, sims = duplicate_pairs(index, threshold)
+    where = resolve_device(device) if device is not None else None
+    on_gpu = where if where is not None and where.type == "cuda" else None
+    first, second, sims = duplicate_pairs(index, threshold, device=on_gpu)
     if thumbnail_of is not None and len(first):
         keep = _confirmed(first, second, thumbnail_of, max_rms)
         first, second, sims = first[keep], second[keep], sims[keep]

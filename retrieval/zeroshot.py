@@ -12,7 +12,8 @@ unrelated text is: its z-score against the image's similarities to the neutral c
 unrelated to the label matches the image better than the label does.
 
 ``label_library`` labels a whole library from its stored vectors (no image is decoded again)
-and writes exactly one row per (image, label set): the best label, or ``ABSTAIN``.
+and writes exactly one row per (image, label set): the best label, or ``ABSTAIN``. The
+similarities are chunked matrix products on the encoder's device (``retrieval.scoring``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from indexer.images import decode_image
 from indexer.store import MetadataStore
 from indexer.vectors import VectorSearch
 from retrieval.calibration import NULL_CAPTIONS, unrelated_to
+from retrieval.scoring import on_device, similarity_matrix
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +106,9 @@ class ZeroShotClassifier:
         self.null_vectors = encoder.encode_texts(list(NULL_CAPTIONS))  # (M, D)
         self.unrelated = unrelated_to(self.label_vectors, self.null_vectors)  # (L, M)
         self.scale = _logit_scale(encoder)
+        # label vectors, then the caption bank's, once on the encoder's device
+        targets = np.concatenate([self.label_vectors, self.null_vectors])
+        self._targets = on_device(targets, encoder.device)
 
     def _ensemble(self, labels: Sequence[str], templates: Sequence[str]) -> np.ndarray:
         prompts = [t.format(label) for label in labels for t in templates]
@@ -113,18 +118,25 @@ class ZeroShotClassifier:
 
     def probabilities(self, vectors: np.ndarray) -> np.ndarray:
         """(N, D) image vectors → (N, L) probabilities (rows sum to 1)."""
-        logits = self.scale * (np.asarray(vectors, np.float32) @ self.label_vectors.T)
+        return self._softmax(self._similarities(vectors)[:, : len(self.labels)])
+
+    def _similarities(self, vectors: np.ndarray) -> np.ndarray:
+        """(N, L + M) cosines to the labels, then to the caption bank."""
+        return similarity_matrix(np.asarray(vectors, np.float32), self._targets)
+
+    def _softmax(self, similarity: np.ndarray) -> np.ndarray:
+        logits = self.scale * similarity
         logits -= logits.max(axis=1, keepdims=True)
         exp = np.exp(logits)
         return exp / exp.sum(axis=1, keepdims=True)
 
     def classify_vectors(self, vectors: np.ndarray) -> list[Classification]:
         """A verdict per image vector."""
-        vectors = np.asarray(vectors, np.float32)
-        probs = self.probabilities(vectors)
+        scores = self._similarities(vectors)
+        labels, null = scores[:, : len(self.labels)], scores[:, len(self.labels) :]  # (N, M)
+        probs = self._softmax(labels)
         best = probs.argmax(axis=1)
-        similarity = (vectors @ self.label_vectors.T)[np.arange(len(best)), best]
-        null = vectors @ self.null_vectors.T  # (N, M)
+        similarity = labels[np.arange(len(best)), best]
         z = (similarity - null.mean(axis=1)) / np.maximum(null.std(axis=1), 1e-6)
         kept = np.where(self.unrelated[best], null, -np.inf).max(axis=1)  # best unrelated caption
         out = []
