@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench lint sysdeps reliability clean
+.PHONY: demo test bench lint sysdeps reliability clean gpu-check
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -29,6 +29,12 @@ bench: $(STAMP)
 	$(PY) bench/index.py
 	$(PY) bench/search.py
 	$(PY) bench/train.py
+	if $(PY) -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then $(PY) bench/gpu.py; fi
+
+# On a CUDA machine: vitrieve installed on top of the torch already there (no venv, no torch
+# download), the gpu-marked tests, then bench/gpu.py. PYTHON=... picks the interpreter.
+gpu-check:
+	bash scripts/gpu_check.sh
 
 # The reliability suite at full size (crash-kill harness, faults, fuzzing, load); it writes
 # docs/reliability-figures.json, which docs/reliability.md quotes. `make test` runs it reduced.

@@ -22,14 +22,17 @@ from encoders.config import load_config
 from encoders.encoder import Encoder
 
 
-def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
-    a = torch.randn(size, size, dtype=torch.bfloat16)
-    b = torch.randn(size, size, dtype=torch.bfloat16)
+def matmul_peak_gflops(size: int = 2048, repeats: int = 5, device: str = "cpu") -> float:
+    """The best bf16 matmul rate seen on ``device`` (GFLOP/s): the machine's practical peak."""
+    a = torch.randn(size, size, dtype=torch.bfloat16, device=device)
+    b = torch.randn(size, size, dtype=torch.bfloat16, device=device)
     a @ b
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         a @ b
+        if a.is_cuda:
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     return 2 * size**3 / min(times) / 1e9
 
@@ -65,7 +68,7 @@ def main() -> None:
     config = load_config(args.model)
     reference = open_clip.create_model(args.model, pretrained=None).eval()
     ours_model = create_model(config)
-    ours_model.load_state_dict(from_openclip_state_dict(reference.state_dict(), config))
+    ours_model.load_state_dict(from_openclip_state_dict(reference.state_dict()))
     ours_fp32 = Encoder(copy.deepcopy(ours_model), precision="fp32")
     ours_compiled = Encoder(copy.deepcopy(ours_model), precision="auto", compile=True)
     ours = Encoder(ours_model, precision="auto")

@@ -65,7 +65,7 @@ class GpuJpegDecoder:
         counts = [_pixel_count(out[i].jpeg) for i in todo]
         for batch in plan_batches(counts, DECODE_BATCH, MAX_BATCH_PIXELS):
             indices = [todo[b] for b in batch]
-            images = self._decode([out[i].jpeg.data for i in indices])
+            images = self.decode_batch([out[i].jpeg.data for i in indices])
             thumbs = []
             for index, image in zip(indices, images, strict=True):
                 ready = self._prepare(out[index], image) if image is not None else None
@@ -77,7 +77,7 @@ class GpuJpegDecoder:
             self._encode_thumbnails(out, thumbs)
         return out
 
-    def _decode(self, datas: list[bytes]) -> list[torch.Tensor | None]:
+    def decode_batch(self, datas: list[bytes]) -> list[torch.Tensor | None]:
         """Decoded (C, H, W) uint8 device tensors; None where nvJPEG failed on that file."""
         tensors = [torch.frombuffer(bytearray(data), dtype=torch.uint8) for data in datas]
         try:

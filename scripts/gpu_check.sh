@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# make gpu-check: on a CUDA machine, install vitrieve on top of the torch already there, run the
+# gpu-marked tests, then bench/gpu.py (its figures go to docs/gpu-figures.json; docs/gpu.md quotes them).
+#
+# GPU machines often come with their own CUDA build of torch: the project is installed with
+# --no-deps, then only the requirements that are missing, with torch and torchvision pinned to
+# the installed versions so pip never replaces them. Without network access, wheels are taken
+# from a .whl/ folder at the repository root (pip download them there beforehand).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+start=$SECONDS
+
+if ! $PY -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+    echo "make gpu-check: $PY has no torch that sees a CUDA device; install a CUDA build of torch first" >&2
+    exit 2
+fi
+
+missing=$($PY - <<'PY'
+import importlib.metadata as metadata
+import re
+import tomllib
+
+project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+wanted = [*project["dependencies"], "pytest>=8", "pytest-timeout"]
+for requirement in wanted:
+    name = re.split(r"[<>=!~\[;\s]", requirement, maxsplit=1)[0]
+    if name in ("torch", "torchvision"):
+        continue  # the machine's own builds (a missing torchvision is installed below, pinned)
+    try:
+        metadata.version(name)
+    except metadata.PackageNotFoundError:
+        print(requirement)
+PY
+)
+if ! $PY -c "import torchvision" 2>/dev/null; then
+    missing="$missing torchvision"
+fi
+constraints=$(mktemp)
+$PY -c "import torch; print(f'torch=={torch.__version__}')" > "$constraints"
+$PY -c "import torchvision; print(f'torchvision=={torchvision.__version__}')" >> "$constraints" 2>/dev/null || true
+source=()
+if [ -d .whl ]; then
+    source=(--no-index --find-links .whl)
+fi
+$PY -m pip install -q --no-deps --no-build-isolation -e . 2>/dev/null || $PY -m pip install -q --no-deps -e . "${source[@]}"
+if [ -n "${missing// /}" ]; then
+    echo "installing what is missing: $missing"
+    # shellcheck disable=SC2086
+    $PY -m pip install -q -c "$constraints" "${source[@]}" $missing
+fi
+rm -f "$constraints"
+echo "installed in $((SECONDS - start)) s; torch $($PY -c 'import torch; print(torch.__version__)')"
+
+# every test file with gpu-marked tests (they import only the runtime requirements)
+mapfile -t files < <(grep -rl "mark.gpu" tests --include='test_*.py' | sort)
+$PY -m pytest -q -m gpu -p no:cacheprovider "${files[@]}"
+echo "gpu tests done at $((SECONDS - start)) s"
+
+$PY bench/gpu.py --json docs/gpu-figures.json
+echo "make gpu-check finished in $((SECONDS - start)) s"
