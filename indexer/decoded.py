@@ -40,7 +40,8 @@ class Decoded:
     """The outcome for one file: pixels + thumbnail + facts, or an error reason."""
 
     id: int
-    pixels: np.ndarray | None = None  # (3, S, S): uint8, or float32 if the transform gives it
+    # (3, S, S): uint8, or float32 if the transform gives it; a device tensor once nvJPEG decoded it
+    pixels: np.ndarray | None = None
     thumb: bytes | None = None
     facts: dict[str, Any] = field(default_factory=dict)
     error: str | None = None

@@ -18,7 +18,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
-import numpy as np
 import torch
 from PIL import Image
 from torchvision.io import ImageReadMode, decode_jpeg
@@ -98,7 +97,7 @@ class GpuJpegDecoder:
             warnings.simplefilter("ignore")
             return self.decode(tensors, mode=ImageReadMode.RGB, device=self.device)
 
-    def _prepare(self, item: Decoded, image: torch.Tensor) -> tuple[Decoded, np.ndarray] | None:
+    def _prepare(self, item: Decoded, image: torch.Tensor) -> tuple[Decoded, torch.Tensor] | None:
         """(the item with its model input, its thumbnail's pixels), or None on a device error."""
         try:
             pixels, thumb = prepare(image, item.jpeg.orientation, self.image_size, self.thumb_size)
@@ -108,10 +107,14 @@ class GpuJpegDecoder:
         self.decoded_on_device += 1
         return replace(item, pixels=pixels, jpeg=None), thumb
 
-    def _encode_thumbnails(self, out: list[Decoded], thumbs: list[tuple[int, np.ndarray]]) -> None:
+    def _encode_thumbnails(
+        self, out: list[Decoded], thumbs: list[tuple[int, torch.Tensor]]
+    ) -> None:
+        """WebP thumbnails from the batch's thumbnail pixels: copied to the host once the
+        batch's device work is queued (one wait, not one per image), encoded by threads."""
+        arrays = [pixels.cpu().numpy() for _, pixels in thumbs]
         encoded = self._threads.map(
-            lambda pixels: make_thumbnail(Image.fromarray(pixels), self.thumb_size),
-            [pixels for _, pixels in thumbs],
+            lambda pixels: make_thumbnail(Image.fromarray(pixels), self.thumb_size), arrays
         )
         for (index, _), webp in zip(thumbs, encoded, strict=True):
             out[index].thumb = webp
@@ -119,9 +122,9 @@ class GpuJpegDecoder:
 
 def prepare(
     image: torch.Tensor, orientation: int, image_size: int, thumb_size: int
-) -> tuple[torch.Tensor, np.ndarray]:
-    """A decoded (C, H, W) uint8 image → (model input (3, S, S) uint8 on its device,
-    thumbnail pixels (h, w, 3) uint8 on the host, long side ≤ ``thumb_size``)."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A decoded (C, H, W) uint8 image → (model input (3, S, S), thumbnail pixels (h, w, 3)
+    with long side ≤ ``thumb_size``), both uint8 on the image's device."""
     if image.shape[0] == 1:
         image = image.expand(3, -1, -1)
     image = orient(image[:3], orientation).float()
@@ -132,8 +135,7 @@ def prepare(
     if scale < 1:
         size = [max(round(height * scale), 1), max(round(width * scale), 1)]
         image = TF.resize(image, size, InterpolationMode.BICUBIC, antialias=True)
-    thumb = _to_uint8(image).permute(1, 2, 0).cpu().numpy()
-    return model, thumb
+    return model, _to_uint8(image).permute(1, 2, 0).contiguous()
 
 
 def _to_uint8(image: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,8 @@ class IndexOptions:
     # torch threads of the encoder during the run (0: leave torch's setting). 1 leaves the
     # other core to the decoders and never stalls at a parallel barrier when the cores are shared.
     encoder_threads: int = 0
-    device: str = DEFAULT_DEVICE  # where decoding (JPEG on CUDA) and the encoder run
+    # where JPEGs are decoded: nvJPEG on a CUDA device (``gpu_decode``); give the Encoder the same
+    device: str = DEFAULT_DEVICE
 
 
 @dataclass

@@ -91,7 +91,7 @@ def test_prepare_makes_the_cpu_paths_model_input_and_a_thumbnail() -> None:
     pixels, thumb = prepare(tensor, 1, 64, 128)
     assert pixels.dtype == torch.uint8 and pixels.shape == (3, 64, 64)
     assert (pixels.float() - expected).abs().mean() < 2.0  # the same picture, ±rounding
-    assert thumb.shape == (85, 128, 3) and thumb.dtype == np.uint8
+    assert thumb.shape == (85, 128, 3) and thumb.dtype == torch.uint8
     grey = torch.full((1, 20, 30), 77, dtype=torch.uint8)
     pixels, thumb = prepare(grey, 6, 16, 128)  # rotated, smaller than the thumbnail
     assert pixels.shape == (3, 16, 16) and int(pixels.float().mean().round()) == 77
