@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -31,8 +29,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 # --- trained_tiny (retrieval): a `tiny` CLIP trained briefly on the synthetic shapes ----------
 # Trained once per machine and code version: the checkpoint is cached under
-# $VITRIEVE_TEST_CACHE (default ~/.cache/vitrieve-tests), keyed by the training code's hash,
-# so only the first session pays for it (a few minutes on a busy 2-core machine).
+# $VITRIEVE_TEST_CACHE (default ~/.cache/vitrieve-tests), keyed by the source of the model and
+# training code it runs (tests/retrieval/fixture_key.py), so only the first session pays for it
+# (a few minutes on a busy 2-core machine).
 TRAIN_STEPS = 160
 
 
@@ -43,14 +42,14 @@ def _test_cache() -> Path:
 @pytest.fixture(scope="session")
 def trained_tiny() -> Path:
     """Checkpoint dir of a tiny model that tells the synthetic colours and shapes apart."""
-    sys.path.insert(0, str(TESTS / "retrieval"))
     import fcntl
 
+    from fixture_key import fixture_key
     from minitrain import fixture_config, train_tiny
 
-    source = (TESTS / "retrieval" / "minitrain.py").read_bytes()
-    tiny = repr(fixture_config().to_dict()).encode()  # a changed config retrains the fixture
-    key = hashlib.blake2b(source + tiny + str(TRAIN_STEPS).encode(), digest_size=8).hexdigest()
+    # a changed model, training code, config or step count retrains the fixture
+    settings = repr(fixture_config().to_dict()).encode() + str(TRAIN_STEPS).encode()
+    key = fixture_key(TESTS / "retrieval" / "minitrain.py", TESTS.parent, settings)
     out = _test_cache() / f"trained_tiny-{key}"
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(str(out) + ".lock", "w") as lock:  # parallel sessions train it once

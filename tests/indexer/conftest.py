@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-from library_factory import make_bad_library  # noqa: E402
+from library_factory import make_bad_library
 
 
 @pytest.fixture(scope="session")

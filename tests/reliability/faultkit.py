@@ -24,14 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from library_factory import jpeg_bytes, photo
+from test_pipeline import assert_consistent, library_state
 
-TESTS = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(TESTS / "indexer"))
-from library_factory import jpeg_bytes, photo  # noqa: E402
-from test_pipeline import assert_consistent, library_state  # noqa: E402
-
-from indexer.layout import vectors_path  # noqa: E402
-from indexer.store import MetadataStore  # noqa: E402
+from indexer.layout import vectors_path
+from indexer.store import MetadataStore
 
 KILLPOINT = Path(__file__).with_name("killpoint.py")
 CLI = [sys.executable, "-c", "from retrieval.cli import main; main()"]

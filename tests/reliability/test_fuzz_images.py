@@ -12,26 +12,21 @@ import json
 import random
 import shutil
 import struct
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from fuzz_budget import fuzz_for
+from hostile import CRASH_WIDTH, HANG_WIDTH, HostileTransform
 from hypothesis import strategies as st
+from library_factory import BOMB_LIMIT, photo
+from make_bad_corpus import BAD_DIR, CORPUS
 from PIL import Image
 from typer.testing import CliRunner
 
-TESTS = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(TESTS / "indexer"))  # hostile.py, library_factory.py
-sys.path.insert(0, str(TESTS / "data"))  # make_bad_corpus.py
-from fuzz_budget import fuzz_for  # noqa: E402
-from hostile import CRASH_WIDTH, HANG_WIDTH, HostileTransform  # noqa: E402
-from library_factory import BOMB_LIMIT, photo  # noqa: E402
-from make_bad_corpus import BAD_DIR, CORPUS  # noqa: E402
-
-from indexer.decode import DecodePool, DecodeSettings  # noqa: E402
-from indexer.images import ImageError, decode_image  # noqa: E402
+from indexer.decode import DecodePool, DecodeSettings
+from indexer.images import ImageError, decode_image
 
 TARGET = 64  # the tiny model's input size: decoding reduces towards it
 # Pillow warns about every oddity it tolerates in a mangled file: noise for a fuzzer

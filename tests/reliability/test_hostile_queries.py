@@ -17,16 +17,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_run import assert_clean_outcome, run_main
+from fuzz_budget import fuzz_for
 from hypothesis import strategies as st
 
-sys.path.insert(0, str(Path(__file__).parent))
-from cli_run import assert_clean_outcome, run_main  # noqa: E402
-from fuzz_budget import fuzz_for  # noqa: E402
-
-from encoders.errors import VitrieveError  # noqa: E402
-from retrieval.library import Library  # noqa: E402
-from retrieval.query import Filters, Query  # noqa: E402
-from retrieval.results import SearchResponse  # noqa: E402
+from encoders.errors import VitrieveError
+from retrieval.library import Library
+from retrieval.query import Filters, Query
+from retrieval.results import SearchResponse
 
 SPECIALS = [
     "'; DROP TABLE files; --", '" OR 1=1 --', "1; DELETE FROM labels", "%", "_", "%%", "\\", "*",
@@ -163,9 +161,9 @@ def cli_calls(draw: st.DrawFn) -> list[str]:
     options = {
         "search": ["-k", "--offset", "--folder", "--type", "--label", "--min-width", "--min-bytes",
                    "--taken-after", "--taken-before", "--modified-before", "--not", "--sort",
-                   "--min-label-score", "--threshold"],
+                   "--min-label-score", "--score-threshold"],
         "similar": ["-k", "--offset", "--text", "--not", "--folder", "--label", "--sort"],
-        "classify": ["--template", "--threshold", "--null-z"],
+        "classify": ["--template", "--probability-threshold", "--null-z"],
         "export": ["--format", "--set"],
         "status": [],
     }[command]  # fmt: skip

@@ -8,20 +8,15 @@ tail measures the neighbours as much as us (docs/reliability.md says what was me
 
 from __future__ import annotations
 
-import sys
 import warnings
 from dataclasses import asdict
 from pathlib import Path
 
+import load  # bench/load.py and bench/load_browser.py: scripts on the test path
 import pytest
+from load_browser import CHROMIUM, browser_load
 
-ROOT = Path(__file__).resolve().parents[2]
 P99_OVER_P50_TARGET = 5.0
-
-
-sys.path.insert(0, str(ROOT / "bench"))
-import load  # noqa: E402  (bench/load.py and bench/load_browser.py are scripts, not a package)
-from load_browser import CHROMIUM, browser_load  # noqa: E402
 
 
 def _check(report, figures_of: dict) -> None:

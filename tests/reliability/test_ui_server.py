@@ -6,7 +6,6 @@ AppTest levels, docs/security.md for the threat model)."""
 from __future__ import annotations
 
 import socket
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -182,7 +181,6 @@ def test_server_refuses_oversized_upload_to_a_real_session(ui_server: str) -> No
     An HTML file under a .jpg name is accepted by Streamlit (its type list is a browser hint):
     that is why decode_upload checks the content (test_uploads.py)."""
     sync_api = pytest.importorskip("playwright.sync_api")
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
     from load_browser import CHROMIUM, CHROMIUM_ARGS
 
     if not CHROMIUM.exists():

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_run import assert_clean_outcome, run_main
+from fuzz_budget import fuzz_for
 from hypothesis import strategies as st
 
 from encoders.checkpoint import CONFIG_FILE, WEIGHTS_FILE, save_checkpoint
@@ -27,10 +29,6 @@ from encoders.clip import create_model
 from encoders.config import BUILTIN, CLIPConfig
 from encoders.errors import VitrieveError
 from encoders.limits import MAX_PARAMETERS, parameter_count
-
-sys.path.insert(0, str(Path(__file__).parent))
-from cli_run import assert_clean_outcome, run_main  # noqa: E402
-from fuzz_budget import fuzz_for  # noqa: E402
 
 HEADROOM = 1 << 30  # bytes of address space the loads may add to what torch already mapped
 # torch warns that the protocol-5 pickle is unusual before refusing it: expected here

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from synthlib import Photo, plant_duplicates, write_photos  # noqa: E402
+from synthlib import Photo, plant_duplicates, write_photos
 
 
 @dataclass

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from library_factory import BOMB_LIMIT, make_bad_library
 from typer.testing import CliRunner
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "indexer"))
-from library_factory import BOMB_LIMIT, make_bad_library  # noqa: E402
-
-from retrieval.cli import app  # noqa: E402
+from retrieval.cli import app
 
 
 @pytest.fixture(scope="module")

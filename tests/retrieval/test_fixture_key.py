@@ -1,0 +1,33 @@
+"""The trained fixture is retrained when the model or training code it runs changes."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from fixture_key import fixture_key, source_closure
+
+ROOT = Path(__file__).resolve().parents[2]
+MINITRAIN = Path("tests") / "retrieval" / "minitrain.py"
+
+
+def test_the_key_covers_the_model_and_training_code_minitrain_runs() -> None:
+    closure = {p.relative_to(ROOT).as_posix() for p in source_closure(ROOT / MINITRAIN, ROOT)}
+    for module in ("vit", "layers", "text", "clip", "config", "loss", "tokenizer", "checkpoint"):
+        assert f"encoders/{module}.py" in closure  # imported directly or through another
+    assert "encoders/layers.py" in closure and MINITRAIN.as_posix() in closure
+
+
+def test_the_key_changes_with_model_code_only(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "encoders", tmp_path / "encoders")
+    (tmp_path / MINITRAIN).parent.mkdir(parents=True)
+    shutil.copy(ROOT / MINITRAIN, tmp_path / MINITRAIN)
+    before = fixture_key(tmp_path / MINITRAIN, tmp_path, b"settings")
+    assert fixture_key(tmp_path / MINITRAIN, tmp_path, b"other settings") != before
+    unused = tmp_path / "encoders" / "digits.py"  # a module the fixture's training never runs
+    assert unused not in source_closure(tmp_path / MINITRAIN, tmp_path)
+    unused.write_text(unused.read_text() + "\n# edited\n")
+    assert fixture_key(tmp_path / MINITRAIN, tmp_path, b"settings") == before
+    layers = tmp_path / "encoders" / "layers.py"  # reached only through vit/text
+    layers.write_text(layers.read_text() + "\n# edited\n")
+    assert fixture_key(tmp_path / MINITRAIN, tmp_path, b"settings") != before
