@@ -16,7 +16,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from encoders.atomic import atomic_write
+from encoders.atomic import atomic_write, atomic_write_text
 from encoders.errors import VitrieveError
 from encoders.synthetic import allowed_classes, class_names, held_out_pairs, scene_for
 
@@ -54,7 +54,8 @@ def write_tsv(path: Path, columns: Sequence[str], rows: Iterable[Sequence[object
 
 
 def write_lines(path: Path, lines: Iterable[str]) -> None:
-    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    """Write one line per item atomically (a class list, a label file)."""
+    atomic_write_text(path, "".join(f"{line}\n" for line in lines))
 
 
 def _format_box(box: tuple[int, int, int, int]) -> str:
