@@ -110,7 +110,7 @@ def test_run_reports_cpu_by_stage_and_restores_torch_threads(tmp_path: Path, tin
     for n in range(3):
         photo(640, 480, seed=n).save(tmp_path / f"{n}.jpg", quality=90)
     threads = torch.get_num_threads()
-    options = IndexOptions(workers=0, batch_size=2, encoder_threads=1)
+    options = IndexOptions(workers=0, batch_size=2, encoder_threads=1, device="cpu")  # CPU stages
     report = index_library(tmp_path, tiny_encoder, model_ref="tiny", options=options)
     assert report.embedded == 3 and torch.get_num_threads() == threads
     expected = {"read", "hash", "decode", "pixels", "thumbnail", "main encode", "main database"}

@@ -19,7 +19,9 @@ from indexer.pipeline import IndexOptions, index_library
 from indexer.store import MetadataStore
 from indexer.vectors import VectorIndex
 
-OPTIONS = IndexOptions(workers=0, batch_size=4, max_pixels=BOMB_LIMIT)
+# The CPU decoder: test_vectors_match_direct_encoding compares with the Pillow path at 1e-5
+# (tests/indexer/test_gpu_path.py runs the same round trips on the nvJPEG path).
+OPTIONS = IndexOptions(workers=0, batch_size=4, max_pixels=BOMB_LIMIT, device="cpu")
 
 
 def run(photos: Path, encoder, ref: str = "tiny", **kwargs):
