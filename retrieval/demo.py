@@ -41,6 +41,13 @@ DONE_MARKER = ".demo-photos-complete"
 # first query like "a red circle" has a screenful of right answers; the rest are varied scenes.
 FEATURED = (("red", "circle"), ("blue", "square"), ("green", "triangle"), ("yellow", "star"))
 _EXIF_IFD, _DATETIME_ORIGINAL = 0x8769, 0x9003
+PHOTOS_VERSION = "v2"  # in the done marker: a changed generator writes the photos again
+EDIT_SCALE = 0.75  # an "edit" is the photo resized to three quarters and re-encoded
+BROKEN_PARTS = 3  # the broken file is the first third of a JPEG (a failed copy)
+# separate random streams (numpy seed sequences) for the scenes and for names and dates
+_SCENE_STREAM, _LIBRARY_STREAM = 77, 4242
+TRAIN_TEST_IMAGES = 500  # held-out images rendered beside the demo's training set
+TRAIN_SIZE_PX = 64  # the training images' size: `tiny`'s input
 
 
 def default_cache(cache_home: str | None = None) -> Path:
@@ -76,7 +83,7 @@ def demo_scene(index: int, size_px: int, seed: int = 0) -> Scene:
     if index % 2:
         return scene_for(seed, "test", index, size_px)
     colour, shape = FEATURED[(index // 2) % len(FEATURED)]
-    rng = np.random.default_rng([seed, 77, index])
+    rng = np.random.default_rng([seed, _SCENE_STREAM, index])
     obj = SceneObject(colour, shape, str(rng.choice(list(SIZES))), str(rng.choice(list(POSITIONS))))
     return render_scene([obj], size_px, seed=index, background=str(rng.choice(BACKGROUND_KINDS)))
 
@@ -89,9 +96,10 @@ def write_demo_photos(out: Path, count: int = 300, size_px: int = 192, seed: int
     if count < 1:
         raise VitrieveError("the demo needs at least one photo")
     marker = out / DONE_MARKER
-    if marker.is_file() and marker.read_text().strip() == f"{count} {size_px} {seed} v2":
+    done = f"{count} {size_px} {seed} {PHOTOS_VERSION}"
+    if marker.is_file() and marker.read_text().strip() == done:
         return 0
-    rng = np.random.default_rng([seed, 4242])
+    rng = np.random.default_rng([seed, _LIBRARY_STREAM])
     written = []
     for index in range(count):
         relative, fmt = _photo(index, rng)
@@ -102,7 +110,7 @@ def write_demo_photos(out: Path, count: int = 300, size_px: int = 192, seed: int
         written.append((relative, taken))
     _write_edits(out, written[:DUPLICATES], size_px)
     _write_broken(out / EDITS_ALBUM / "IMG_BROKEN.jpg", out / written[0][0])
-    marker.write_text(f"{count} {size_px} {seed} v2\n")
+    marker.write_text(done + "\n")
     log.info("wrote %d demo photos to %s", count + DUPLICATES + 1, out)
     return count + DUPLICATES + 1
 
@@ -111,7 +119,8 @@ def _write_edits(out: Path, originals: list[tuple[Path, datetime]], size_px: int
     """Near-duplicates: the same picture resized and re-encoded, as an "edit" would be."""
     for relative, taken in originals:
         with Image.open(out / relative) as image:
-            edited = image.convert("RGB").resize((size_px * 3 // 4, size_px * 3 // 4))
+            side = int(size_px * EDIT_SCALE)
+            edited = image.convert("RGB").resize((side, side))
         name = f"{relative.stem}_edit.jpg"
         _save(edited, out / EDITS_ALBUM / name, "JPEG", taken + timedelta(hours=1), quality=70)
 
@@ -122,7 +131,8 @@ def _write_broken(path: Path, source: Path) -> None:
     with Image.open(source) as image:
         image.convert("RGB").save(buffer, format="JPEG")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 3])
+    data = buffer.getvalue()
+    path.write_bytes(data[: len(data) // BROKEN_PARTS])
 
 
 # --- the whole demo: photos, a model trained here (cached), a library ---------------------------
@@ -174,7 +184,8 @@ def demo_model(settings: DemoSettings, progress: Callable[[str], None] = log.inf
     data = settings.cache / "train-data"
     if not (data / "train.tsv").is_file():
         progress(f"rendering {settings.train_images} captioned training images")
-        write_synthetic(data, settings.train_images, 500, size_px=64, seed=settings.seed)
+        images, seed = settings.train_images, settings.seed
+        write_synthetic(data, images, TRAIN_TEST_IMAGES, size_px=TRAIN_SIZE_PX, seed=seed)
     progress(f"training a {settings.model} model for {settings.train_minutes:g} minutes")
     shutil.rmtree(settings.run_dir, ignore_errors=True)  # a half-finished run is not resumed
     request = TrainRequest(
