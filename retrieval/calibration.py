@@ -54,7 +54,8 @@ CALIBRATION_VERSION = 4
 SAMPLE_SIZE = 4096  # library vectors each query is scored against for its centre
 TEXT_QUANTILE = 0.95  # a good text match beats the best match of 95% of unrelated captions
 IMAGE_QUANTILE = 0.95  # a good image match beats what 95% of pictures of nothing reach
-NULL_IMAGES = 24  # pictures of nothing: 6 each of noise, blurred noise, stripes, checks
+NULL_IMAGE_KINDS = 4  # noise, blurred noise, stripes, checkerboards
+NULL_IMAGES = 24  # pictures of nothing: 6 of each kind, coarser step by step
 STALE_FRACTION = 0.2  # recompute when the library grew or shrank by more than this
 IMAGE_SIDE_MARGIN = 0.25  # in widths: how clearly a result must beat unrelated text on itself
 MIN_WIDTH = 0.01  # cosine units: keeps the sigmoid from becoming a step on tiny libraries
@@ -230,7 +231,7 @@ def null_images(size: int, seed: int = 0) -> list[Image.Image]:
     rng = np.random.default_rng(seed)
     ramp = np.arange(size)
     images = []
-    for k in range(NULL_IMAGES // 4):
+    for k in range(NULL_IMAGES // NULL_IMAGE_KINDS):
         noise = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
         images.append(Image.fromarray(noise))
         blurred = Image.fromarray(noise).filter(ImageFilter.GaussianBlur(size / 16 * (k + 1)))
