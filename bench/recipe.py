@@ -29,6 +29,7 @@ from train import make_data, score  # noqa: E402
 from encoders.encoder import Encoder  # noqa: E402
 from encoders.tokenizer import get_tokenizer  # noqa: E402
 from encoders.training.data import read_captioned  # noqa: E402
+from encoders.training.devices import train_device, with_device_defaults  # noqa: E402
 from encoders.training.loop import Trainer  # noqa: E402
 from encoders.training.main import TrainRequest, build_config, build_model, prepare_data  # noqa: E402
 from encoders.training.steps import TrainOptions  # noqa: E402
@@ -44,7 +45,9 @@ def parse_setting(text: str) -> tuple[str, object]:
     default = getattr(TrainOptions(), name)
     if isinstance(default, bool):
         return name, value.lower() in ("1", "true", "yes")
-    return name, type(default)(value) if default is not None else float(value)
+    if default is None:  # epochs, minutes (floats) and batch_size (an int) default to None
+        return name, int(value) if name == "batch_size" else float(value)
+    return name, type(default)(value)
 
 
 def run(data: Path, seed: int, steps: int, threads: int, settings: dict) -> dict:
@@ -56,6 +59,7 @@ def run(data: Path, seed: int, steps: int, threads: int, settings: dict) -> dict
     model = build_model(config, tokenizer, seed)
     items = read_captioned(data / "train.tsv")
     options = replace(TrainOptions(), seed=seed, threads=threads, **settings)
+    options = with_device_defaults(options, train_device(options.device))
     options = replace(options, epochs=steps / (len(items) // options.batch_size))
     prepared = prepare_data(items, model, tokenizer, options)
     setup = time.perf_counter() - started

@@ -2,20 +2,45 @@
 
 The launcher (torchrun) sets the rendezvous variables and ``init_process_group`` reads them;
 the CLI decides whether to call this (it is the only layer that looks at the environment).
+With CUDA each process trains on one GPU, its local rank's (``LOCAL_RANK``, set by torchrun):
+it is made the current device before the NCCL group forms, and ``devices.train_device``
+returns it from then on.
 """
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.distributed as dist
 
+from encoders.device import DEFAULT_DEVICE, DeviceError, resolve_device
 
-def setup_distributed(backend: str | None = None) -> tuple[int, int]:
-    """Join the process group torchrun prepared; returns (rank, world size)."""
+
+def setup_distributed(backend: str | None = None, device: str = DEFAULT_DEVICE) -> tuple[int, int]:
+    """Join the process group torchrun prepared; returns (rank, world size).
+
+    ``device`` is the run's device spec: on CUDA the local rank's GPU becomes the current
+    device and the backend is NCCL; on the CPU (also ``cpu`` on a GPU machine) it is gloo.
+    """
     if not dist.is_initialized():
-        chosen = backend or ("nccl" if torch.cuda.is_available() else "gloo")
-        dist.init_process_group(backend=chosen)
+        on_cuda = resolve_device(device).type == "cuda"
+        if on_cuda:
+            torch.cuda.set_device(_local_gpu())
+        dist.init_process_group(backend=backend or ("nccl" if on_cuda else "gloo"))
     return dist.get_rank(), dist.get_world_size()
+
+
+def _local_gpu() -> int:
+    """This process's GPU: torchrun's LOCAL_RANK (one process per GPU)."""
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    count = torch.cuda.device_count()
+    if local >= count:
+        raise DeviceError(
+            f"local rank {local} has no GPU of its own (torch sees {count}): start at most "
+            f"{count} processes per machine (torchrun --nproc_per_node {count})"
+        )
+    return local
 
 
 def cleanup_distributed() -> None:

@@ -3,6 +3,7 @@
 ``--linear-probe`` freezes the ViT: its pooled features are computed once and only the head
 trains (seconds). Otherwise the ViT trains too, at a lower learning rate, with the same
 batched augmentation as contrastive training. Accuracy is reported on a held-out split.
+Runs on ``FinetuneOptions.device`` (random draws stay on CPU generators, as in training).
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from safetensors.torch import save_file
 from torch import nn
 
 from encoders.checkpoint import load_checkpoint, save_checkpoint
+from encoders.device import DEFAULT_DEVICE, resolve_device
 from encoders.errors import VitrieveError
 from encoders.training.data import IMAGE_SUFFIXES, augment_batch, normalize_batch, preload_images
+from encoders.training.devices import autocast, fused_adamw
 from encoders.training.optim import CosineSchedule, make_optimizer, warmup_steps
 from encoders.vit import VisionTransformer
 
@@ -36,6 +39,8 @@ class FinetuneOptions:
     holdout: float = 0.2
     seed: int = 0
     weight_decay: float = 0.05
+    warmup_fraction: float = 0.05  # fine-tuning starts from trained weights: a short warm-up
+    device: str = DEFAULT_DEVICE  # auto | cpu | cuda | cuda:N (encoders.device)
 
 
 class Classifier(nn.Module):
@@ -76,11 +81,17 @@ def split_indices(count: int, holdout: float, seed: int) -> tuple[list[int], lis
     return sorted(order[test:]), sorted(order[:test])
 
 
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
 @torch.inference_mode()
 def _features(model: Classifier, images: torch.Tensor) -> torch.Tensor:
+    """Pooled ViT features of uint8 images, on the model's device."""
     model.eval()
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        chunks = [model.features(normalize_batch(images[i : i + 256])).float()
+    device = _device(model)
+    with autocast(device):
+        chunks = [model.features(normalize_batch(images[i : i + 256].to(device))).float()
                   for i in range(0, len(images), 256)]  # fmt: skip
     return torch.cat(chunks)
 
@@ -92,13 +103,17 @@ def _steps(count: int, options: FinetuneOptions) -> int:
 def train_head(model: Classifier, images: torch.Tensor, labels: torch.Tensor, options) -> None:
     """Linear probe: features once, then the head alone (full-batch-free minibatch AdamW)."""
     features = _features(model, images)
+    labels = labels.to(features.device)
     optimizer = torch.optim.AdamW(model.head.parameters(), lr=options.lr or 1e-3,
                                   weight_decay=options.weight_decay)  # fmt: skip
     total = _steps(len(images), options) * 4  # the head is cheap: more passes
-    schedule = CosineSchedule(options.lr or 1e-3, total, warmup_steps(total))
+    schedule = CosineSchedule(
+        options.lr or 1e-3, total, warmup_steps(total, options.warmup_fraction)
+    )
     generator = torch.Generator().manual_seed(options.seed)
     for step in range(total):
         batch = torch.randint(len(features), (options.batch_size,), generator=generator)
+        batch = batch.to(features.device)
         schedule.apply(optimizer, step)
         loss = F.cross_entropy(model.head(features[batch]), labels[batch])
         loss.backward()
@@ -109,16 +124,19 @@ def train_head(model: Classifier, images: torch.Tensor, labels: torch.Tensor, op
 def train_full(model: Classifier, images: torch.Tensor, labels: torch.Tensor, options) -> None:
     """Fine-tune the ViT and the head together on augmented batches."""
     model.train()
+    device = _device(model)
+    images, labels = images.to(device), labels.to(device)
     lr = options.lr or 1e-4
-    optimizer = make_optimizer(model, lr, options.weight_decay)
+    optimizer = make_optimizer(model, lr, options.weight_decay, fused=fused_adamw(device))
     total = _steps(len(images), options)
-    schedule = CosineSchedule(lr, total, warmup_steps(total))
+    schedule = CosineSchedule(lr, total, warmup_steps(total, options.warmup_fraction))
     generator = torch.Generator().manual_seed(options.seed)
     for step in range(total):
         batch = torch.randint(len(images), (options.batch_size,), generator=generator)
+        batch = batch.to(device)
         pixels, _ = augment_batch(images[batch], [""] * len(batch), generator=generator)
         schedule.apply(optimizer, step)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with autocast(device):
             logits = model(pixels)
         F.cross_entropy(logits.float(), labels[batch]).backward()
         optimizer.step()
@@ -128,7 +146,8 @@ def train_full(model: Classifier, images: torch.Tensor, labels: torch.Tensor, op
 def accuracy(model: Classifier, images: torch.Tensor, labels: torch.Tensor) -> float:
     features = _features(model, images)
     with torch.inference_mode():
-        return (model.head(features).argmax(dim=1) == labels).float().mean().item()
+        predicted = model.head(features).argmax(dim=1).cpu()
+        return (predicted == labels).float().mean().item()
 
 
 def finetune_folder(data: Path, source: Path, out: Path, options: FinetuneOptions) -> dict:
@@ -139,7 +158,7 @@ def finetune_folder(data: Path, source: Path, out: Path, options: FinetuneOption
     targets = torch.tensor([labels[i] for i in kept])
     train_idx, test_idx = split_indices(len(kept), options.holdout, options.seed)
     torch.manual_seed(options.seed)
-    model = Classifier(clip.visual, len(classes))
+    model = Classifier(clip.visual, len(classes)).to(resolve_device(options.device))
     if options.linear_probe:
         model.visual.requires_grad_(False)
         train_head(model, images[train_idx], targets[train_idx], options)
@@ -157,7 +176,7 @@ def finetune_folder(data: Path, source: Path, out: Path, options: FinetuneOption
     }
     out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(clip, out / "checkpoint", extra={"finetuned_from": meta.get("model_id", "")})
-    head = {k: v.detach().contiguous() for k, v in model.head.state_dict().items()}
+    head = {k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}
     save_file(head, str(out / "head.safetensors"))
     (out / "classifier.json").write_text(json.dumps({**result, "class_names": classes}, indent=2))
     log.info("%s accuracy %.3f", result["mode"], result["accuracy"])

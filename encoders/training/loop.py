@@ -4,6 +4,9 @@ Everything the loop needs arrives prepared (``TrainData``, a model, ``TrainOptio
 reports through a callback and never prints. Determinism: the data order of epoch e is a
 permutation seeded by (seed, e) and the augmentation of step s a generator seeded by
 (seed, s, rank), so a resumed run replays exactly what an uninterrupted one would have done.
+The model, its optimiser state and the data live on the training device
+(``devices.train_device``); checkpoints are device-free (tensors saved from the host), so a
+run can be resumed on another device.
 """
 
 from __future__ import annotations
@@ -12,14 +15,16 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from encoders.clip import CLIP
+from encoders.errors import VitrieveError
+from encoders.training.clock import Clock, Progress, broadcast, world
+from encoders.training.devices import fused_adamw, train_device, with_device_defaults
+from encoders.training.guard import NonFiniteGuard, check_finite_weights
 from encoders.training.optim import (
     CosineSchedule,
     estimate_total_steps,
@@ -29,6 +34,7 @@ from encoders.training.optim import (
 from encoders.training.state import TrainState, load_training_state, save_training_state
 from encoders.training.steps import (
     ContrastiveModule,
+    StepResult,
     TrainData,
     TrainOptions,
     epoch_order,
@@ -47,57 +53,8 @@ PROBE_STEPS = 5  # steps timed before a wall-clock budget is turned into a step 
 PROVISIONAL_WARMUP = 1000
 
 
-@dataclass(frozen=True)
-class Progress:
-    """What the loop reports after each step (and with ``val`` after a validation)."""
-
-    step: int
-    total_steps: int
-    epoch: int
-    loss: float
-    lr: float
-    samples_per_s: float
-    eta_s: float
-    elapsed_s: float
-    val: dict[str, float] = field(default_factory=dict)
-
-
 Callback = Callable[[Progress], None]
 Validate = Callable[[CLIP], dict[str, float]]
-
-
-def world() -> tuple[int, int]:
-    """(rank, world size); (0, 1) without a process group."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _broadcast(values: list[float]) -> list[float]:
-    """Rank 0's values on every rank, so all ranks take the same schedule and stop together."""
-    if world()[1] == 1:
-        return values
-    tensor = torch.tensor(values, dtype=torch.float64)
-    dist.broadcast(tensor, src=0)
-    return tensor.tolist()
-
-
-@dataclass
-class _Clock:
-    """Wall-clock bookkeeping: elapsed training time and the measured step rate."""
-
-    start: float
-    base_elapsed: float
-    probe_step: int = -1
-    probe_elapsed: float = 0.0
-
-    def elapsed(self) -> float:
-        return self.base_elapsed + time.perf_counter() - self.start
-
-    def seconds_per_step(self, step: int, elapsed: float) -> float | None:
-        if self.probe_step < 0 or step <= self.probe_step:
-            return None
-        return (elapsed - self.probe_elapsed) / (step - self.probe_step)
 
 
 class Trainer:
@@ -113,26 +70,38 @@ class Trainer:
         validate: Validate | None = None,
         started: float | None = None,
     ) -> None:
-        self.model, self.data, self.options = model, data, options
+        self.device = train_device(options.device)
+        self.options = options = with_device_defaults(options, self.device)
+        self.model = model.to(self.device)
+        self.data = data.placed(self.device)
         self.started = started  # perf_counter() when setup began: budgets include it
         self.run_dir, self.callback, self.validate = run_dir, callback, validate
         if run_dir is not None:
             run_dir.mkdir(parents=True, exist_ok=True)
         self.rank, self.world_size = world()
-        module: nn.Module = ContrastiveModule(model, data.text_features is not None)
-        if self.world_size > 1:
-            module = nn.parallel.DistributedDataParallel(module)
-        self.module = module
-        self.optimizer = make_optimizer(model, options.lr, options.weight_decay)
+        self.module = self._module(data.text_features is not None)
+        self.optimizer = make_optimizer(
+            model, options.lr, options.weight_decay, fused=fused_adamw(self.device)
+        )
         self.state = TrainState()
+        self.guard = NonFiniteGuard()
         self.samples_per_step = options.batch_size * max(options.accum, 1) * self.world_size
         self.steps_per_epoch = len(data.images) // self.samples_per_step
         if self.steps_per_epoch == 0:
-            raise ValueError(
-                f"{len(data.images)} training pairs are fewer than one batch of "
-                f"{self.samples_per_step}: lower --batch-size"
+            raise VitrieveError(
+                f"{len(data.images)} training pairs are fewer than one optimiser step's "
+                f"{self.samples_per_step} (batch {options.batch_size} × accumulation "
+                f"{max(options.accum, 1)} × {self.world_size} processes): lower the batch size"
             )
         self.history: list[dict] = []
+
+    def _module(self, cached_text: bool) -> nn.Module:
+        """The model with its training-time text path; DDP-wrapped across processes."""
+        module: nn.Module = ContrastiveModule(self.model, cached_text)
+        if self.world_size == 1:
+            return module
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(module, device_ids=ids)
 
     @property
     def checkpoint_dir(self) -> Path | None:
@@ -172,7 +141,7 @@ class Trainer:
         state.position += size
         return order[start : start + local]
 
-    def _update_budget(self, clock: _Clock) -> bool:
+    def _update_budget(self, clock: Clock) -> bool:
         """For ``--minutes``: (re-)estimate the total steps; True when the run must stop."""
         state, budget = self.state, (self.options.minutes or 0) * 60
         elapsed = clock.elapsed()
@@ -185,13 +154,13 @@ class Trainer:
         if rate is not None and state.step >= PROBE_STEPS and (total == 0 or state.step % 20 == 0):
             total = estimate_total_steps(state.step, elapsed, rate, budget)
         stop = state.step >= total > 0 or elapsed >= budget
-        total, stop = _broadcast([float(total), float(stop)])
+        total, stop = broadcast([float(total), float(stop)], self.device)
         if state.total_steps == 0 and total > 0:
             state.warmup = warmup_steps(int(total), self.options.warmup_fraction)
         state.total_steps = int(total)
         return bool(stop)
 
-    def _due(self, every: int, seconds_every: float, clock: _Clock, last: list[float]) -> bool:
+    def _due(self, every: int, seconds_every: float, clock: Clock, last: list[float]) -> bool:
         """Every ``every`` steps, or (budget runs) every ``seconds_every`` seconds."""
         if every:
             return self.state.step % every == 0
@@ -203,54 +172,72 @@ class Trainer:
         return self.state.step % max(self.state.total_steps // 10, 1) == 0
 
     def run(self, resume: bool = False) -> TrainState:
-        """Train until the epochs or the budget are used up; returns the final state."""
+        """Train until the epochs or the budget are used up; returns the final state.
+
+        Raises ``NonFiniteLoss`` when the loss stays non-finite for ``MAX_NONFINITE_STEPS``
+        steps in a row (no checkpoint is written from such a run).
+        """
         if resume:
             self.resume()
         self._plan_epochs()
-        clock = _Clock(self.started or time.perf_counter(), self.state.elapsed_s)
+        clock = Clock(self.started or time.perf_counter(), self.state.elapsed_s)
         last_val = [clock.elapsed()]
         budget = (self.options.minutes or 0) * 60
         stop = self.state.total_steps and self.state.step >= self.state.total_steps
         while not stop:
-            step = self.state.step
-            batch = make_batch(
-                self.data,
-                self.next_indices(),
-                self.options,
-                step_generator(self.options.seed, step, self.rank),
-            )
-            lr = self.schedule().apply(self.optimizer, step)
-            loss = optimise(self.module, self.optimizer, batch, self.options)
+            result, lr, wait = self._step(clock)
             self.state.step += 1
             self.state.samples += self.samples_per_step
+            self.state.skipped_steps += not result.updated
             self.state.elapsed_s = clock.elapsed()
             stop = self._update_budget(clock)
             val = {}
             if self.validate and self.rank == 0 and not stop:
                 due = self._due(self.options.val_every, budget / 10, clock, last_val)
                 val = self.validate(self.model) if due else {}
-            self._report(loss, lr, clock, val)
+            self._report(result.loss, lr, clock, val, wait, skipped=not result.updated)
+            self.guard.after_step(self.state.step, result.updated, lr)
             every = self.options.checkpoint_every
             if every and not stop and self.state.step % every == 0:
                 self.save()
         return self.finish(clock)
 
-    def finish(self, clock: _Clock) -> TrainState:
-        """Final validation, checkpoint and report."""
+    def _step(self, clock: Clock) -> tuple[StepResult, float, float]:
+        """One optimiser step on the next batch: (result, lr, share of it waiting for data)."""
+        step = self.state.step
+        began = time.perf_counter()
+        generator = step_generator(self.options.seed, step, self.rank)
+        batch = make_batch(self.data, self.next_indices(), self.options, generator, self.device)
+        prepared = time.perf_counter()
+        lr = self.schedule().apply(self.optimizer, step)
+        result = optimise(self.module, self.optimizer, batch, self.options)
+        return result, lr, clock.add_step(prepared - began, time.perf_counter() - began)
+
+    def finish(self, clock: Clock) -> TrainState:
+        """Final validation, checkpoint and report (with the run's share of data waits)."""
         val = self.validate(self.model) if self.validate and self.rank == 0 else {}
         last = self.history[-1] if self.history else {"loss": float("nan"), "lr": 0.0}
-        self._report(last["loss"], last["lr"], clock, val, final=True)
+        self._report(last["loss"], last["lr"], clock, val, clock.data_wait(), final=True)
         self.save()
         return self.state
 
     def save(self) -> None:
+        """Checkpoint (rank 0): model, optimiser, RNG, position — only from finite weights."""
         if self.rank != 0 or self.checkpoint_dir is None:
             return
+        check_finite_weights(self.model, str(self.checkpoint_dir))
         extra = {"options": self.options.__dict__, "samples": self.state.samples}
         save_training_state(self.checkpoint_dir, self.model, self.optimizer, self.state, extra)
 
     def _report(
-        self, loss: float, lr: float, clock: _Clock, val: dict, final: bool = False
+        self,
+        loss: float,
+        lr: float,
+        clock: Clock,
+        val: dict,
+        wait: float,
+        skipped: bool = False,
+        final: bool = False,
     ) -> None:
         state = self.state
         elapsed = clock.elapsed()
@@ -265,8 +252,12 @@ class Trainer:
             "loss": loss,
             "lr": lr,
             "samples_per_s": round(per_second, 1),
+            "data_wait": round(wait, 4),
+            "skipped_steps": state.skipped_steps,
             **{f"val_{k}": v for k, v in val.items()},
         }
+        if skipped:
+            record["skipped"] = True
         if final:
             record["final"] = True
         self.history.append(record)
@@ -278,6 +269,6 @@ class Trainer:
         if self.callback:
             progress = Progress(
                 state.step, state.total_steps, state.epoch, loss, lr, per_second,
-                remaining, elapsed, dict(val),
+                remaining, elapsed, dict(val), wait, state.skipped_steps,
             )  # fmt: skip
             self.callback(progress)

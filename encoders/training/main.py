@@ -24,9 +24,10 @@ from encoders.hf_text import HFTextTower
 from encoders.tokenizer import Tokenizer, get_tokenizer
 from encoders.training.captions import build_caption_table
 from encoders.training.data import CaptionedItem, preload_images, read_captioned
+from encoders.training.devices import device_defaults, train_device
 from encoders.training.loop import Callback, TrainData, Trainer, TrainOptions
 from encoders.training.metrics import plot_curves, read_metrics
-from encoders.training.state import TrainState
+from encoders.training.state import TrainState, saved_options
 from encoders.training.threads import pick_threads
 from encoders.training.validate import ZeroShotValidator
 
@@ -88,15 +89,22 @@ def build_model(config: CLIPConfig, tokenizer: Tokenizer, seed: int) -> CLIP:
 
 
 @torch.inference_mode()
-def cache_text_features(tower: HFTextTower, tokens: torch.Tensor, batch: int = 256) -> torch.Tensor:
+def cache_text_features(
+    tower: HFTextTower,
+    tokens: torch.Tensor,
+    batch: int = 256,
+    device: torch.device | None = None,
+) -> torch.Tensor:
     """A locked pretrained tower's pooled output for every caption, computed once (U, H).
 
     Captions are sorted by length so a batch pays for no padding, and a bf16 copy of the tower
     runs in place of autocast (faster on CPUs with native bf16; the features only feed a
-    trained projection, so bf16 rounding is harmless).
+    trained projection, so bf16 rounding is harmless). The copy runs on ``device`` (default:
+    the tokens' device); the features come back to the host.
     """
-    runner = copy.deepcopy(tower).eval()
-    if bf16_supported(tokens.device):
+    device = device or tokens.device
+    runner = copy.deepcopy(tower).eval().to(device)
+    if bf16_supported(device):
         runner = runner.to(torch.bfloat16)
     lengths = (tokens != tower.pad_id).sum(dim=1)
     order = lengths.argsort()
@@ -104,16 +112,21 @@ def cache_text_features(tower: HFTextTower, tokens: torch.Tensor, batch: int = 2
     for start in range(0, len(tokens), batch):
         index = order[start : start + batch]
         length = max(int(lengths[index].max()), 1)
-        features[index] = runner.pool(tokens[index, :length]).float()
+        features[index] = runner.pool(tokens[index, :length].to(device)).float().cpu()
     return features
 
 
 def prepare_data(
     items: list[CaptionedItem], model: CLIP, tokenizer: Tokenizer, options: TrainOptions
 ) -> TrainData:
-    """Preload images, tabulate captions (+ hard negatives), cache a locked text tower."""
+    """Preload images, tabulate captions (+ hard negatives), cache a locked text tower.
+
+    Everything is returned on the host; the trainer places it on its device.
+    """
+    device = train_device(options.device)
     size = model.config.vision.image_size
-    images, kept = preload_images([item.path for item in items], size)
+    workers = device_defaults(device).decode_workers
+    images, kept = preload_images([item.path for item in items], size, workers)
     if not kept:
         raise VitrieveError("none of the training images could be read")
     captions = [items[i].caption for i in kept]
@@ -124,7 +137,7 @@ def prepare_data(
     features = None
     text = model.text
     if isinstance(text, HFTextTower) and text.config.lock:
-        pooled = cache_text_features(text, table.tokens)
+        pooled = cache_text_features(text, table.tokens, device=device)
         text.center.copy_(pooled.mean(dim=0))
         text.scale.copy_(pooled.std(dim=0).clamp(min=1e-4))
         features = text.standardize(pooled)
@@ -143,27 +156,40 @@ def _model_for(request: TrainRequest) -> tuple[CLIP, Tokenizer]:
 
 
 def _set_threads(model: CLIP, options: TrainOptions) -> None:
+    """Intra-op threads: as asked, or measured for CPU budget runs (a GPU run's host threads
+    only prepare batches: torch's default serves)."""
     if options.threads:
         torch.set_num_threads(options.threads)
-    elif options.minutes:
+    elif options.minutes and train_device(options.device).type == "cpu":
         pick_threads(model)
+
+
+def _options_for(request: TrainRequest) -> TrainOptions:
+    """The request's options; a resumed run without a batch size keeps the one it had."""
+    options = request.options
+    if request.resume and options.batch_size is None:
+        saved = saved_options(request.out / "checkpoint").get("batch_size")
+        if isinstance(saved, int) and saved > 0:
+            options = replace(options, batch_size=saved)
+    return options
 
 
 def train_from_files(request: TrainRequest, callback: Callback | None = None) -> TrainResult:
     """Read the data, build (or resume) the model, train, write checkpoint and curves."""
     started = time.perf_counter()
     request.out.mkdir(parents=True, exist_ok=True)
+    options = _options_for(request)
     model, tokenizer = _model_for(request)
-    _set_threads(model, request.options)
+    _set_threads(model, options)
     items = read_captioned(request.data, request.sep, request.image_col, request.caption_col)
-    data = prepare_data(items, model, tokenizer, request.options)
+    data = prepare_data(items, model, tokenizer, options)
     validator = None
     if request.val is not None:
         val_items = read_captioned(
             request.val, request.sep, request.image_col, request.caption_col, request.label_col
         )
         validator = ZeroShotValidator(val_items, tokenizer, model.config.vision.image_size)
-    trainer = Trainer(model, data, request.options, request.out, callback, validator, started)
+    trainer = Trainer(model, data, options, request.out, callback, validator, started)
     state = trainer.run(resume=request.resume)
     records = read_metrics(request.out / "metrics.jsonl")
     if trainer.rank == 0:

@@ -43,12 +43,20 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 def make_optimizer(
     model: nn.Module,
     lr: float,
-    weight_decay: float = 0.2,
+    weight_decay: float,
     betas: tuple[float, float] = (0.9, 0.98),
     eps: float = 1e-6,
+    fused: bool = False,
 ) -> torch.optim.AdamW:
-    """AdamW (decoupled decay) with CLIP's betas/eps; ``lr`` is set per step by the schedule."""
+    """AdamW (decoupled decay) with CLIP's betas/eps; ``lr`` is set per step by the schedule.
+
+    ``weight_decay`` has no default here: each recipe's options (``TrainOptions``,
+    ``FinetuneOptions``) are its one source. ``fused`` asks for torch's single-kernel CUDA
+    implementation (parameters must be on a GPU); the default is torch's own choice.
+    """
     groups = param_groups(model, weight_decay)
+    if fused:
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=True)
     return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps)
 
 
@@ -77,8 +85,9 @@ class CosineSchedule:
         return lr
 
 
-def warmup_steps(total_steps: int, fraction: float = 0.05) -> int:
-    """Warm-up length: a fixed fraction of the run, whether set by epochs or by a budget."""
+def warmup_steps(total_steps: int, fraction: float) -> int:
+    """Warm-up length: a fixed fraction of the run, whether set by epochs or by a budget
+    (the fraction comes from the recipe's options: ``TrainOptions.warmup_fraction``)."""
     return max(1, int(total_steps * fraction))
 
 

@@ -36,6 +36,7 @@ class TrainState:
     warmup: int = 0
     elapsed_s: float = 0.0  # training time used, for wall-clock budgets
     samples: int = 0
+    skipped_steps: int = 0  # steps whose loss was not finite: no update was made
 
 
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict, dict[str, Any]]:
@@ -69,7 +70,12 @@ def save_training_state(
 def load_training_state(
     directory: Path, optimizer: torch.optim.Optimizer
 ) -> tuple[TrainState, dict[str, Any]]:
-    """Restore the optimizer and the torch RNG; return the state and the saved extras."""
+    """Restore the optimizer and the torch RNG; return the state and the saved extras.
+
+    Tensors are read to the host (a checkpoint names no device); ``load_state_dict`` then
+    moves each optimiser moment to its parameter's device, so a run saved on a GPU resumes
+    on the CPU and the other way round.
+    """
     json_path, tensor_path = directory / STATE_JSON, directory / STATE_TENSORS
     if not json_path.is_file() or not tensor_path.is_file():
         raise VitrieveError(f"nothing to resume in {directory} (no {STATE_JSON})")
@@ -90,3 +96,15 @@ def load_training_state(
     torch.set_rng_state(tensors["rng.torch"])
     extras = {k: v for k, v in payload.items() if k not in ("state", "optimizer")}
     return TrainState(**payload["state"]), extras
+
+
+def saved_options(directory: Path) -> dict[str, Any]:
+    """The options a run in ``directory`` was saved with ({} when there is none to read):
+    a resumed run takes its batch size from here when none is asked for, since the default
+    depends on the device and the run may continue on another one."""
+    try:
+        payload = json.loads((directory / STATE_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    options = payload.get("options") if isinstance(payload, dict) else None
+    return options if isinstance(options, dict) else {}

@@ -1,19 +1,24 @@
 """One training step: a batch from preloaded tensors, the contrastive loss, an update.
 
 Pure of any loop state: ``make_batch`` turns sample indices into augmented images, caption
-input (tokens, or cached features of a locked text tower) and hard negatives; ``optimise``
-runs forward, loss and backward over ``accum`` micro-batches and steps the optimiser.
+input (tokens, or cached features of a locked text tower) and hard negatives, on the training
+device; ``optimise`` runs forward, loss and backward over ``accum`` micro-batches and steps
+the optimiser — unless the loss was not finite, in which case nothing is updated.
+
+Device-agnostic: random draws come from a CPU generator whatever the device (so a run's data
+is the same on a CPU and a GPU), index bookkeeping stays on the host, and pixels and cached
+text features are gathered and augmented where they live.
 """
 
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from encoders.clip import CLIP
 from encoders.device import DEFAULT_DEVICE
@@ -21,10 +26,7 @@ from encoders.loss import contrastive_loss
 from encoders.tokenizer import trim_padding
 from encoders.training.captions import CaptionTable
 from encoders.training.data import augment_batch
-
-# The fused CPU flash-attention kernel's backward is ~10× slower than its forward at our
-# sequence lengths (65 image, ~17 text tokens): the plain matmul-softmax path trains faster.
-TRAIN_ATTENTION = [SDPBackend.MATH]
+from encoders.training.devices import attention_context, autocast, keeps_data_on_device
 
 
 @dataclass(frozen=True)
@@ -32,12 +34,14 @@ class TrainOptions:
     """How to train (not what): loss, batch, schedule, augmentation, checkpointing."""
 
     loss: str = "clip"
-    batch_size: int = 64  # per process; small batches = more steps in a budget (measured)
+    # pairs per process per micro-batch; None: the device's default (devices.DEVICE_DEFAULTS:
+    # 64 on the CPU, where small batches = more steps in a budget, measured)
+    batch_size: int | None = None
     lr: float = 2e-3
     weight_decay: float = 0.1
     epochs: float | None = None
     minutes: float | None = None
-    accum: int = 1
+    accum: int = 1  # micro-batches per optimiser step: batch_size × accum × processes
     hard_negatives: bool = True
     min_scale: float = 0.6
     flip: bool = True
@@ -61,6 +65,17 @@ class TrainData:
     captions: list[str]
     table: CaptionTable
     text_features: torch.Tensor | None = None  # (U, H): locked tower outputs per caption
+
+    def placed(self, device: torch.device) -> TrainData:
+        """The same data with its tensors on ``device`` (images only when they fit there);
+        the caption table stays on the host, where the per-batch bookkeeping runs."""
+        features = self.text_features
+        if features is not None:
+            features = features.to(device)
+        images = self.images
+        if keeps_data_on_device(images.nbytes, device):
+            images = images.to(device)
+        return replace(self, images=images, text_features=features)
 
 
 class ContrastiveModule(nn.Module):
@@ -100,24 +115,31 @@ def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
 
 def _text_input(data: TrainData, index: torch.Tensor) -> torch.Tensor:
     if data.text_features is not None:
-        return data.text_features[index]
+        return data.text_features[index.to(data.text_features.device)]
     return data.table.tokens[index]
 
 
 def make_batch(
-    data: TrainData, indices: torch.Tensor, options: TrainOptions, generator: torch.Generator
+    data: TrainData,
+    indices: torch.Tensor,
+    options: TrainOptions,
+    generator: torch.Generator,
+    device: torch.device | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """Augmented images, caption input, and one hard negative per image (+ validity mask)."""
+    """Augmented images, caption input, and one hard negative per image (+ validity mask),
+    all on ``device`` (default: where the images are)."""
+    device = device or data.images.device
     captions = [data.captions[i] for i in indices.tolist()]
     grey = _grey_rows(data, captions, options.grey_fraction, generator)
+    pixels = data.images[indices.to(data.images.device)].to(device, non_blocking=True)
     images, captions = augment_batch(
-        _greyscale(data.images[indices], grey), captions, options.min_scale, options.flip,
+        _greyscale(pixels, grey), captions, options.min_scale, options.flip,
         generator=generator,
     )  # fmt: skip
     caption_index = _colourless(data, data.table.index_of(captions), grey)
     text = _text_input(data, caption_index)
     if not options.hard_negatives:
-        return images, _trim(data, text), None, None
+        return images, _on(device, _trim(data, text)), None, None
     rows = data.table.negatives[caption_index]  # (B, K), −1 = none
     valid_per_row = (rows >= 0).sum(dim=1)
     pick = (torch.rand(len(rows), generator=generator) * valid_per_row.clamp(min=1)).long()
@@ -127,18 +149,26 @@ def make_batch(
     if data.text_features is None:  # trim captions and negatives to one common length
         both = trim_padding(torch.cat([text, negatives]), data.table.pad_id)
         text, negatives = both[: len(text)], both[len(text) :]
-    return images, text, negatives, mask
+    return images, _on(device, text), _on(device, negatives), _on(device, mask)
+
+
+def _on(device: torch.device, tensor: torch.Tensor) -> torch.Tensor:
+    """A host tensor copied to ``device`` without blocking (itself when already there)."""
+    return tensor.to(device, non_blocking=True)
 
 
 def _greyscale(images: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, 3, S, S) with ``rows`` replaced by their luminance (ITU-R BT.601 weights)."""
+    """uint8 (B, 3, S, S) with ``rows`` replaced by their luminance (ITU-R BT.601 weights).
+
+    A ``where`` over the batch rather than a masked assignment: on a GPU, selecting rows by a
+    mask would wait for the device once per step.
+    """
     if not rows.any():
         return images
-    weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-    luma = (images[rows].float() * weights).sum(dim=1, keepdim=True).round().to(images.dtype)
-    images = images.clone()
-    images[rows] = luma.expand(-1, 3, -1, -1)
-    return images
+    rows = rows.to(images.device, non_blocking=True).view(-1, 1, 1, 1)
+    weights = torch.tensor([0.299, 0.587, 0.114], device=images.device).view(1, 3, 1, 1)
+    luma = (images.float() * weights).sum(dim=1, keepdim=True).round().to(images.dtype)
+    return torch.where(rows, luma.expand_as(images), images)
 
 
 def _grey_rows(
@@ -163,21 +193,35 @@ def _trim(data: TrainData, text: torch.Tensor) -> torch.Tensor:
     return text if data.text_features is not None else trim_padding(text, data.table.pad_id)
 
 
+@dataclass(frozen=True)
+class StepResult:
+    """What one optimiser step did: its mean loss, and whether it updated the model."""
+
+    loss: float  # mean over the micro-batches (this rank's; not finite when skipped)
+    updated: bool  # False: a loss was not finite (on some rank), so no update was made
+
+
 def optimise(
     module: nn.Module,
     optimizer: torch.optim.Optimizer,
     batch: tuple,
     options: TrainOptions,
-) -> float:
-    """One optimiser step over ``accum`` micro-batches (DDP syncs on the last one only)."""
+) -> StepResult:
+    """One optimiser step over ``accum`` micro-batches (DDP syncs on the last one only).
+
+    The loss is computed in float32 whatever the autocast. If any micro-batch's loss is not
+    finite, on any rank, the gradients are dropped and the optimiser does not step: the
+    weights and the optimiser's moments stay as they were (every rank decides alike).
+    """
     images, text, negatives, mask = batch
+    device = images.device
     chunks = max(options.accum, 1)
-    total = 0.0
+    losses = []
     for i in range(chunks):
         part = slice(i * len(images) // chunks, (i + 1) * len(images) // chunks)
         sync = i == chunks - 1 or not hasattr(module, "no_sync")
-        with nullcontext() if sync else module.no_sync(), sdpa_kernel(TRAIN_ATTENTION):
-            with torch.autocast(images.device.type, dtype=torch.bfloat16):
+        with nullcontext() if sync else module.no_sync(), attention_context(device):
+            with autocast(device):
                 neg = None if negatives is None else negatives[part]
                 image_emb, text_emb, neg_emb, scale, bias = module(images[part], text[part], neg)
             part_mask = None if mask is None else mask[part]
@@ -185,7 +229,20 @@ def optimise(
                 options.loss, image_emb, text_emb, scale, bias, neg_emb, part_mask
             )
             (loss / chunks).backward()
-        total += float(loss.detach()) / chunks
-    optimizer.step()
+        losses.append(loss.detach())
+    values = torch.stack(losses)
+    updated = _finite_everywhere(values)
+    if updated:
+        optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return total
+    return StepResult(sum(v / chunks for v in values.tolist()), updated)
+
+
+def _finite_everywhere(values: torch.Tensor) -> bool:
+    """Whether every value is finite on every rank (one host sync per step)."""
+    finite = torch.isfinite(values).all()
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        flag = finite.to(torch.int32)
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        return bool(flag.item())
+    return bool(finite.item())

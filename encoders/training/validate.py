@@ -15,6 +15,7 @@ import torch
 from encoders.clip import CLIP
 from encoders.tokenizer import Tokenizer, trim_padding
 from encoders.training.data import CaptionedItem, normalize_batch, preload_images
+from encoders.training.devices import autocast
 
 TEMPLATES = ("a {}.", "a photo of a {}.")  # the same prompts as retrieval.evaluate's default
 
@@ -48,20 +49,25 @@ class ZeroShotValidator:
 
     @torch.inference_mode()
     def __call__(self, model: CLIP) -> dict[str, float]:
+        """Top-1 with the model where it is (its parameters' device); the images go over
+        a chunk at a time."""
         was_training = model.training
         model.eval()
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            text = model.encode_text(self.tokens).float()
+        device = next(model.parameters()).device
+        with autocast(device):
+            text = model.encode_text(self.tokens.to(device)).float()
             classes = text.view(len(self.classnames), self.templates, -1).mean(dim=1)
             classes = torch.nn.functional.normalize(classes, dim=-1)
             images = torch.cat(
                 [
-                    model.encode_image(normalize_batch(self.images[i : i + 256])).float()
+                    model.encode_image(normalize_batch(self.images[i : i + 256].to(device)))
+                    .float()
+                    .cpu()
                     for i in range(0, len(self.images), 256)
                 ]
             )
         model.train(was_training)
-        correct = (images @ classes.T).argmax(dim=1) == self.targets
+        correct = (images @ classes.cpu().T).argmax(dim=1) == self.targets
         result = {"top1": correct.float().mean().item()}
         if self.held_out.any():
             result["top1_seen"] = correct[~self.held_out].float().mean().item()

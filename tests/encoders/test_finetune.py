@@ -6,26 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
-from encoders.checkpoint import save_checkpoint
-from encoders.clip import create_model
-from encoders.config import load_config
-from encoders.synthetic import render_object
 from encoders.training.finetune import FinetuneOptions, finetune_folder, split_indices
 
 
-@pytest.fixture(scope="module")
-def folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("ft")
-    for colour, shape in (("red", "circle"), ("blue", "square")):
-        (root / "data" / f"{colour} {shape}").mkdir(parents=True)
-        for seed in range(12):
-            image = render_object(colour, shape, 64, seed=seed, background="textured")
-            image.save(root / "data" / f"{colour} {shape}" / f"{seed}.png")
-    torch.manual_seed(0)
-    save_checkpoint(create_model(load_config("tiny")), root / "ckpt")
-    return root / "data", root / "ckpt"
+@pytest.fixture
+def folders(class_folders) -> tuple[Path, Path]:
+    return class_folders
 
 
 def test_split_is_seeded_and_disjoint():

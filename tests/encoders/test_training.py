@@ -9,7 +9,6 @@ import random
 import socket
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,12 +18,10 @@ from safetensors.torch import load_file
 
 from encoders.clip import create_model
 from encoders.config import load_config
-from encoders.datasets import write_synthetic
 from encoders.tokenizer import get_tokenizer
 from encoders.training.captions import build_caption_table, hard_negatives, strip_colours
-from encoders.training.data import read_captioned
-from encoders.training.loop import Trainer, TrainOptions
-from encoders.training.main import TrainRequest, prepare_data, train_from_files
+from encoders.training.loop import TrainOptions
+from encoders.training.main import TrainRequest, train_from_files
 from encoders.training.optim import (
     CosineSchedule,
     estimate_total_steps,
@@ -36,20 +33,7 @@ from encoders.training.steps import ContrastiveModule, TrainData, make_batch, op
 HERE = Path(__file__).parent
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine it is the faster (and steadier) choice."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("synth")
-    write_synthetic(out, 1200, 400, size_px=64, seed=0, workers=1)
-    return out
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_param_groups_exclude_norms_biases_embeddings_and_temperature():
@@ -134,42 +118,24 @@ def test_one_batch_overfit_below_0_1():
     losses = []
     for step in range(80):
         schedule.apply(optimizer, step)
-        losses.append(optimise(module, optimizer, (images, tokens, None, None), options))
+        result = optimise(module, optimizer, (images, tokens, None, None), options)
+        assert result.updated
+        losses.append(result.loss)
     assert losses[0] > 2.0
     assert min(losses) < 0.1
 
 
-def _small_options(**changes) -> TrainOptions:
-    base = TrainOptions(batch_size=32, epochs=None, lr=1e-3, seed=3, checkpoint_every=3)
-    return replace(base, **changes)
-
-
-def _trainer(synth: Path, run_dir: Path, options: TrainOptions, callback=None) -> Trainer:
-    torch.manual_seed(0)
-    config = load_config("tiny").with_image_size(32)
-    tokenizer = get_tokenizer(config.text)
-    model = create_model(config, tokenizer)
-    items = read_captioned(synth / "train.tsv")[:160]
-    data = prepare_data(items, model, tokenizer, options)
-    return Trainer(model, data, options, run_dir, callback)
-
-
-def test_resume_gives_the_same_weights_as_an_uninterrupted_run(synth: Path, tmp_path: Path):
-    options = _small_options(epochs=1.2)  # 5 steps per epoch of 160 → 6 steps, 2 epochs
-    straight = _trainer(synth, tmp_path / "straight", options)
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(
+    make_trainer, small_options, stop_at, tmp_path: Path
+):
+    options = small_options(epochs=1.2)  # 5 steps per epoch of 160 → 6 steps, 2 epochs
+    straight = make_trainer(tmp_path / "straight", options)
     straight.run()
 
-    class Interrupt(Exception):
-        pass
-
-    def stop_after_checkpoint(progress):
-        if progress.step == 4:  # the step-3 checkpoint is on disk
-            raise Interrupt
-
-    broken = _trainer(synth, tmp_path / "resumed", options, stop_after_checkpoint)
-    with pytest.raises(Interrupt):
+    broken = make_trainer(tmp_path / "resumed", options, stop_at(4))  # step 3 is on disk
+    with pytest.raises(stop_at.Interrupt):
         broken.run()
-    resumed = _trainer(synth, tmp_path / "resumed", options)
+    resumed = make_trainer(tmp_path / "resumed", options)
     state = resumed.run(resume=True)
     assert state.step == straight.state.step == 6 and state.epoch == 1
     a = load_file(str(tmp_path / "straight" / "checkpoint" / "model.safetensors"))
@@ -180,7 +146,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(synth: Path, tmp_
 
 
 def test_budget_run_warms_up_for_its_fraction_of_the_estimated_total(
-    synth: Path, monkeypatch: pytest.MonkeyPatch
+    make_trainer, small_options, monkeypatch: pytest.MonkeyPatch
 ):
     """A ``--minutes`` run's warm-up is the same fraction of its steps as an epochs run's.
 
@@ -188,16 +154,18 @@ def test_budget_run_warms_up_for_its_fraction_of_the_estimated_total(
     and the ViT ended 9 points lower on seen, 23 on held-out compositions, over 3 seeds.)
     The loop's clock is replaced by one that advances 25 ms per step: 3 s = 120 steps.
     """
-    from encoders.training import loop
+    from encoders.training import clock, loop
 
     steps = [0]
-    monkeypatch.setattr(loop, "time", SimpleNamespace(perf_counter=lambda: 0.025 * steps[0]))
+    fake = SimpleNamespace(perf_counter=lambda: 0.025 * steps[0])
+    monkeypatch.setattr(loop, "time", fake)
+    monkeypatch.setattr(clock, "time", fake)
 
     def tick(progress) -> None:
         steps[0] = progress.step
 
-    options = _small_options(minutes=0.05, checkpoint_every=0, warmup_fraction=0.5)
-    trainer = _trainer(synth, None, options, tick)
+    options = small_options(minutes=0.05, checkpoint_every=0, warmup_fraction=0.5)
+    trainer = make_trainer(None, options, tick)
     state = trainer.run()
     lrs = [record["lr"] for record in trainer.history[:-1]]
     peak = max(range(len(lrs)), key=lrs.__getitem__)

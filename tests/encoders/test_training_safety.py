@@ -1,0 +1,163 @@
+"""The trainer's numerical safety, device defaults, data-wait records and accumulation (CPU)."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from encoders.clip import create_model
+from encoders.config import load_config
+from encoders.errors import VitrieveError
+from encoders.loss import contrastive_loss
+from encoders.training import loop, steps
+from encoders.training.devices import (
+    attention_context,
+    autocast,
+    default_batch_size,
+    with_device_defaults,
+)
+from encoders.training.guard import MAX_NONFINITE_STEPS, NonFiniteLoss
+from encoders.training.optim import make_optimizer, warmup_steps
+from encoders.training.steps import ContrastiveModule, TrainOptions, optimise
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _poison_losses(monkeypatch: pytest.MonkeyPatch, bad_calls: set[int] | None) -> list[int]:
+    """Make the loss NaN on the given calls (1-based; None: from the third call on)."""
+    calls = [0]
+
+    def loss(*args, **kwargs):
+        calls[0] += 1
+        value = contrastive_loss(*args, **kwargs)
+        bad = calls[0] >= 3 if bad_calls is None else calls[0] in bad_calls
+        return value * float("nan") if bad else value
+
+    monkeypatch.setattr(steps, "contrastive_loss", loss)
+    return calls
+
+
+def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_a_nonfinite_step_is_skipped_and_counted(
+    make_trainer, small_options, monkeypatch, tmp_path
+):
+    _poison_losses(monkeypatch, {2})
+    weights: dict[int, dict] = {}
+    options = small_options(epochs=0.8, checkpoint_every=0)  # 4 steps
+    trainer = make_trainer(
+        tmp_path, options, lambda p: weights.update({p.step: _snapshot(trainer.model)})
+    )
+    state = trainer.run()
+    assert state.step == 4 and state.skipped_steps == 1
+    assert all(torch.equal(weights[1][k], weights[2][k]) for k in weights[1])  # no update
+    assert any(not torch.equal(weights[2][k], weights[3][k]) for k in weights[2])  # resumed
+    adam_steps = {float(s["step"]) for s in trainer.optimizer.state.values()}
+    assert adam_steps == {3.0}  # the optimiser stepped 3 times, not 4
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").open()]
+    assert [r.get("skipped", False) for r in records[:4]] == [False, True, False, False]
+    assert records[-1]["final"] and records[-1]["skipped_steps"] == 1
+    saved = load_file(str(tmp_path / "checkpoint" / "model.safetensors"))
+    assert all(torch.isfinite(t).all() for t in saved.values())
+    meta = json.loads((tmp_path / "checkpoint" / "training_state.json").read_text())
+    assert meta["state"]["skipped_steps"] == 1
+
+
+def test_nonfinite_steps_in_a_row_stop_the_run_with_one_clear_line(
+    make_trainer, small_options, monkeypatch, tmp_path
+):
+    _poison_losses(monkeypatch, None)  # steps 1-2 train, every step from 3 on is NaN
+    weights: dict[int, dict] = {}
+    options = small_options(epochs=4, checkpoint_every=2)
+    trainer = make_trainer(
+        tmp_path, options, lambda p: weights.update({p.step: _snapshot(trainer.model)})
+    )
+    last = 2 + MAX_NONFINITE_STEPS
+    with pytest.raises(NonFiniteLoss) as caught:
+        trainer.run()
+    message = str(caught.value)
+    assert isinstance(caught.value, VitrieveError) and "\n" not in message
+    assert f"stopped at step {last}" in message and f"steps 3-{last}" in message
+    assert "learning rate" in message and "data" in message
+    assert max(weights) == last and trainer.state.skipped_steps == MAX_NONFINITE_STEPS
+    saved = load_file(str(tmp_path / "checkpoint" / "model.safetensors"))
+    for key, value in saved.items():  # the last checkpoint holds step 2's (finite) weights
+        assert torch.equal(value, weights[2][key].float()), key
+
+
+def test_a_checkpoint_is_never_written_from_nan_weights(make_trainer, small_options, tmp_path):
+    trainer = make_trainer(tmp_path, small_options(epochs=0.2, checkpoint_every=0))
+    trainer.run()
+    weights = tmp_path / "checkpoint" / "model.safetensors"
+    before = weights.read_bytes()
+    name, param = next(iter(trainer.model.named_parameters()))
+    with torch.no_grad():
+        param.view(-1)[0] = float("nan")
+    with pytest.raises(NonFiniteLoss, match=name):
+        trainer.save()
+    assert weights.read_bytes() == before
+
+
+def test_defaults_have_one_source_and_depend_on_the_device():
+    assert TrainOptions().batch_size is None  # filled in per device
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)  # cuda: only the object
+    assert with_device_defaults(TrainOptions(), cpu).batch_size == default_batch_size(cpu) == 64
+    assert with_device_defaults(TrainOptions(), cuda).batch_size == default_batch_size(cuda)
+    assert with_device_defaults(TrainOptions(batch_size=8), cuda).batch_size == 8
+    for function, name in ((make_optimizer, "weight_decay"), (warmup_steps, "fraction")):
+        assert inspect.signature(function).parameters[name].default is inspect.Parameter.empty
+    model = create_model(load_config("tiny"))
+    optimizer = make_optimizer(model, 1e-3, TrainOptions().weight_decay)
+    assert optimizer.param_groups[0]["weight_decay"] == TrainOptions().weight_decay == 0.1
+
+
+def test_metrics_record_the_share_of_step_time_spent_waiting_for_data(
+    make_trainer, small_options, monkeypatch, tmp_path
+):
+    slow = loop.make_batch
+
+    def slow_batch(*args, **kwargs):
+        time.sleep(1.0)
+        return slow(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "make_batch", slow_batch)
+    seen = []
+    trainer = make_trainer(tmp_path, small_options(epochs=0.6, checkpoint_every=0), seen.append)
+    trainer.run()
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").open()]
+    steps_only = [r for r in records if not r.get("final")]
+    assert len(steps_only) == 3 and all(0.3 < r["data_wait"] < 1.0 for r in steps_only)
+    assert 0.3 < records[-1]["data_wait"] < 1.0
+    assert seen[0].data_wait == pytest.approx(steps_only[0]["data_wait"], abs=1e-4)
+
+
+def test_accumulation_adds_the_micro_batch_gradients_in_one_step():
+    """``accum`` N: N micro-batches, gradients summed (each loss / N), one optimiser step."""
+    torch.manual_seed(0)
+    model = create_model(load_config("tiny").with_image_size(32))
+    module = ContrastiveModule(model, cached_text=False)
+    images = torch.randn(16, 3, 32, 32)
+    text = torch.randint(1, 400, (16, 8))
+    grads = []
+    for half in (slice(0, 8), slice(8, 16)):
+        model.zero_grad()
+        with attention_context(torch.device("cpu")), autocast(torch.device("cpu")):
+            out = module(images[half], text[half], None)
+        contrastive_loss("clip", *out[:2], out[3], out[4]).backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    model.zero_grad()
+    start = {n: p.detach().clone() for n, p in model.named_parameters()}
+    sgd = torch.optim.SGD(model.parameters(), lr=1.0)
+    result = optimise(module, sgd, (images, text, None, None), TrainOptions(accum=2))
+    assert result.updated
+    for name, param in model.named_parameters():
+        if name in grads[0]:
+            expected = start[name] - (grads[0][name] + grads[1][name]) / 2
+            assert torch.allclose(param.detach(), expected, atol=1e-6), name
