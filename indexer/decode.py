@@ -21,14 +21,13 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
-from indexer.decoded import Decoded, DecodeSettings, decode_data, decode_file
+from indexer.decoded import Decoded, DecodeSettings, decode_file
 
 __all__ = [
     "DEFAULT_TIMEOUT",
     "DecodePool",
     "DecodeSettings",
     "Decoded",
-    "decode_data",
     "decode_file",
 ]
 

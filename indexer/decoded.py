@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from indexer.images import DEFAULT_MAX_PIXELS, ImageError, decode_image, make_thumbnail
-from indexer.jpeg_plan import JpegJob, plan_jpeg
+from indexer.jpeg_plan import JpegJob, file_stamp, plan_jpeg
 from indexer.scan import hash_bytes
 
 
@@ -68,22 +68,23 @@ def decode_file(file_id: int, path: Path, settings: DecodeSettings) -> Decoded:
     With ``settings.gpu_jpeg`` a JPEG the GPU can take is only planned (``Decoded.jpeg``)."""
     watch = _Stopwatch()
     try:
+        stamp = file_stamp(path) if settings.gpu_jpeg else (0, 0)
         data = path.read_bytes()
     except OSError as exc:
         return Decoded(file_id, error=f"cannot read: {exc.strerror or exc}")
     watch.lap("read")
     digest = hash_bytes(data)
     watch.lap("hash")
-    job = plan_jpeg(data, settings.max_pixels) if settings.gpu_jpeg else None
+    job = plan_jpeg(data, settings.max_pixels, str(path), stamp) if settings.gpu_jpeg else None
     watch.lap("plan")
     if job is not None:
         return Decoded(
             file_id, facts={"content_hash": digest, **job.facts}, jpeg=job, cpu=watch.cpu
         )
-    return decode_data(file_id, data, digest, settings, watch)
+    return _decode_data(file_id, data, digest, settings, watch)
 
 
-def decode_data(
+def _decode_data(
     file_id: int,
     data: bytes,
     digest: str,

@@ -1,7 +1,7 @@
 """nvJPEG on the indexer's CUDA device: batches of JPEG bytes → model inputs and thumbnails.
 
-Workers read, hash and plan each file (``jpeg_plan``); the ones planned for the GPU reach the
-embedding process as bytes, and this module decodes them a batch at a time with
+Workers read, hash and plan each file (``jpeg_plan``); the ones planned for the GPU are read
+again here (by threads, from the page cache, only if unchanged) and decoded a batch at a time with
 ``torchvision.io.decode_jpeg(list_of_tensors, device="cuda")``, applies the EXIF orientation,
 and from the one decoded image makes both the model input (short side resized bicubically with
 antialiasing, centre-cropped: the CPU path's ``Resize`` + ``CenterCrop``, as uint8) and the
@@ -26,7 +26,7 @@ from torchvision.transforms import functional as TF
 
 from indexer.decoded import Decoded
 from indexer.images import make_thumbnail
-from indexer.jpeg_plan import JpegJob, orient, plan_batches
+from indexer.jpeg_plan import JpegJob, orient, plan_batches, read_unchanged
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ JpegDecoder = Callable[..., list[torch.Tensor]]  # decode_jpeg's signature, for 
 
 
 class GpuJpegDecoder:
-    """Completes ``Decoded`` items that carry JPEG bytes: pixels on ``device``, thumbnails."""
+    """Completes ``Decoded`` items that carry a JPEG job: pixels on ``device``, thumbnails."""
 
     def __init__(
         self,
@@ -64,9 +64,11 @@ class GpuJpegDecoder:
         counts = [_pixel_count(out[i].jpeg) for i in todo]
         for batch in plan_batches(counts, DECODE_BATCH, MAX_BATCH_PIXELS):
             indices = [todo[b] for b in batch]
-            images = self.decode_batch([out[i].jpeg.data for i in indices])
+            datas = list(self._threads.map(lambda i: read_unchanged(out[i].jpeg), indices))
+            images = iter(self.decode_batch([data for data in datas if data is not None]))
             thumbs = []
-            for index, image in zip(indices, images, strict=True):
+            for index, data in zip(indices, datas, strict=True):
+                image = next(images) if data is not None else None
                 ready = self._prepare(out[index], image) if image is not None else None
                 if ready is None:
                     out[index] = self.fallback(out[index])
@@ -79,6 +81,8 @@ class GpuJpegDecoder:
     def decode_batch(self, datas: list[bytes]) -> list[torch.Tensor | None]:
         """Decoded (C, H, W) uint8 device tensors; None where nvJPEG failed on that file."""
         tensors = [torch.frombuffer(bytearray(data), dtype=torch.uint8) for data in datas]
+        if not tensors:
+            return []
         try:
             return list(self._call(tensors))
         except Exception as exc:  # one bad file fails the whole call: find it

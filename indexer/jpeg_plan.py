@@ -7,6 +7,11 @@ limit. Everything else — other formats, CMYK/YCCK, progressive or MPO files, a
 marker (truncated or trailing data), bombs, unreadable headers — is decoded in the worker by
 the safe CPU decoder, which records every failure as before. The header also gives what the
 GPU path cannot read from pixels: the displayed size, the EXIF orientation and date.
+
+A job carries the file's path and stamp (size, modification time), not its bytes: megabytes
+per file through the worker pool's result pipe would cap the rate, so the embedding process
+reads the file again (from the page cache) and uses it only if it is still the file the
+worker hashed (``read_unchanged``); a file changed meanwhile goes to the CPU decoder.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import io
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -29,27 +35,52 @@ END_OF_IMAGE = b"\xff\xd9"
 
 @dataclass(frozen=True)
 class JpegJob:
-    """A JPEG the GPU will decode: its bytes, orientation and the facts stored for it."""
+    """A JPEG the GPU will decode: where it is, its orientation and the facts stored for it."""
 
-    data: bytes
     orientation: int  # EXIF orientation 1..8 (1: as stored)
     facts: dict[str, Any]  # width, height (displayed), format, taken_at
+    path: str = ""
+    stamp: tuple[int, int] = (0, 0)  # (size, mtime_ns) before the worker read it
 
 
-def plan_jpeg(data: bytes, max_pixels: int) -> JpegJob | None:
-    """A ``JpegJob`` when nvJPEG can take ``data``; None sends it to the CPU decoder."""
+def file_stamp(path: Path) -> tuple[int, int]:
+    """(size, modification time in ns): what tells a file rewritten since it was read."""
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
+def read_unchanged(job: JpegJob) -> bytes | None:
+    """The job's file, if it is still the one the worker read (same stamp before and after
+    this read, and as many bytes); None otherwise."""
+    path = Path(job.path)
+    try:
+        if file_stamp(path) != job.stamp:
+            return None
+        data = path.read_bytes()
+        if file_stamp(path) != job.stamp or len(data) != job.stamp[0]:
+            return None
+    except OSError:
+        return None
+    return data
+
+
+def plan_jpeg(
+    data: bytes, max_pixels: int, path: str = "", stamp: tuple[int, int] = (0, 0)
+) -> JpegJob | None:
+    """A ``JpegJob`` when nvJPEG can take ``data`` (the file at ``path``, as stamped before it
+    was read); None sends it to the CPU decoder."""
     if data.rstrip(b"\0")[-2:] != END_OF_IMAGE:  # cut short, or a trailer nvJPEG may trip on
         return None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=["JPEG"]) as image:
-                return _job(image, data, max_pixels)
+                return _job(image, max_pixels, path, stamp)
     except Exception:  # any doubt about the header: the CPU decoder decides and records it
         return None
 
 
-def _job(image: Image.Image, data: bytes, max_pixels: int) -> JpegJob | None:
+def _job(image: Image.Image, max_pixels: int, path: str, stamp: tuple[int, int]) -> JpegJob | None:
     width, height = image.size
     progressive = image.info.get("progressive") or image.info.get("progression")
     if (
@@ -66,7 +97,7 @@ def _job(image: Image.Image, data: bytes, max_pixels: int) -> JpegJob | None:
     if orientation >= 5:  # rotated by 90°: the displayed size swaps
         width, height = height, width
     facts = {"width": width, "height": height, "format": "JPEG", "taken_at": exif_taken_at(exif)}
-    return JpegJob(data, orientation, facts)
+    return JpegJob(orientation, facts, path, stamp)
 
 
 def orient(image: torch.Tensor, orientation: int) -> torch.Tensor:

@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ import torch
 
 from encoders.device import resolve_device
 from encoders.encoder import Encoder
-from indexer.decode import Decoded, DecodePool, DecodeSettings, decode_data
+from indexer.decode import Decoded, DecodePool, DecodeSettings, decode_file
 from indexer.gpu_decode import GpuJpegDecoder
 from indexer.layout import Manifest, thumb_relpath, write_thumbnail
 from indexer.pixels import Batcher, BatchNormalize, split_transform
@@ -103,9 +104,11 @@ def decodes_jpeg_on(device: torch.device, per_batch: Batcher) -> bool:
 def _gpu_decoder(device: torch.device, settings: DecodeSettings) -> GpuJpegDecoder:
     """nvJPEG for the planned JPEGs; what it cannot decode, the CPU decoder does here."""
 
-    def on_cpu(item: Decoded) -> Decoded:
+    on_cpu_settings = replace(settings, gpu_jpeg=False)
+
+    def on_cpu(item: Decoded) -> Decoded:  # read, hashed and decoded again: all consistent
         assert item.jpeg is not None
-        return decode_data(item.id, item.jpeg.data, item.facts["content_hash"], settings)
+        return decode_file(item.id, Path(item.jpeg.path), on_cpu_settings)
 
     return GpuJpegDecoder(device, settings.target_size, settings.thumb_size, on_cpu)
 

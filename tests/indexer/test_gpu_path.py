@@ -73,6 +73,14 @@ def test_bad_library_through_the_gpu_path(bad_library, tiny_encoder, decoders, w
         assert float(vectors[rows[name].id] @ expected) > 0.99  # the CPU path's embedding
 
 
+def test_files_nvjpeg_fails_on_are_decoded_by_the_cpu_decoder(
+    bad_library, tiny_encoder, decoders, monkeypatch
+) -> None:
+    monkeypatch.setattr(GpuJpegDecoder, "decode_batch", lambda self, datas: [None] * len(datas))
+    _check_bad_library(bad_library, tiny_encoder, OPTIONS)
+    assert decoders[0].decoded_on_device == 0
+
+
 def test_moves_and_edits_through_the_gpu_path(tmp_path: Path, tiny_encoder, decoders) -> None:
     _check_moves_and_edits(tmp_path, tiny_encoder, OPTIONS)
     assert sum(d.decoded_on_device for d in decoders) == 6

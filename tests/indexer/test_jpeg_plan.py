@@ -4,6 +4,7 @@ files go to nvJPEG, orientation, batch sizing, the model input and thumbnail it 
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from torchvision.io import decode_jpeg
 from encoders.transforms import eval_transform
 from indexer.decoded import Decoded
 from indexer.gpu_decode import GpuJpegDecoder, prepare
-from indexer.jpeg_plan import orient, plan_batches, plan_jpeg
+from indexer.jpeg_plan import file_stamp, orient, plan_batches, plan_jpeg, read_unchanged
 from indexer.pixels import split_transform
 
 LIMIT = 4_000_000
@@ -98,31 +99,37 @@ def test_prepare_makes_the_cpu_paths_model_input_and_a_thumbnail() -> None:
     assert thumb.shape == (30, 20, 3)
 
 
-def _item(file_id: int, data: bytes) -> Decoded:
-    job = plan_jpeg(data, LIMIT)
-    assert job is not None
+def _item(folder: Path, file_id: int, data: bytes) -> Decoded:
+    path = folder / f"{file_id}.jpg"
+    path.write_bytes(data)
+    job = plan_jpeg(data, LIMIT, str(path), file_stamp(path))
+    assert job is not None and read_unchanged(job) == data
     return Decoded(file_id, facts={"content_hash": str(file_id), **job.facts}, jpeg=job)
 
 
-def test_decoder_falls_back_per_file_when_nvjpeg_fails(caplog) -> None:
-    good = jpeg_bytes(photo(64, 48, seed=10))
-    broken = good[:200] + bytes(len(good) - 202) + b"\xff\xd9"  # a header, then no scan data
-    items = [_item(1, good), _item(2, broken), _item(3, good), Decoded(4, error="x")]
-    calls: list[int] = []
-
-    def decode(tensors, **kwargs):
-        calls.append(len(tensors))
-        if any(t.numel() == len(broken) and bytes(t.numpy()) == broken for t in tensors):
-            raise RuntimeError("nvjpeg: bad Huffman table")
-        return decode_jpeg(tensors, **kwargs)
-
-    fell_back: list[int] = []
-
+def _decoder(fell_back: list[int], decode=decode_jpeg) -> GpuJpegDecoder:
     def fallback(item: Decoded) -> Decoded:
         fell_back.append(item.id)
         return Decoded(item.id, facts=item.facts, error="corrupt or truncated")
 
-    decoder = GpuJpegDecoder(torch.device("cpu"), 32, 64, fallback, decode=decode)
+    return GpuJpegDecoder(torch.device("cpu"), 32, 64, fallback, decode=decode)
+
+
+def test_decoder_falls_back_per_file_when_nvjpeg_fails(tmp_path: Path) -> None:
+    good = jpeg_bytes(photo(64, 48, seed=10))
+    broken = good[:200] + bytes(len(good) - 202) + b"\xff\xd9"  # a header, then no scan data
+    items = [_item(tmp_path, 1, good), _item(tmp_path, 2, broken), _item(tmp_path, 3, good)]
+    items.append(Decoded(4, error="x"))
+    calls: list[int] = []
+
+    def decode(tensors, **kwargs):
+        calls.append(len(tensors))
+        if any(bytes(t.numpy()) == broken for t in tensors):
+            raise RuntimeError("nvjpeg: bad Huffman table")
+        return decode_jpeg(tensors, **kwargs)
+
+    fell_back: list[int] = []
+    decoder = _decoder(fell_back, decode)
     try:
         out = decoder.complete(items)
     finally:
@@ -134,3 +141,17 @@ def test_decoder_falls_back_per_file_when_nvjpeg_fails(caplog) -> None:
         assert d.jpeg is None and d.error is None and d.pixels.shape == (3, 32, 32)
         assert d.thumb[8:12] == b"WEBP" and Image.open(io.BytesIO(d.thumb)).size == (64, 48)
     assert out[1].error == "corrupt or truncated"
+
+
+def test_a_file_changed_since_the_worker_read_it_goes_to_the_cpu(tmp_path: Path) -> None:
+    items = [_item(tmp_path, n, jpeg_bytes(photo(64, 48, seed=n))) for n in (1, 2, 3)]
+    (tmp_path / "2.jpg").write_bytes(jpeg_bytes(photo(64, 48, seed=99)) + b"more")  # rewritten
+    (tmp_path / "3.jpg").unlink()  # gone
+    assert read_unchanged(items[1].jpeg) is None and read_unchanged(items[2].jpeg) is None
+    fell_back: list[int] = []
+    decoder = _decoder(fell_back)
+    try:
+        out = decoder.complete(items)
+    finally:
+        decoder.close()
+    assert fell_back == [2, 3] and decoder.decoded_on_device == 1 and out[0].error is None
