@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -156,10 +157,30 @@ def _optional_float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-_VISION_KEYS = {"image_size", "layers", "width", "patch_size", "head_width", "mlp_ratio"}
+def _single_int(value: Any) -> int:
+    if isinstance(value, list | tuple):
+        if len(set(value)) != 1:
+            raise VitrieveError(f"only square images and patches are supported, got {value}")
+        value = value[0]
+    return int(value)
+
+
+# Each section's sizes with their types; a size left out of the JSON takes the default.
+_VISION_SIZES: dict[str, Callable[[Any], Any]] = {
+    "image_size": _single_int, "patch_size": _single_int, "width": int, "layers": int,
+    "head_width": int, "mlp_ratio": float,
+}  # fmt: skip
+_TEXT_SIZES: dict[str, Callable[[Any], Any]] = {
+    "context_length": int, "vocab_size": int, "width": int, "heads": int, "layers": int,
+    "mlp_ratio": float,
+}  # fmt: skip
 _VISION_IGNORED = {"pool_type", "pos_embed_type", "no_ln_pre", "output_tokens"}
-_TEXT_KEYS = {"context_length", "vocab_size", "width", "heads", "layers", "mlp_ratio"}
 _TEXT_IGNORED = {"hf_model_name", "lock", "hf_tokenizer_name", "hf_pooler_type", "hf_proj_type"}
+
+
+def _sizes(d: dict[str, Any], defaults: object, types: dict[str, Callable[[Any], Any]]) -> dict:
+    """A section's sizes, each of its type; one left out takes ``defaults``' value."""
+    return {key: cast(d.get(key, getattr(defaults, key))) for key, cast in types.items()}
 
 
 def _reject_unknown(section: str, data: dict[str, Any], known: set[str]) -> None:
@@ -171,7 +192,7 @@ def _reject_unknown(section: str, data: dict[str, Any], known: set[str]) -> None
 
 
 def _vision_from_dict(d: dict[str, Any], init: Any = "clip") -> VisionConfig:
-    _reject_unknown("vision_cfg", d, _VISION_KEYS | _VISION_IGNORED)
+    _reject_unknown("vision_cfg", d, set(_VISION_SIZES) | _VISION_IGNORED)
     base = VisionConfig()  # the defaults: what a key left out of the JSON means
     pool = d.get("pool_type", _openclip_name(VISION_POOLS, base.pool))
     pos = d.get("pos_embed_type", _openclip_name(POS_EMBEDS, base.pos_embed))
@@ -180,12 +201,7 @@ def _vision_from_dict(d: dict[str, Any], init: Any = "clip") -> VisionConfig:
     if init not in VISION_INITS:
         raise VitrieveError(f"unsupported vision_init={init!r}: use one of {VISION_INITS}")
     return VisionConfig(
-        image_size=_single_int(d.get("image_size", base.image_size)),
-        patch_size=_single_int(d.get("patch_size", base.patch_size)),
-        width=int(d.get("width", base.width)),
-        layers=int(d.get("layers", base.layers)),
-        head_width=int(d.get("head_width", base.head_width)),
-        mlp_ratio=float(d.get("mlp_ratio", base.mlp_ratio)),
+        **_sizes(d, base, _VISION_SIZES),
         pool=VISION_POOLS[pool],
         pos_embed=POS_EMBEDS[pos],
         norm_pre=not bool(d.get("no_ln_pre", not base.norm_pre)),
@@ -193,25 +209,12 @@ def _vision_from_dict(d: dict[str, Any], init: Any = "clip") -> VisionConfig:
     )
 
 
-def _single_int(value: Any) -> int:
-    if isinstance(value, list | tuple):
-        if len(set(value)) != 1:
-            raise VitrieveError(f"only square images and patches are supported, got {value}")
-        value = value[0]
-    return int(value)
-
-
 def _text_from_dict(d: dict[str, Any], lock: Any = None) -> TextConfig:
     """``lock``: the top-level ``lock_text``; older files kept it in ``text_cfg``."""
-    _reject_unknown("text_cfg", d, _TEXT_KEYS | _TEXT_IGNORED)
+    _reject_unknown("text_cfg", d, set(_TEXT_SIZES) | _TEXT_IGNORED)
     base = TextConfig()
     return TextConfig(
-        context_length=int(d.get("context_length", base.context_length)),
-        vocab_size=int(d.get("vocab_size", base.vocab_size)),
-        width=int(d.get("width", base.width)),
-        heads=int(d.get("heads", base.heads)),
-        layers=int(d.get("layers", base.layers)),
-        mlp_ratio=float(d.get("mlp_ratio", base.mlp_ratio)),
+        **_sizes(d, base, _TEXT_SIZES),
         hf_model=d.get("hf_model_name"),
         lock=bool(d.get("lock", base.lock) if lock is None else lock),
     )
