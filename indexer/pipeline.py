@@ -91,6 +91,7 @@ def _run(request: Request, store: MetadataStore, manifest: Manifest) -> IndexRep
             if gpu is not None:
                 gpu.close()
         report = finish_run(run)
+        report.gpu_decoded = gpu.decoded_on_device if gpu is not None else 0
     report.cpu = writer.cpu_by_stage(time.process_time() - cpu_start, options.workers > 0)
     return report
 

@@ -76,6 +76,7 @@ class IndexReport:
     switched: bool = False  # this run completed a new model's index and made it searchable
     seconds: float = 0.0
     cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds by stage (local engine)
+    gpu_decoded: int = 0  # JPEGs decoded with nvJPEG in this run (the rest on the CPU)
 
 
 ProgressCallback = Callable[[IndexProgress], None]

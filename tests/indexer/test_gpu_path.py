@@ -56,14 +56,14 @@ def _check_bad_library(bad_library, encoder: Encoder, options) -> dict[str, obje
     assert thumb.format == "WEBP" and thumb.size == (40, 80)  # upright, as displayed
     again = index_library(bad_library.root, encoder, model_ref="tiny", options=options)
     assert again.embedded == 0 and again.failures == [] and again.unchanged == report.found
-    return {"rows": rows, "vectors": vectors}
+    return {"rows": rows, "vectors": vectors, "report": report}
 
 
 @pytest.mark.parametrize("workers", [0, 1])
 def test_bad_library_through_the_gpu_path(bad_library, tiny_encoder, decoders, workers) -> None:
     state = _check_bad_library(bad_library, tiny_encoder, replace(OPTIONS, workers=workers))
     # plain, rotated and jpeg_without_suffix.dat are baseline JPEGs: decoded "on the device"
-    assert sum(d.decoded_on_device for d in decoders[:1]) == 3
+    assert sum(d.decoded_on_device for d in decoders[:1]) == 3 == state["report"].gpu_decoded
     from indexer.images import decode_image
 
     rows, vectors = state["rows"], state["vectors"]
