@@ -43,11 +43,12 @@ source=()
 if [ -d .whl ]; then
     source=(--no-index --find-links .whl)
 fi
-$PY -m pip install -q --no-deps --no-build-isolation -e . 2>/dev/null || $PY -m pip install -q --no-deps -e . "${source[@]}"
+$PY -m pip install -q --no-deps --no-build-isolation -e . 2>/dev/null ||
+    $PY -m pip install -q --no-deps -e . ${source[@]+"${source[@]}"}
 if [ -n "${missing// /}" ]; then
     echo "installing what is missing: $missing"
     # shellcheck disable=SC2086
-    $PY -m pip install -q -c "$constraints" "${source[@]}" $missing
+    $PY -m pip install -q -c "$constraints" ${source[@]+"${source[@]}"} $missing
 fi
 rm -f "$constraints"
 echo "installed in $((SECONDS - start)) s; torch $($PY -c 'import torch; print(torch.__version__)')"
