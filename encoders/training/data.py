@@ -162,7 +162,7 @@ def open_rgb(path: Path) -> Image.Image:
         return image.convert("RGB")
 
 
-def _decode_fit(path: Path, image_size: int) -> np.ndarray | None:
+def decode_fit(path: Path, image_size: int) -> np.ndarray | None:
     """(S, S, 3) uint8: short side resized to S, centre-cropped; None when unreadable."""
     try:
         image = open_rgb(path)
@@ -184,7 +184,7 @@ def preload_images(
     images = torch.empty((len(paths), 3, image_size, image_size), dtype=torch.uint8)
     kept: list[int] = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        decoded = pool.map(lambda p: _decode_fit(p, image_size), paths, chunksize=256)
+        decoded = pool.map(lambda p: decode_fit(p, image_size), paths, chunksize=256)
         for index, pixels in enumerate(decoded):
             if pixels is not None:
                 images[len(kept)] = torch.from_numpy(pixels).permute(2, 0, 1)  # (3, S, S)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -23,7 +23,12 @@ from torch import nn
 from encoders.clip import CLIP
 from encoders.errors import VitrieveError
 from encoders.training.clock import Clock, Progress, broadcast, world
-from encoders.training.devices import fused_adamw, train_device, with_device_defaults
+from encoders.training.devices import (
+    device_defaults,
+    fused_adamw,
+    train_device,
+    with_device_defaults,
+)
 from encoders.training.guard import NonFiniteGuard, check_finite_weights
 from encoders.training.optim import (
     CosineSchedule,
@@ -31,17 +36,18 @@ from encoders.training.optim import (
     make_optimizer,
     warmup_steps,
 )
+from encoders.training.order import BatchOrder
 from encoders.training.state import TrainState, load_training_state, save_training_state
 from encoders.training.steps import (
     ContrastiveModule,
     StepResult,
     TrainData,
     TrainOptions,
-    epoch_order,
     make_batch,
     optimise,
     step_generator,
 )
+from encoders.training.stream import StreamedImages
 
 __all__ = ["Progress", "Trainer", "TrainData", "TrainOptions"]
 
@@ -93,6 +99,10 @@ class Trainer:
                 f"{self.samples_per_step} (batch {options.batch_size} × accumulation "
                 f"{max(options.accum, 1)} × {self.world_size} processes): lower the batch size"
             )
+        self.order = BatchOrder(
+            len(data.images), self.samples_per_step, options.seed, self.rank, self.world_size
+        )
+        self.stream: Iterator[torch.Tensor] | None = None  # streamed data's batches
         self.history: list[dict] = []
 
     def _module(self, cached_text: bool) -> nn.Module:
@@ -132,14 +142,18 @@ class Trainer:
 
     def next_indices(self) -> torch.Tensor:
         """This rank's slice of the next global batch; a new epoch starts when one is used up."""
-        state, size = self.state, self.samples_per_step
-        if state.position + size > len(self.data.images):
-            state.epoch, state.position = state.epoch + 1, 0
-        order = epoch_order(len(self.data.images), self.options.seed, state.epoch)
-        local = size // self.world_size
-        start = state.position + self.rank * local
-        state.position += size
-        return order[start : start + local]
+        state = self.state
+        state.epoch, state.position, indices = self.order.at(state.epoch, state.position)
+        return indices
+
+    def _open_stream(self) -> Iterator[torch.Tensor] | None:
+        """Streamed data: a loader decoding the batches this run will ask for, ahead of it."""
+        images = self.data.images
+        if not isinstance(images, StreamedImages):
+            return None
+        workers = device_defaults(self.device).decode_workers
+        upcoming = self.order.upcoming(self.state.epoch, self.state.position)
+        return images.stream(upcoming, workers, pin=self.device.type == "cuda")
 
     def _update_budget(self, clock: Clock) -> bool:
         """For ``--minutes``: (re-)estimate the total steps; True when the run must stop."""
@@ -180,6 +194,7 @@ class Trainer:
         if resume:
             self.resume()
         self._plan_epochs()
+        self.stream = self._open_stream()
         clock = Clock(self.started or time.perf_counter(), self.state.elapsed_s)
         last_val = [clock.elapsed()]
         budget = (self.options.minutes or 0) * 60
@@ -207,7 +222,9 @@ class Trainer:
         step = self.state.step
         began = time.perf_counter()
         generator = step_generator(self.options.seed, step, self.rank)
-        batch = make_batch(self.data, self.next_indices(), self.options, generator, self.device)
+        indices = self.next_indices()
+        pixels = None if self.stream is None else next(self.stream)
+        batch = make_batch(self.data, indices, self.options, generator, self.device, pixels)
         prepared = time.perf_counter()
         lr = self.schedule().apply(self.optimizer, step)
         result = optimise(self.module, self.optimizer, batch, self.options)
@@ -215,6 +232,7 @@ class Trainer:
 
     def finish(self, clock: Clock) -> TrainState:
         """Final validation, checkpoint and report (with the run's share of data waits)."""
+        self.stream = None  # the loader's workers stop
         val = self.validate(self.model) if self.validate and self.rank == 0 else {}
         last = self.history[-1] if self.history else {"loss": float("nan"), "lr": 0.0}
         self._report(last["loss"], last["lr"], clock, val, clock.data_wait(), final=True)

@@ -28,6 +28,7 @@ from encoders.training.devices import device_defaults, train_device
 from encoders.training.loop import Callback, TrainData, Trainer, TrainOptions
 from encoders.training.metrics import plot_curves, read_metrics
 from encoders.training.state import TrainState, saved_options
+from encoders.training.stream import PRELOAD_LIMIT_BYTES, StreamedImages, preload_bytes
 from encoders.training.threads import pick_threads
 from encoders.training.validate import ZeroShotValidator
 
@@ -124,12 +125,7 @@ def prepare_data(
     Everything is returned on the host; the trainer places it on its device.
     """
     device = train_device(options.device)
-    size = model.config.vision.image_size
-    workers = device_defaults(device).decode_workers
-    images, kept = preload_images([item.path for item in items], size, workers)
-    if not kept:
-        raise VitrieveError("none of the training images could be read")
-    captions = [items[i].caption for i in kept]
+    images, captions = _images(items, model.config.vision.image_size, options, device)
     negatives = 2 if options.hard_negatives else 0
     table = build_caption_table(
         captions, tokenizer, negatives, seed=options.seed, colourless=options.grey_fraction > 0
@@ -143,6 +139,24 @@ def prepare_data(
         features = text.standardize(pooled)
     log.info("training data: %d images, %d distinct texts", len(images), len(table.texts))
     return TrainData(images, captions, table, features)
+
+
+def _images(
+    items: list[CaptionedItem], size: int, options: TrainOptions, device: torch.device
+) -> tuple[torch.Tensor | StreamedImages, list[str]]:
+    """Preloaded uint8 images and their captions (unreadable images dropped), or — when
+    asked, or when preloading would take more than ``PRELOAD_LIMIT_BYTES`` — a stream."""
+    paths = [item.path for item in items]
+    stream = options.stream
+    if stream is None:
+        stream = preload_bytes(len(paths), size) > PRELOAD_LIMIT_BYTES
+    if stream:
+        log.info("streaming %d images (decoded by loader workers at %d px)", len(paths), size)
+        return StreamedImages(paths, size), [item.caption for item in items]
+    images, kept = preload_images(paths, size, device_defaults(device).decode_workers)
+    if not kept:
+        raise VitrieveError("none of the training images could be read")
+    return images, [items[i].caption for i in kept]
 
 
 def _model_for(request: TrainRequest) -> tuple[CLIP, Tokenizer]:

@@ -27,6 +27,7 @@ from encoders.tokenizer import trim_padding
 from encoders.training.captions import CaptionTable
 from encoders.training.data import augment_batch
 from encoders.training.devices import attention_context, autocast, keeps_data_on_device
+from encoders.training.stream import StreamedImages
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class TrainOptions:
     seed: int = 0
     threads: int = 0  # intra-op threads; 0 = measured (budget runs) or torch's default
     device: str = DEFAULT_DEVICE  # auto | cpu | cuda | cuda:N (encoders.device)
+    stream: bool | None = None  # decode in loader workers; None: when too big to preload
 
 
 @dataclass
@@ -61,7 +63,7 @@ class TrainData:
     Cached features are the tower's *standardised* pooled output: the projection's input.
     """
 
-    images: torch.Tensor  # (N, 3, S, S) uint8
+    images: torch.Tensor | StreamedImages  # (N, 3, S, S) uint8, or decoded per batch
     captions: list[str]
     table: CaptionTable
     text_features: torch.Tensor | None = None  # (U, H): locked tower outputs per caption
@@ -73,7 +75,7 @@ class TrainData:
         if features is not None:
             features = features.to(device)
         images = self.images
-        if keeps_data_on_device(images.nbytes, device):
+        if isinstance(images, torch.Tensor) and keeps_data_on_device(images.nbytes, device):
             images = images.to(device)
         return replace(self, images=images, text_features=features)
 
@@ -104,11 +106,6 @@ class ContrastiveModule(nn.Module):
         return image_emb, text_part, negatives_out, self.clip.temperature_scale(), bias
 
 
-def epoch_order(count: int, seed: int, epoch: int) -> torch.Tensor:
-    """The data order of an epoch: a permutation seeded by (seed, epoch)."""
-    return torch.randperm(count, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-
-
 def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + step) * 1009 + rank)
 
@@ -125,13 +122,18 @@ def make_batch(
     options: TrainOptions,
     generator: torch.Generator,
     device: torch.device | None = None,
+    pixels: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Augmented images, caption input, and one hard negative per image (+ validity mask),
-    all on ``device`` (default: where the images are)."""
-    device = device or data.images.device
+    all on ``device`` (default: where the images are). ``pixels``: the uint8 images of
+    ``indices`` when a loader decoded them (streamed data); else they are gathered here."""
+    if pixels is None:
+        assert isinstance(data.images, torch.Tensor)
+        pixels = data.images[indices.to(data.images.device)]
+    device = device or pixels.device
     captions = [data.captions[i] for i in indices.tolist()]
     grey = _grey_rows(data, captions, options.grey_fraction, generator)
-    pixels = data.images[indices.to(data.images.device)].to(device, non_blocking=True)
+    pixels = pixels.to(device, non_blocking=True)
     images, captions = augment_batch(
         _greyscale(pixels, grey), captions, options.min_scale, options.flip,
         generator=generator,

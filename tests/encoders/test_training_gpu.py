@@ -89,3 +89,15 @@ def test_finetune_on_the_gpu(class_folders, tmp_path: Path):
         result = finetune_folder(data, checkpoint, tmp_path / "run", options)
         assert 0.0 <= result["accuracy"] <= 1.0
         assert result["train_accuracy"] >= 0.5
+
+
+def test_streamed_data_on_the_gpu_matches_preloaded(make_trainer, small_options, tmp_path):
+    """Pinned, prefetched uint8 batches from loader workers, augmented on the GPU."""
+    runs = {}
+    for stream in (False, True):
+        options = small_options(epochs=0.6, device="cuda", stream=stream)
+        trainer = make_trainer(tmp_path / str(stream), options)
+        assert trainer.run().step == 3
+        runs[stream] = _flat(trainer.model.state_dict())
+    start = _flat(make_trainer(None, small_options(device="cpu")).model.state_dict())
+    assert (runs[True] - runs[False]).norm() < 0.01 * (runs[False] - start).norm()
