@@ -123,11 +123,15 @@ def test_moves_and_edits_on_cuda(tmp_path: Path, cuda_encoder, made) -> None:
 
 
 @pytest.mark.gpu
-def test_kill_and_resume_on_cuda(tmp_path: Path, tiny_checkpoint: Path, cuda_encoder) -> None:
-    from test_resume import test_kill_and_resume
+def test_kill_and_resume_on_cuda(
+    tmp_path: Path, tiny_checkpoint: Path, cuda_encoder, monkeypatch
+) -> None:
+    import test_resume
 
-    # the CLI's default device is auto: the killed runs decode and encode on this CUDA device
-    test_kill_and_resume(tmp_path, tiny_checkpoint, cuda_encoder)
+    # the CLI's default device is auto: the killed runs decode and encode on this CUDA device,
+    # and so does the run that completes the library
+    monkeypatch.setattr(test_resume, "OPTIONS", replace(test_resume.OPTIONS, device="cuda"))
+    test_resume.test_kill_and_resume(tmp_path, tiny_checkpoint, cuda_encoder)
 
 
 @pytest.mark.gpu
@@ -147,3 +151,22 @@ def test_nvjpeg_embeddings_match_the_cpu_decoders(tmp_path: Path, cuda_encoder, 
     gpu_rows, gpu_vectors = library_state(tmp_path / "cuda")
     cosines = [float(cpu_vectors[cpu_rows[p].id] @ gpu_vectors[gpu_rows[p].id]) for p in cpu_rows]
     assert min(cosines) > 0.99, cosines
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(
+    "name",
+    [
+        "test_incremental_add_modify_delete_move_touch",
+        "test_new_model_builds_beside_and_switches",
+        "test_repair_on_open",
+    ],
+)
+def test_pipeline_round_trips_on_cuda(
+    name: str, tmp_path: Path, cuda_encoder, made, monkeypatch
+) -> None:
+    import test_pipeline
+
+    monkeypatch.setattr(test_pipeline, "OPTIONS", replace(test_pipeline.OPTIONS, device="cuda"))
+    getattr(test_pipeline, name)(tmp_path, cuda_encoder)
+    assert made and made[0].device.type == "cuda" and made[0].decoded_on_device > 0
