@@ -153,20 +153,33 @@ def test_nvjpeg_embeddings_match_the_cpu_decoders(tmp_path: Path, cuda_encoder, 
     assert min(cosines) > 0.99, cosines
 
 
-@pytest.mark.gpu
-@pytest.mark.parametrize(
-    "name",
-    [
-        "test_incremental_add_modify_delete_move_touch",
-        "test_new_model_builds_beside_and_switches",
-        "test_repair_on_open",
-    ],
-)
-def test_pipeline_round_trips_on_cuda(
-    name: str, tmp_path: Path, cuda_encoder, made, monkeypatch
-) -> None:
+ROUND_TRIPS = [  # test_pipeline's round trips, and whether their photos include JPEGs
+    ("test_incremental_add_modify_delete_move_touch", True),
+    ("test_new_model_builds_beside_and_switches", False),
+    ("test_repair_on_open", True),
+]
+
+
+def _round_trip(name: str, tmp_path: Path, encoder: Encoder, device: str, monkeypatch) -> None:
     import test_pipeline
 
-    monkeypatch.setattr(test_pipeline, "OPTIONS", replace(test_pipeline.OPTIONS, device="cuda"))
-    getattr(test_pipeline, name)(tmp_path, cuda_encoder)
-    assert made and made[0].device.type == "cuda" and made[0].decoded_on_device > 0
+    monkeypatch.setattr(test_pipeline, "OPTIONS", replace(test_pipeline.OPTIONS, device=device))
+    getattr(test_pipeline, name)(tmp_path, encoder)
+
+
+@pytest.mark.parametrize(("name", "jpegs"), ROUND_TRIPS)
+def test_pipeline_round_trips_through_the_gpu_path(
+    name: str, jpegs: bool, tmp_path: Path, tiny_encoder, decoders, monkeypatch
+) -> None:
+    _round_trip(name, tmp_path, tiny_encoder, "cpu", monkeypatch)
+    assert decoders and (sum(d.decoded_on_device for d in decoders) > 0) == jpegs
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(("name", "jpegs"), ROUND_TRIPS)
+def test_pipeline_round_trips_on_cuda(
+    name: str, jpegs: bool, tmp_path: Path, cuda_encoder, made, monkeypatch
+) -> None:
+    _round_trip(name, tmp_path, cuda_encoder, "cuda", monkeypatch)
+    assert made and all(d.device.type == "cuda" for d in made)
+    assert (sum(d.decoded_on_device for d in made) > 0) == jpegs
