@@ -1,16 +1,19 @@
 """Training benchmark: ``vitrieve train`` vs open_clip's own trainer, same budget and data.
 
 On the synthetic shapes (≥ 20k pairs, 64 px) both trainers get the same wall-clock budget,
-the same architecture (our default config, written as an open_clip JSON config), the same
-batch size and bf16; both checkpoints are then scored by the same evaluation code
-(``retrieval.evaluate``): zero-shot top-1 on seen and held-out colour–shape compositions and
-text→image R@1. Prints samples/s of each and the ratios; never asserts timings.
+the same device, the same architecture (our default config, written as an open_clip JSON
+config), the same batch size and bf16; both checkpoints are then scored by the same
+evaluation code (``retrieval.evaluate``): zero-shot top-1 on seen and held-out colour–shape
+compositions and text→image R@1 / R@10. Prints samples/s of each and the ratios; never
+asserts timings. Rounds alternate which trainer goes first (a machine warming up, or other
+jobs coming and going, then favour neither).
 
 open_clip's schedule is epoch-based, so a short calibration run measures its samples/s first
 and its "epoch" is then the training file cycled to the number of samples that fit the
 budget: its cosine ends when the budget does, as ours does with ``--minutes``.
 
     python bench/train.py [--minutes 5] [--rounds 1] [--seed 0] [--data DIR] [--work DIR]
+    python bench/train.py --device cuda --minutes 1   # on a GPU (batch: the GPU's default)
 """
 
 from __future__ import annotations
@@ -33,8 +36,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from encoders.datasets import write_synthetic  # noqa: E402
+from encoders.device import resolve_device  # noqa: E402
 from encoders.encoder import Encoder  # noqa: E402
 from encoders.training.data import read_captioned  # noqa: E402
+from encoders.training.devices import default_batch_size, device_defaults  # noqa: E402
+from encoders.training.main import TrainRequest, build_config  # noqa: E402
 from encoders.training.optim import warmup_steps  # noqa: E402
 from encoders.training.steps import TrainOptions  # noqa: E402
 from retrieval.evaluate import evaluate_retrieval, evaluate_zeroshot  # noqa: E402
@@ -57,11 +63,13 @@ def make_data(data: Path, train: int, test: int, size: int) -> Path:
     return data
 
 
-def run_ours(data: Path, run: Path, minutes: float, batch: int, seed: int = 0) -> dict:
+def run_ours(
+    data: Path, run: Path, minutes: float, batch: int, seed: int = 0, device: str = "cpu"
+) -> dict:
     """``vitrieve train`` for the budget; its own samples/s and the wall time it took."""
     command = [PYTHON, "-m", "retrieval.cli", "train", "--data", str(data / "train.tsv"),
                "--minutes", str(minutes), "--batch-size", str(batch), "--out", str(run),
-               "--seed", str(seed), "--json"]  # fmt: skip
+               "--seed", str(seed), "--device", device, "--json"]  # fmt: skip
     shutil.rmtree(run, ignore_errors=True)  # a fresh run, never an earlier one's files
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
@@ -76,11 +84,12 @@ def run_ours(data: Path, run: Path, minutes: float, batch: int, seed: int = 0) -
     }
 
 
-def openclip_config(checkpoint: Path, out: Path) -> Path:
-    """Our trained architecture as an open_clip model config (same towers, same sizes)."""
+def openclip_config(data: Path, out: Path) -> Path:
+    """The architecture ``vitrieve train`` builds by default, as an open_clip model config
+    (same towers, same sizes); written before either trainer runs."""
     from encoders.hf_text import resolve_hf_path
 
-    config = json.loads((checkpoint / "config.json").read_text())
+    config = build_config(TrainRequest(data=data / "train.tsv", out=out)).to_dict()
     model = {k: config[k] for k in ("embed_dim", "quick_gelu", "vision_cfg", "text_cfg")}
     model["init_logit_scale"] = config.get("init_logit_scale")
     text = dict(model["text_cfg"])
@@ -118,12 +127,20 @@ def _log_times(log: str) -> tuple[datetime | None, list[float]]:
 
 
 def run_openclip(
-    config: Path, tsv: Path, logs: Path, batch: int, timeout: float, seed: int = 0
+    config: Path,
+    tsv: Path,
+    logs: Path,
+    batch: int,
+    timeout: float,
+    seed: int = 0,
+    device: str = "cpu",
 ) -> dict:
     """open_clip_train.main for one epoch over ``tsv``; killed at ``timeout`` seconds.
 
-    Its warm-up is ours: the same fraction of its steps (``TrainOptions.warmup_fraction``).
+    Its warm-up is ours: the same fraction of its steps (``TrainOptions.warmup_fraction``);
+    its loader gets as many decoding workers as ours uses threads to preload on the device.
     """
+    workers = device_defaults(resolve_device(device)).decode_workers
     rows = len(tsv.read_text().splitlines()) - 1
     warmup = warmup_steps(rows // batch, RECIPE.warmup_fraction)
     lock = ["--lock-text"] if "hf_model_name" in config.read_text() else []
@@ -131,7 +148,8 @@ def run_openclip(
             "--csv-img-key", "filepath", "--csv-caption-key", "title", "--model", config.stem,
             "--batch-size", str(batch), "--epochs", "1", "--lr", str(RECIPE.lr),
             "--wd", str(RECIPE.weight_decay),
-            "--warmup", str(warmup), "--precision", "amp_bf16", "--workers", "2", "--device", "cpu",
+            "--warmup", str(warmup), "--precision", "amp_bf16", "--workers", str(workers),
+            "--device", device,
             "--logs", str(logs), "--name", "run", "--save-frequency", "1", "--seed", str(seed),
             "--log-every-n-steps", "1", "--zeroshot-frequency", "0", *lock]  # fmt: skip
     shutil.rmtree(logs, ignore_errors=True)  # open_clip refuses to reuse an experiment name:
@@ -157,57 +175,74 @@ def run_openclip(
 class OpenClipEncoder:
     """The slice of ``Encoder`` that ``retrieval.evaluate`` uses, over an open_clip model."""
 
-    def __init__(self, config: Path, weights: Path) -> None:
+    def __init__(self, config: Path, weights: Path, device: str = "cpu") -> None:
         import open_clip
 
         open_clip.add_model_config(str(config))
         model, _, preprocess = open_clip.create_model_and_transforms(config.stem)
         state = torch.load(weights, map_location="cpu", weights_only=True)["state_dict"]
         model.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
-        self.model, self.preprocess = model.eval(), preprocess
+        self.device = resolve_device(device)
+        self.model, self.preprocess = model.eval().to(self.device), preprocess
         self.tokenizer = open_clip.get_tokenizer(config.stem)
         self.embed_dim = int(json.loads(config.read_text())["embed_dim"])
 
     @torch.inference_mode()
     def encode_image_tensors(self, batch: torch.Tensor) -> np.ndarray:
-        return self.model.encode_image(batch, normalize=True).float().numpy()
+        out = self.model.encode_image(batch.to(self.device), normalize=True)
+        return out.float().cpu().numpy()
 
     @torch.inference_mode()
     def encode_texts(self, texts: list[str]) -> np.ndarray:
-        rows = [self.model.encode_text(self.tokenizer(texts[i : i + 256]), normalize=True)
+        rows = [self.model.encode_text(self.tokenizer(texts[i : i + 256]).to(self.device),
+                                       normalize=True)
                 for i in range(0, len(texts), 256)]  # fmt: skip
-        return torch.cat(rows).float().numpy()
+        return torch.cat(rows).float().cpu().numpy()
 
 
 def score(encoder, data: Path) -> dict:
-    """Seen / held-out zero-shot top-1 and text→image R@1 on the test split."""
+    """Seen / held-out zero-shot top-1 and text→image R@1 and R@10 on the test split."""
     items = read_captioned(data / "test.tsv", label_col="label")
     classes = (data / "classes.txt").read_text().split("\n")
     zeroshot = evaluate_zeroshot(encoder, items, [c for c in classes if c])
-    retrieval = evaluate_retrieval(encoder, items)
-    t2i = retrieval["text_to_image_R@1"]
+    retrieval = evaluate_retrieval(encoder, items, ks=(1, 10))
     return {"seen": zeroshot["seen"]["top1"], "held_out": zeroshot["held_out"]["top1"],
-            "t2i_r1": t2i}  # fmt: skip
+            "t2i_r1": retrieval["text_to_image_R@1"],
+            "t2i_r10": retrieval["text_to_image_R@10"]}  # fmt: skip
 
 
-def one_round(args, data: Path, work: Path, index: int) -> dict:
-    ours = run_ours(data, work / f"ours{index}", args.minutes, args.batch_size, seed=index)
-    ours.update(score(Encoder.load(ours["checkpoint"]), data))
+def round_ours(args, data: Path, work: Path, index: int) -> dict:
+    ours = run_ours(data, work / f"ours{index}", args.minutes, args.batch_size, index, args.device)
+    ours.update(score(Encoder.load(ours["checkpoint"], device=args.device), data))
     print(f"  ours: {ours['samples_per_s']:.0f} samples/s, {ours}")
-    config = openclip_config(ours["checkpoint"], work)
+    return ours
+
+
+def round_openclip(args, data: Path, work: Path, index: int) -> dict:
+    config = openclip_config(data, work)
     calibration = cycled_tsv(data, args.batch_size * 50, work / "calibrate.tsv")
-    probe = run_openclip(config, calibration, work / f"calib{index}", args.batch_size, 120)
+    probe = run_openclip(config, calibration, work / f"calib{index}", args.batch_size, 120,
+                         device=args.device)  # fmt: skip
     budget = args.minutes * 60 - probe["startup_s"]
     rows = max(int(probe["samples_per_s"] * budget * 0.95), args.batch_size * 2)
     print(f"  open_clip calibration: {probe['samples_per_s']:.1f} samples/s, start-up "
           f"{probe['startup_s']:.0f} s -> one epoch of {rows} samples")  # fmt: skip
     tsv = cycled_tsv(data, rows, work / "openclip_train.tsv")
     theirs = run_openclip(config, tsv, work / f"openclip{index}", args.batch_size,
-                          args.minutes * 60 * 1.3, seed=index)  # fmt: skip
+                          args.minutes * 60 * 1.3, seed=index, device=args.device)  # fmt: skip
     if theirs["checkpoint"].is_file():
-        theirs.update(score(OpenClipEncoder(config, theirs["checkpoint"]), data))
+        encoder = OpenClipEncoder(config, theirs["checkpoint"], args.device)
+        theirs.update(score(encoder, data))
     print(f"  open_clip: {theirs}")
-    return {"ours": ours, "open_clip": theirs}
+    return theirs
+
+
+def one_round(args, data: Path, work: Path, index: int) -> dict:
+    """Both trainers once; odd rounds start with open_clip's."""
+    order = [("ours", round_ours), ("open_clip", round_openclip)]
+    if index % 2:
+        order.reverse()
+    return {who: run(args, data, work, index) for who, run in order}
 
 
 def report(rounds: list[dict]) -> None:
@@ -215,13 +250,15 @@ def report(rounds: list[dict]) -> None:
         values = [r[who][key] for r in rounds if key in r[who]]
         return float(np.mean(values)) if values else float("nan")
 
-    print(f"\n{'':12}{'samples/s':>10}{'seen top-1':>12}{'held-out':>10}{'t→i R@1':>9}")
+    print(f"\n{'':12}{'samples/s':>10}{'seen top-1':>12}{'held-out':>10}{'t→i R@1':>9}"
+          f"{'t→i R@10':>10}")  # fmt: skip
     for who in ("ours", "open_clip"):
         print(f"{who:12}{mean(who, 'samples_per_s'):>10.0f}{mean(who, 'seen'):>12.3f}"
-              f"{mean(who, 'held_out'):>10.3f}{mean(who, 't2i_r1'):>9.3f}")  # fmt: skip
+              f"{mean(who, 'held_out'):>10.3f}{mean(who, 't2i_r1'):>9.3f}"
+              f"{mean(who, 't2i_r10'):>10.3f}")  # fmt: skip
     ratio = mean("ours", "samples_per_s") / max(mean("open_clip", "samples_per_s"), 1e-9)
     print(f"throughput ratio ours/open_clip: {ratio:.2f}×")
-    for key in ("seen", "held_out", "t2i_r1"):
+    for key in ("seen", "held_out", "t2i_r1", "t2i_r10"):
         gap = 100 * (mean("ours", key) - mean("open_clip", key))
         print(f"{key}: ours − open_clip = {gap:+.1f} points")
 
@@ -231,17 +268,25 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0, help="Round i trains with seed SEED + i.")
-    parser.add_argument("--batch-size", type=int, default=RECIPE.batch_size)
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (both trainers)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="Per step, both trainers (default: the device's, 64 on the CPU)",
+    )
     parser.add_argument("--train", type=int, default=20000)
     parser.add_argument("--test", type=int, default=3000)
     parser.add_argument("--data", type=Path, default=Path("/tmp/vitrieve-bench/synth"))
     parser.add_argument("--work", type=Path, default=Path("/tmp/vitrieve-bench/train"))
     args = parser.parse_args()
+    args.batch_size = args.batch_size or default_batch_size(resolve_device(args.device))
     data = make_data(args.data, args.train, args.test, 64)
     args.work.mkdir(parents=True, exist_ok=True)
     rounds = []
     for index in range(args.rounds):
-        print(f"round {index + 1}/{args.rounds} ({args.minutes} min each)")
+        print(f"round {index + 1}/{args.rounds} ({args.minutes} min each, {args.device}, "
+              f"batch {args.batch_size})")  # fmt: skip
         seed = args.seed + index
         rounds.append(one_round(args, data, args.work / f"round{seed}", seed))
     report(rounds)
