@@ -215,12 +215,12 @@ class Encoder:
             stop = min(start + self.batch_size, count)
             try:
                 outputs.append(run(start, stop))
+                start = stop
+                continue
             except Exception as exc:
                 if not is_out_of_memory(exc) or self.batch_size <= 1:
                     raise
-                self._halve_batch_size()
-                continue
-            start = stop
+            self._halve_batch_size()  # out of the except: the failed batch's memory is freed
         return outputs
 
     def _halve_batch_size(self) -> None:
