@@ -24,9 +24,9 @@ import torch
 from matplotlib import colormaps
 from PIL import Image
 
+from encoders.atomic import atomic_write_bytes
 from encoders.encoder import Encoder
 from encoders.errors import VitrieveError
-from indexer.layout import atomic_write_bytes
 
 METHODS = ("window", "patches")
 COLORMAP = "inferno"
