@@ -2,11 +2,12 @@
 
 On a CUDA device the indexer decodes JPEGs with nvJPEG (``gpu_decode``). A CPU worker reads
 and hashes each file as always, then reads the JPEG header with Pillow (no pixels decoded): a
-file goes to the GPU only when it is a complete baseline RGB or greyscale JPEG within the pixel
-limit. Everything else — other formats, CMYK/YCCK, progressive or MPO files, a missing end
-marker (truncated or trailing data), bombs, unreadable headers — is decoded in the worker by
-the safe CPU decoder, which records every failure as before. The header also gives what the
-GPU path cannot read from pixels: the displayed size, the EXIF orientation and date.
+file goes to the GPU only when it is a complete baseline YCbCr or greyscale JPEG within the
+pixel limit. Everything else — other formats, CMYK/YCCK, RGB stored without YCbCr, progressive
+or MPO files, a missing end marker (truncated or trailing data), bombs, unreadable headers — is
+decoded in the worker by the safe CPU decoder, which records every failure as before. The
+header also gives what the GPU path cannot read from pixels: the displayed size, the EXIF
+orientation and date.
 
 A job carries the file's path and stamp (size, modification time), not its bytes: megabytes
 per file through the worker pool's result pipe would cap the rate, so the embedding process
@@ -83,10 +84,12 @@ def plan_jpeg(
 def _job(image: Image.Image, max_pixels: int, path: str, stamp: tuple[int, int]) -> JpegJob | None:
     width, height = image.size
     progressive = image.info.get("progressive") or image.info.get("progression")
+    stored_rgb = image.info.get("adobe_transform") == 0  # RGB without YCbCr (Adobe APP14)
     if (
         image.format != "JPEG"
         or image.mode not in GPU_MODES
         or progressive
+        or stored_rgb
         or not 0 < width * height <= max_pixels
     ):
         return None

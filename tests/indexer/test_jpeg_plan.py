@@ -51,6 +51,7 @@ def _png(image: Image.Image) -> bytes:
     [
         pytest.param(jpeg_bytes(photo(seed=4, mode="CMYK")), id="cmyk"),
         pytest.param(jpeg_bytes(photo(seed=5), progressive=True), id="progressive"),
+        pytest.param(jpeg_bytes(photo(seed=5), keep_rgb=True), id="rgb-without-ycbcr"),
         pytest.param(jpeg_bytes(photo(256, 192, seed=6))[:3000], id="truncated"),
         pytest.param(jpeg_bytes(photo(seed=7)) + b"trailer", id="trailing-data"),
         pytest.param(_png(photo(seed=8)), id="png"),
