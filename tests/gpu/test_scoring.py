@@ -3,6 +3,8 @@ here and (`gpu`-marked) on CUDA."""
 
 from __future__ import annotations
 
+import copy
+
 import faiss
 import numpy as np
 import pytest
@@ -19,8 +21,8 @@ def _vectors(n: int = 300, dim: int = 32, seed: int = 0) -> np.ndarray:
     """Random unit vectors with planted near-copies (pairs and a chain of three)."""
     rng = np.random.default_rng(seed)
     vectors = rng.normal(size=(n, dim)).astype(np.float32)
-    for source, copy in [(0, 7), (3, 150), (150, 299), (42, 43)] if n >= 300 else []:
-        vectors[copy] = vectors[source] + rng.normal(0, 0.05, dim)
+    for source, twin in [(0, 7), (3, 150), (150, 299), (42, 43)] if n >= 300 else []:
+        vectors[twin] = vectors[source] + rng.normal(0, 0.05, dim)
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
@@ -77,3 +79,25 @@ def test_pairs_above_on_cuda_equal_the_cpu() -> None:
     cpu = pairs_above(vectors, THRESHOLD, torch.device("cpu"))
     cuda = pairs_above(vectors, THRESHOLD, torch.device("cuda"), chunk_bytes=4 * 3000 * 100)
     assert _pairs(*cuda[:2]) == _pairs(*cpu[:2]) == _faiss_pairs(vectors, THRESHOLD)
+
+
+@pytest.mark.gpu
+def test_zero_shot_on_a_cuda_encoder_matches_the_cpu() -> None:
+    from encoders.clip import create_model
+    from encoders.config import load_config
+    from encoders.encoder import Encoder
+    from retrieval.zeroshot import ZeroShotClassifier
+
+    torch.manual_seed(0)
+    model = create_model(load_config("tiny"))
+    labels = ["cat", "dog", "invoice"]
+    cpu_model = copy.deepcopy(model)  # an Encoder moves its model to its device
+    on_cpu = ZeroShotClassifier(Encoder(cpu_model, precision="fp32", device="cpu"), labels)
+    on_cuda = ZeroShotClassifier(Encoder(model, precision="fp32", device="cuda"), labels)
+    assert on_cuda._targets.device.type == "cuda"
+    vectors = _vectors(50, on_cpu.label_vectors.shape[1], seed=3)
+    np.testing.assert_allclose(
+        on_cuda.probabilities(vectors), on_cpu.probabilities(vectors), atol=1e-4
+    )
+    cpu, cuda = on_cpu.classify_vectors(vectors), on_cuda.classify_vectors(vectors)
+    assert [v.label for v in cuda] == [v.label for v in cpu]
