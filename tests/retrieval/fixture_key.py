@@ -3,7 +3,8 @@
 ``trained_tiny`` is trained once and cached; it must be retrained when the model or the
 training code it uses changes, not only when ``minitrain.py`` does. The modules are found
 statically (the imports of ``minitrain.py``, followed through the ``encoders`` package), so the
-key does not depend on what else a test session happened to import first.
+key does not depend on what else a test session happened to import first. What is hashed is each
+module's syntax tree without docstrings: comments, docstrings and formatting never retrain it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import hashlib
 from pathlib import Path
 
 PACKAGE = "encoders"  # the project code the fixture's training runs
+_DOCUMENTED = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
 
 
 def _module_file(root: Path, name: str) -> Path | None:
@@ -55,10 +57,20 @@ def source_closure(start: Path, root: Path) -> list[Path]:
     return sorted(seen)
 
 
+def code_of(path: Path) -> str:
+    """A module's code as its syntax tree, without docstrings (comments and layout are not in
+    the tree either)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, _DOCUMENTED) and ast.get_docstring(node, clean=False) is not None:
+            node.body = node.body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
 def fixture_key(start: Path, root: Path, extra: bytes = b"") -> str:
-    """A short hash of the sources ``start`` runs (paths and contents) and ``extra``."""
+    """A short hash of the code ``start`` runs (module paths and syntax trees) and ``extra``."""
     digest = hashlib.blake2b(extra, digest_size=8)
     for path in source_closure(start, root):
         where = path.relative_to(root) if path.is_relative_to(root) else Path(path.name)
-        digest.update(str(where).encode() + b"\0" + path.read_bytes() + b"\0")
+        digest.update(f"{where.as_posix()}\0{code_of(path)}\0".encode())
     return digest.hexdigest()

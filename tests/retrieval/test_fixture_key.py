@@ -29,5 +29,9 @@ def test_the_key_changes_with_model_code_only(tmp_path: Path) -> None:
     unused.write_text(unused.read_text() + "\n# edited\n")
     assert fixture_key(tmp_path / MINITRAIN, tmp_path, b"settings") == before
     layers = tmp_path / "encoders" / "layers.py"  # reached only through vit/text
-    layers.write_text(layers.read_text() + "\n# edited\n")
+    source = layers.read_text()
+    documented = source.replace('"""', '"""Edited. ', 1) + "\n# a comment\n"
+    layers.write_text(documented)  # docstrings and comments do not change what it runs
+    assert fixture_key(tmp_path / MINITRAIN, tmp_path, b"settings") == before
+    layers.write_text(source.replace("1.702", "1.703"))  # the code does
     assert fixture_key(tmp_path / MINITRAIN, tmp_path, b"settings") != before
