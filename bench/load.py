@@ -1,17 +1,20 @@
 """Load on loopback: N concurrent clients search for a fixed time; throughput, p50/p99, errors.
 
-Two targets, measured separately:
+Three targets, measured separately:
 
 * ``engine``: N threads share one ``Library.searcher`` (as the UI's sessions do) and issue text
   searches, each a new text (the query cache never answers), for ``--seconds``.
 * ``ui``: a running ``vitrieve ui`` (started here unless ``--url``): N headless Chromium pages,
   each its own Streamlit session, type a query and wait until the script run finished and
   every thumbnail loaded; plus N plain HTTP clients on the health check and the page itself.
+* ``api``: a running ``vitrieve serve`` (started here unless ``--api-url``): N HTTP clients,
+  each on its own connection, ``GET /v1/search`` with a new text each time (bench/load_api.py).
 
 Targets: zero errors, p99 under 5 × p50. Examples::
 
     python bench/load.py engine --library LIB --clients 4 --seconds 60
     python bench/load.py ui --library LIB --clients 3 --seconds 60
+    python bench/load.py api --library LIB --clients 4 --seconds 60   # also runs engine
     python bench/load.py engine            # builds a small demo library (random-weight model)
 
 ``--threads`` sets torch's and FAISS's thread counts of the engine process (default 1, as a
@@ -218,9 +221,11 @@ def demo_library(folder: Path, photos: int = 300) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("target", choices=["engine", "ui", "both"])
+    parser.add_argument("target", choices=["engine", "ui", "both", "api"])
     parser.add_argument("--library", type=Path, help="library dir (default: build a demo one)")
     parser.add_argument("--url", help="a running vitrieve ui (default: start one)")
+    parser.add_argument("--api-url", help="a running vitrieve serve (default: start one)")
+    parser.add_argument("--api-key", help="sent as Authorization: Bearer (api target)")
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--browsers", type=int, help="browser sessions (default: --clients)")
     parser.add_argument("--seconds", type=float, default=60.0)
@@ -230,8 +235,14 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         library = args.library or demo_library(Path(scratch))
         reports = []
-        if args.target in ("engine", "both"):
+        if args.target in ("engine", "both", "api"):  # api: the engine's own figure beside it
             reports.append(engine_load(library, args.clients, args.seconds, args.threads))
+        if args.target == "api":
+            from load_api import api_load, api_server
+
+            with contextlib.ExitStack() as stack:
+                url = args.api_url or stack.enter_context(api_server(library, args.threads))
+                reports.append(api_load(url, args.clients, args.seconds, args.api_key))
         if args.target in ("ui", "both"):
             with contextlib.ExitStack() as stack:
                 url = args.url or stack.enter_context(ui_server(library, args.threads))

@@ -15,7 +15,14 @@ from retrieval.api import convert
 from retrieval.api.deps import base_url, reader, server, writer
 from retrieval.api.errors import ApiError
 from retrieval.api.payloads import body_schema, decode_uploads, read_body
-from retrieval.api.schemas import MAX_ITEMS, ClassifyOut, JobOut, LabelJobRequest, Verdict
+from retrieval.api.schemas import (
+    MAX_ITEMS,
+    MAX_TEMPLATES,
+    ClassifyOut,
+    JobOut,
+    LabelJobRequest,
+    Verdict,
+)
 from retrieval.export import export_string, label_rows
 from retrieval.library import Library
 from retrieval.zeroshot import DEFAULT_NULL_Z, DEFAULT_TEMPLATES, ZeroShotClassifier, parse_labels
@@ -24,13 +31,28 @@ router = APIRouter(tags=["labels"])
 EXPORT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
 
 
+class ExportRow(BaseModel):
+    """One row of a label export (``retrieval.export``'s columns)."""
+
+    path: str
+    label_set: str
+    label: str
+    score: float
+
+
+EXPORT_RESPONSES: dict[int | str, dict] = {200: {"content": {
+    "text/csv": {"schema": {"type": "string"}},
+    "application/json": {"schema": {"type": "array", "items": ExportRow.model_json_schema()}},
+}}}  # fmt: skip
+
+
 class ClassifyForm(BaseModel):
     """``POST /v1/classify``: labels (comma-separated or repeated) and uploaded ``images``."""
 
     model_config = ConfigDict(extra="forbid")
 
     labels: list[str] = Field(min_length=1, max_length=MAX_ITEMS)
-    templates: list[str] = Field(default_factory=list, max_length=MAX_ITEMS)
+    templates: list[str] = Field(default_factory=list, max_length=MAX_TEMPLATES)
     threshold: float = Field(0.0, ge=0, le=1, description="Abstain under this probability.")
     null_z: float | None = Field(DEFAULT_NULL_Z, ge=0, le=100)
 
@@ -102,8 +124,7 @@ def job(request: Request, job_id: str, library: Library = Depends(reader)) -> Jo
 
 
 @router.get("/labels/export", summary="Every label, as `vitrieve export` writes it",
-            responses={200: {"content": {t: {"schema": {"type": "string"}}
-                                         for t in EXPORT_TYPES.values()}}})  # fmt: skip
+            responses=EXPORT_RESPONSES)  # fmt: skip
 def export(
     format: Annotated[Literal["csv", "json"], Query()] = "csv",
     label_set: Annotated[str | None, Query(alias="set", max_length=128)] = None,

@@ -58,6 +58,15 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, observe)
         finally:
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            route = _route(scope, status[0])
             self.metrics.requests.labels(scope["method"], route, str(status[0])).inc()
             self.metrics.latency.labels(route).observe(time.perf_counter() - began)
+
+
+def _route(scope: Scope, status: int) -> str:
+    """The route template (``/images/{image_id}``); the path itself for the few plain routes
+    (``/docs``, ``/openapi.json``); ``unmatched`` for everything else (no unbounded labels)."""
+    route = getattr(scope.get("route"), "path", None)
+    if route:
+        return route
+    return scope["path"] if status < 400 else "unmatched"

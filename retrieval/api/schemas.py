@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 MAX_K = 200
 MAX_OFFSET = 10_000
 MAX_TEXT = 1000  # characters of a query or label; the text tower reads far fewer tokens
-MAX_ITEMS = 64  # texts, labels, templates or negatives in one request
+MAX_ITEMS = 64  # texts, labels or negatives in one request
+MAX_TEMPLATES = 16  # prompt templates: each label is encoded once per template
+# The library's times are wall-clock times without a zone (EXIF has none): ISO 8601 without
+# an offset, which is not an RFC 3339 "date-time", so the schema says what they are.
+LocalTime = Annotated[datetime, WithJsonSchema({
+    "type": "string", "description": "Local time, ISO 8601 without a zone: 2024-07-01T18:30:00",
+})]  # fmt: skip
 
 
 class ErrorBody(BaseModel):
@@ -71,8 +77,8 @@ class ImageOut(BaseModel):
     height: int | None
     format: str | None
     size: int
-    taken_at: datetime | None
-    modified_at: datetime
+    taken_at: LocalTime | None
+    modified_at: LocalTime
     labels: list[LabelOut]
     thumbnail_url: str | None
     file_url: str
@@ -116,7 +122,7 @@ class LabelJobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     labels: list[str] = Field(min_length=1, max_length=MAX_ITEMS)
-    templates: list[str] = Field(default_factory=list, max_length=MAX_ITEMS)
+    templates: list[str] = Field(default_factory=list, max_length=MAX_TEMPLATES)
     name: str = Field("labels", min_length=1, max_length=128, description="Label set name.")
     threshold: float = Field(0.0, ge=0, le=1, description="Abstain under this probability.")
     null_z: float | None = Field(2.2, ge=0, le=100, description="Abstain unless above text.")
