@@ -125,11 +125,16 @@ def contrastive_loss(
     text_negatives: torch.Tensor | None = None,
     negative_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Dispatch on ``kind`` ("clip" or "siglip"); the trainer's one entry point."""
-    if kind == "clip":
-        return clip_loss(image, text, logit_scale, text_negatives, negative_mask)
-    if kind == "siglip":
-        if logit_bias is None:
-            raise ValueError("the sigmoid loss needs a logit bias (config init_logit_bias)")
+    """Dispatch on ``kind`` ("clip" or "siglip"); the trainer's one entry point.
+
+    Computed in float32 even inside an autocast region: autocast would otherwise run the
+    similarity matmuls in bf16/fp16 whatever the inputs' dtype.
+    """
+    if kind not in ("clip", "siglip"):
+        raise ValueError(f"unknown loss {kind!r}: use 'clip' or 'siglip'")
+    if kind == "siglip" and logit_bias is None:
+        raise ValueError("the sigmoid loss needs a logit bias (config init_logit_bias)")
+    with torch.autocast(image.device.type, enabled=False):
+        if kind == "clip":
+            return clip_loss(image, text, logit_scale, text_negatives, negative_mask)
         return siglip_loss(image, text, logit_scale, logit_bias, text_negatives, negative_mask)
-    raise ValueError(f"unknown loss {kind!r}: use 'clip' or 'siglip'")

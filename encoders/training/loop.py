@@ -194,8 +194,16 @@ class Trainer:
         if resume:
             self.resume()
         self._plan_epochs()
-        self.stream = self._open_stream()
         clock = Clock(self.started or time.perf_counter(), self.state.elapsed_s)
+        self.stream = self._open_stream()
+        try:
+            self._train(clock)
+        finally:
+            self.stream = None  # a streaming loader's workers stop, however the run ends
+        return self.finish(clock)
+
+    def _train(self, clock: Clock) -> None:
+        """Steps until the planned total (or the budget) is reached."""
         last_val = [clock.elapsed()]
         budget = (self.options.minutes or 0) * 60
         stop = self.state.total_steps and self.state.step >= self.state.total_steps
@@ -215,7 +223,6 @@ class Trainer:
             every = self.options.checkpoint_every
             if every and not stop and self.state.step % every == 0:
                 self.save()
-        return self.finish(clock)
 
     def _step(self, clock: Clock) -> tuple[StepResult, float, float]:
         """One optimiser step on the next batch: (result, lr, share of it waiting for data)."""
@@ -232,7 +239,6 @@ class Trainer:
 
     def finish(self, clock: Clock) -> TrainState:
         """Final validation, checkpoint and report (with the run's share of data waits)."""
-        self.stream = None  # the loader's workers stop
         val = self.validate(self.model) if self.validate and self.rank == 0 else {}
         last = self.history[-1] if self.history else {"loss": float("nan"), "lr": 0.0}
         self._report(last["loss"], last["lr"], clock, val, clock.data_wait(), final=True)

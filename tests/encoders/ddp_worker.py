@@ -19,7 +19,7 @@ from encoders.training.main import prepare_data
 
 
 def main(data: Path, out: Path) -> None:
-    rank, _ = setup_distributed()
+    rank, _ = setup_distributed(device="cpu")  # gloo, also on a machine with GPUs
     torch.manual_seed(0)
     config = load_config("tiny").with_image_size(32)
     tokenizer = get_tokenizer(config.text)
@@ -27,7 +27,7 @@ def main(data: Path, out: Path) -> None:
     if rank == 0:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()},
                   str(out / "start.safetensors"))  # fmt: skip
-    options = TrainOptions(batch_size=16, epochs=None, lr=1e-3, seed=1)
+    options = TrainOptions(batch_size=16, epochs=None, lr=1e-3, seed=1, device="cpu")
     options = TrainOptions(**{**options.__dict__, "epochs": 3 * 32 / 160})  # 3 steps
     data_items = read_captioned(data)[:160]
     trainer = Trainer(model, prepare_data(data_items, model, tokenizer, options), options)

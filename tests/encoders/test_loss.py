@@ -77,3 +77,19 @@ def test_gradients_flow_to_both_towers():
     text = torch.nn.functional.normalize(torch.randn(8, 16), dim=-1).requires_grad_()
     clip_loss(image, text, torch.tensor(10.0)).backward()
     assert image.grad.abs().sum() > 0 and text.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("kind", ["clip", "siglip"])
+def test_loss_is_float32_under_bf16_autocast(kind):
+    """The trainer's embeddings arrive in bf16 from autocast; the loss is computed in fp32
+    (a softmax over the batch in bf16 loses the small differences that rank pairs)."""
+    torch.manual_seed(0)
+    image = torch.nn.functional.normalize(torch.randn(32, 16), dim=-1)
+    text = torch.nn.functional.normalize(image + 0.3 * torch.randn(32, 16), dim=-1)
+    scale, bias = torch.tensor(50.0), torch.tensor(-5.0)
+    low = image.bfloat16(), text.bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = contrastive_loss(kind, *low, scale, bias)
+    reference = contrastive_loss(kind, low[0].float(), low[1].float(), scale, bias)
+    assert loss.dtype == torch.float32
+    assert loss.item() == pytest.approx(reference.item(), rel=1e-6)

@@ -215,3 +215,17 @@ def test_ddp_two_processes_end_with_identical_weights(synth: Path, tmp_path: Pat
     assert any(not torch.equal(start[k], ranks[0][k]) for k in start)  # it did train
     losses = json.loads((tmp_path / "losses.json").read_text())
     assert all(math.isfinite(v) for v in losses)
+
+
+def test_a_local_rank_without_a_gpu_of_its_own_is_refused(monkeypatch: pytest.MonkeyPatch):
+    """Under torchrun with CUDA each process takes its local rank's GPU; more processes than
+    GPUs is a user error, not two processes silently sharing one."""
+    from encoders.device import DeviceError
+    from encoders.training import distributed
+
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(DeviceError, match="local rank 3 has no GPU"):
+        distributed._local_gpu()
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert distributed._local_gpu() == 1
