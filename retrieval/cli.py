@@ -24,6 +24,7 @@ from encoders.errors import VitrieveError
 from retrieval.commands import data as data_commands
 from retrieval.commands import demo as demo_commands
 from retrieval.commands import evaluate as evaluate_commands
+from retrieval.commands import explain as explain_commands
 from retrieval.commands import index as index_commands
 from retrieval.commands import keys as key_commands
 from retrieval.commands import labels as label_commands
@@ -90,6 +91,7 @@ for module in (
     ui_commands,
     demo_commands,
     search_commands,
+    explain_commands,
     label_commands,
     library_tool_commands,
     index_commands,

@@ -132,6 +132,19 @@ class Library:
             self.index, self.store, threshold or DEFAULT_THRESHOLD, self.thumbnail_path
         )
 
+    def label(self, classifier: Any, label_set: str, progress: Any = None) -> Any:
+        """Label every image with a ``ZeroShotClassifier`` into ``label_set``, from the stored
+        vectors (``retrieval.zeroshot.label_library``); its ``LabelReport``."""
+        from retrieval.zeroshot import label_library
+
+        return label_library(self.index, self.store, classifier, label_set, progress=progress)
+
+    def label_rows(self, label_set: str | None = None) -> list[tuple[str, str, str, float]]:
+        """``(path, label_set, label, score)`` of every label (of one set), as exported."""
+        from retrieval.export import label_rows
+
+        return label_rows(self.store, label_set)
+
     def close(self) -> None:
         self.store.close()
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from retrieval.commands.common import DEVICE_OPTION
+from retrieval.commands.common import DEVICE_OPTION, JSON_OPTION
 from retrieval.commands.ui import serve
 from retrieval.demo import DemoSettings, build_demo, default_cache
 
@@ -28,7 +28,7 @@ def demo(
     photos: int = typer.Option(300, min=1, help="Number of demo photos."),
     train_minutes: float = typer.Option(6.0, min=0.1, help="Training time of the demo model."),
     model: Path | None = typer.Option(
-        None, help="Use this checkpoint directory instead of training the demo model."
+        None, "--model", "-m", help="A checkpoint directory to use instead of training one."
     ),
     host: str = typer.Option(
         "127.0.0.1", help="Address the UI listens on (0.0.0.0 exposes it: docs/security.md)."
@@ -36,7 +36,7 @@ def demo(
     port: int = typer.Option(8501, help="Port of the UI."),
     no_ui: bool = typer.Option(False, "--no-ui", help="Build the demo library, don't serve it."),
     device: str = DEVICE_OPTION,
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (with --no-ui)."),
+    as_json: bool = JSON_OPTION,
     xdg_cache_home: str | None = typer.Option(None, envvar="XDG_CACHE_HOME", hidden=True),
 ) -> None:
     """Build (or reuse) the demo library — synthetic photos, a model trained here — and open it."""

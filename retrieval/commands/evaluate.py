@@ -1,34 +1,55 @@
 """Evaluation commands: zero-shot accuracy and image-text retrieval recall of a model.
 
-``eval_app`` is the ``vitrieve eval`` group; other evaluation commands join it here.
+``eval_app`` is the ``vitrieve eval`` group; other evaluation commands join it here. The
+columns of captioned data (``columns``) are shared with ``vitrieve train``; their defaults
+are the reader's own (``encoders.training.data.read_captioned``).
 """
 
 from __future__ import annotations
 
+import inspect
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
 
 from encoders.errors import VitrieveError
-from retrieval.commands.common import DEVICE_OPTION, device_name
+from encoders.training.data import read_captioned
+from retrieval.commands.common import JSON_OPTION, ModelChoice, model_choice, takes
 
 eval_app = typer.Typer(
     help="Measure a model: zero-shot accuracy, retrieval recall.", no_args_is_help=True
 )
 
-MODEL_HELP = "Checkpoint directory (ours or converted from open_clip)."
 DATA_HELP = "Captioned data: TSV/CSV (open_clip format) or a folder of images + .txt captions."
+READER = inspect.signature(read_captioned).parameters  # the reader's defaults are the CLI's
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(eval_app, name="eval")
 
 
-def _load(model: str, precision: str, device: str):
-    from encoders.encoder import Encoder
+@dataclass(frozen=True)
+class Columns:
+    """Where a CSV/TSV of captioned images keeps what (``--sep``, ``--image-col``, …)."""
 
-    return Encoder.load(model, precision=precision, device=device)
+    sep: str
+    image_col: str
+    caption_col: str
+
+
+def columns(
+    sep: str = typer.Option(READER["sep"].default, "--sep", help="Column separator."),
+    image_col: str = typer.Option(
+        READER["image_col"].default, "--image-col", help="Column with the image path."
+    ),
+    caption_col: str = typer.Option(
+        READER["caption_col"].default, "--caption-col", help="Column with the caption."
+    ),
+) -> Columns:
+    """The column options of every command that reads captioned data."""
+    return Columns(sep, image_col, caption_col)
 
 
 def _read_classes(classes: Path | None, data: Path, items) -> list[str]:
@@ -52,8 +73,9 @@ def _line(name: str, metrics: dict) -> str:
 
 
 @eval_app.command("zeroshot")
+@takes(columns, "cols")
+@takes(model_choice, "model")
 def zeroshot(
-    model: str = typer.Option(..., "--model", help=MODEL_HELP),
     data: Path = typer.Option(..., "--data", help=DATA_HELP),
     label_col: str = typer.Option("label", "--label-col", help="Column with the class name."),
     classes: Path | None = typer.Option(
@@ -62,23 +84,19 @@ def zeroshot(
     template: list[str] | None = typer.Option(
         None, "--template", help="Prompt template with {} for the class; repeat to ensemble."
     ),
-    sep: str = typer.Option("\t", "--sep", help="Column separator."),
-    image_col: str = typer.Option("filepath", "--image-col"),
-    caption_col: str = typer.Option("title", "--caption-col"),
-    precision: str = typer.Option("auto", "--precision", help="auto, fp32 or bf16."),
-    device: str = DEVICE_OPTION,
-    as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+    as_json: bool = JSON_OPTION,
+    *,
+    cols: Columns,
+    model: ModelChoice,
 ) -> None:
     """Zero-shot top-1/top-5/mean per-class recall; seen vs held-out when data marks them."""
-    from encoders.training.data import read_captioned
     from retrieval.evaluate import DEFAULT_TEMPLATES, evaluate_zeroshot
 
-    items = read_captioned(data, sep, image_col, caption_col, label_col)
+    items = read_captioned(data, cols.sep, cols.image_col, cols.caption_col, label_col)
     names = _read_classes(classes, data, items)
-    encoder = _load(model, precision, device)
-    result = evaluate_zeroshot(encoder, items, names, template or DEFAULT_TEMPLATES)
+    result = evaluate_zeroshot(model.load(), items, names, template or DEFAULT_TEMPLATES)
     if as_json:
-        typer.echo(json.dumps({**result, "device": device_name(device)}))
+        typer.echo(json.dumps({**result, "device": model.device_name}))
         return
     typer.echo(f"{len(names)} classes, {result['templates']} templates")
     typer.echo(_line("all", result))
@@ -88,24 +106,22 @@ def zeroshot(
 
 
 @eval_app.command("retrieval")
+@takes(columns, "cols")
+@takes(model_choice, "model")
 def retrieval(
-    model: str = typer.Option(..., "--model", help=MODEL_HELP),
     data: Path = typer.Option(..., "--data", help=DATA_HELP),
-    sep: str = typer.Option("\t", "--sep", help="Column separator."),
-    image_col: str = typer.Option("filepath", "--image-col"),
-    caption_col: str = typer.Option("title", "--caption-col"),
-    precision: str = typer.Option("auto", "--precision", help="auto, fp32 or bf16."),
-    device: str = DEVICE_OPTION,
-    as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+    as_json: bool = JSON_OPTION,
+    *,
+    cols: Columns,
+    model: ModelChoice,
 ) -> None:
     """Text→image and image→text recall@1/5/10 (a hit is an item with the query's caption)."""
-    from encoders.training.data import read_captioned
     from retrieval.evaluate import RECALL_KS, evaluate_retrieval
 
-    items = read_captioned(data, sep, image_col, caption_col)
-    result = evaluate_retrieval(_load(model, precision, device), items)
+    items = read_captioned(data, cols.sep, cols.image_col, cols.caption_col)
+    result = evaluate_retrieval(model.load(), items)
     if as_json:
-        typer.echo(json.dumps({**result, "device": device_name(device)}))
+        typer.echo(json.dumps({**result, "device": model.device_name}))
         return
     typer.echo(f"{result['images']} images, {result['captions']} distinct captions")
     for direction in ("text_to_image", "image_to_text"):

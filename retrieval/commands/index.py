@@ -18,19 +18,22 @@ from rich.progress import (
 )
 
 from encoders.errors import VitrieveError
-from indexer.decode import DEFAULT_TIMEOUT
-from indexer.images import DEFAULT_MAX_PIXELS
 from indexer.layout import default_library, read_manifest, vectors_path
 from indexer.pipeline import IndexOptions, IndexProgress, IndexReport, index_library
 from retrieval.commands.common import (
     DEVICE_OPTION,
     JSON_OPTION,
+    LIBRARY_OPTION,
+    MODEL_REQUIRED,
+    ModelChoice,
     device_name,
     emit_json,
-    load_encoder,
+    library_dir,
+    library_option,
 )
 
 MAX_LISTED_FAILURES = 50
+DEFAULTS = IndexOptions()  # the indexer's own defaults are the command's
 
 
 def register(app: typer.Typer) -> None:
@@ -40,22 +43,26 @@ def register(app: typer.Typer) -> None:
 
 def index(
     photos: Path = typer.Argument(..., help="Photo folder to index (searched recursively)."),
-    model: Path = typer.Option(..., "--model", "-m", help="Checkpoint directory."),
-    library: Path | None = typer.Option(
-        None, "--library", "-l", help="Library directory (default: PHOTOS/.vitrieve)."
-    ),
+    model: str = MODEL_REQUIRED,
+    library: Path | None = library_option("PHOTOS/.vitrieve"),
     db: str | None = typer.Option(
         None, "--db", help="Metadata database URL, e.g. postgresql+psycopg://user@host/db."
     ),
-    workers: int = typer.Option(2, min=0, help="Decoder processes (0: decode in-process)."),
-    batch_size: int = typer.Option(32, min=1, help="Images per model call and per commit."),
-    threads: int = typer.Option(
-        0, min=0, help="Torch threads of the encoder (0: torch's default, every core)."
+    workers: int = typer.Option(
+        DEFAULTS.workers, min=0, help="Decoder processes (0: decode in-process)."
     ),
+    batch_size: int = typer.Option(
+        DEFAULTS.batch_size, min=1, help="Images per model call and per commit."
+    ),
+    threads: int = typer.Option(
+        DEFAULTS.encoder_threads,
+        min=0,
+        help="Torch threads of the encoder (0: torch's default, every core).",
+    ),  # fmt: skip
     engine: str = typer.Option("local", help="local, or ray (Ray Data; the distributed extra)."),
     ray_address: str | None = typer.Option(None, help="Ray cluster address for --engine ray."),
-    max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, min=1, help="Reject larger images."),
-    timeout: float = typer.Option(DEFAULT_TIMEOUT, min=0.1, help="Seconds per file to decode."),
+    max_pixels: int = typer.Option(DEFAULTS.max_pixels, min=1, help="Reject larger images."),
+    timeout: float = typer.Option(DEFAULTS.timeout, min=0.1, help="Seconds per file to decode."),
     retry_failed: bool = typer.Option(
         False, "--retry-failed", help="Try files that failed before again (else: only if changed)."
     ),
@@ -66,12 +73,18 @@ def index(
     """Index a photo folder: only new or changed files are embedded; resumable after a kill."""
     if engine not in ("local", "ray"):
         raise typer.BadParameter("--engine must be local or ray")
-    encoder = load_encoder(model, device)
+    checkpoint = Path(model).expanduser()
+    if not checkpoint.is_dir():  # the library reopens its model from what it records
+        raise VitrieveError(
+            f"model checkpoint not found: {model} (indexing needs a checkpoint directory; "
+            "vitrieve convert --arch NAME --weights FILE --out DIR makes one)"
+        )
+    encoder = ModelChoice(str(checkpoint), device=device).load()
     options = IndexOptions(
         workers, batch_size, timeout, max_pixels, retry_failed=retry_failed,
         encoder_threads=threads, device=device,
     )  # fmt: skip
-    kwargs = dict(model_ref=str(model.resolve()), library=library, db_url=db, options=options)
+    kwargs = dict(model_ref=str(checkpoint.resolve()), library=library, db_url=db, options=options)
     run = index_library if engine == "local" else _ray_engine(ray_address)
     if json_out:
         result = run(photos, encoder, **kwargs)
@@ -164,16 +177,12 @@ def _print_summary(result: IndexReport, list_all: bool, device: str) -> None:
     typer.echo("\n".join(lines))
 
 
-def status(
-    library: Path = typer.Option(
-        ..., "--library", "-l", help="Library directory, or a photo folder (its .vitrieve)."
-    ),
-    json_out: bool = JSON_OPTION,
-) -> None:
+def status(library: Path | None = LIBRARY_OPTION, json_out: bool = JSON_OPTION) -> None:
     """Counts per status, failures with reasons, the model and the index of a library."""
     from indexer.store import MetadataStore
     from indexer.vectors import VectorIndex
 
+    library = library_dir(library)
     manifest = read_manifest(library)
     if manifest is None and read_manifest(default_library(library)) is not None:
         library = default_library(library)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
@@ -10,15 +11,15 @@ import typer
 from encoders.device import describe
 from encoders.errors import VitrieveError
 from retrieval.commands.common import (
-    DEVICE_OPTION,
     JSON_OPTION,
     LIBRARY_OPTION,
-    MODEL_OPTION,
+    ModelChoice,
     emit_json,
-    load_encoder,
+    library_model_choice,
     open_library,
+    takes,
 )
-from retrieval.export import FORMATS, export_string, label_rows
+from retrieval.export import FORMATS, export_string
 from retrieval.query import is_file
 from retrieval.zeroshot import (
     ABSTAIN,
@@ -26,21 +27,58 @@ from retrieval.zeroshot import (
     DEFAULT_SET,
     DEFAULT_TEMPLATES,
     ZeroShotClassifier,
-    label_library,
     parse_labels,
 )
 
-LABELS = typer.Option(None, "--labels", help='Comma-separated labels, e.g. "cat,dog,car".')
-LABELS_FILE = typer.Option(None, "--labels-file", help="A file with one label per line.")
-TEMPLATES = typer.Option(
-    None, "--template", help='Prompt template with {} for the label (repeatable; default: a '
-    'CLIP-like set), e.g. "a photo of a {}."',
-)  # fmt: skip
-THRESHOLD = typer.Option(0.0, "--threshold", help="Abstain when the best probability is lower.")
-NULL_Z = typer.Option(
-    DEFAULT_NULL_Z, "--null-z", help="Abstain unless the best label beats unrelated text by "
-    "this many standard deviations (negative: never).",
-)  # fmt: skip
+
+@dataclass(frozen=True)
+class LabelChoice:
+    """The labels, prompt templates and abstain rules of a zero-shot classification."""
+
+    labels: list[str]
+    templates: list[str]
+    probability_threshold: float
+    null_z: float | None
+
+    def classifier(self, encoder) -> ZeroShotClassifier:
+        return ZeroShotClassifier(
+            encoder, self.labels, self.templates,
+            abstain_threshold=self.probability_threshold, null_z=self.null_z,
+        )  # fmt: skip
+
+
+def label_choice(
+    labels: str | None = typer.Option(
+        None, "--labels", help='Comma-separated labels, e.g. "cat,dog,car".'
+    ),
+    labels_file: Path | None = typer.Option(
+        None, "--labels-file", help="A file with one label per line."
+    ),
+    templates: list[str] | None = typer.Option(
+        None,
+        "--template",
+        help="Prompt template with {} for the label (repeatable; default: a "
+        'CLIP-like set), e.g. "a photo of a {}."',
+    ),  # fmt: skip
+    probability_threshold: float = typer.Option(
+        0.0,
+        "--probability-threshold",
+        min=0.0,
+        max=1.0,
+        help="Abstain when the best label's probability is lower.",
+    ),  # fmt: skip
+    null_z: float = typer.Option(
+        DEFAULT_NULL_Z,
+        "--null-z",
+        help="Abstain unless the best label beats unrelated text by "
+        "this many standard deviations (negative: never).",
+    ),  # fmt: skip
+) -> LabelChoice:
+    """The options ``classify`` and ``label`` share, read and checked."""
+    return LabelChoice(
+        _read_labels(labels, labels_file), list(templates or DEFAULT_TEMPLATES),
+        probability_threshold, None if null_z < 0 else null_z,
+    )  # fmt: skip
 
 
 def register(app: typer.Typer) -> None:
@@ -49,7 +87,7 @@ def register(app: typer.Typer) -> None:
     app.command("export")(export)
 
 
-def _labels(labels: str | None, labels_file: Path | None) -> list[str]:
+def _read_labels(labels: str | None, labels_file: Path | None) -> list[str]:
     if labels and labels_file:
         raise typer.BadParameter("give --labels or --labels-file, not both")
     if labels_file is not None:
@@ -62,43 +100,26 @@ def _labels(labels: str | None, labels_file: Path | None) -> list[str]:
     return parse_labels(labels)
 
 
-def _classifier(encoder, labels, templates, threshold: float, null_z: float):
-    return ZeroShotClassifier(
-        encoder, labels, templates or DEFAULT_TEMPLATES, abstain_threshold=threshold,
-        null_z=None if null_z < 0 else null_z,
-    )  # fmt: skip
-
-
+@takes(label_choice, "choice")
+@takes(library_model_choice, "model")
 def classify(
-    images: list[Path] = typer.Argument(..., help="Image files to classify."),
-    labels: str | None = LABELS,
-    labels_file: Path | None = LABELS_FILE,
-    templates: list[str] | None = TEMPLATES,
-    threshold: float = THRESHOLD,
-    null_z: float = NULL_Z,
-    model: Path | None = MODEL_OPTION,
+    images: list[Path] = typer.Argument(..., help="Image files to classify; shell globs work."),
     library: Path | None = LIBRARY_OPTION,
-    device: str = DEVICE_OPTION,
     as_json: bool = JSON_OPTION,
+    *,
+    choice: LabelChoice,
+    model: ModelChoice,
 ) -> None:
     """Probabilities over your labels for each image (or "none of these")."""
-    _classify(images, labels, labels_file, templates, threshold, null_z, model, library, device,
-              as_json)  # fmt: skip
-
-
-def _classify(images, labels, labels_file, templates, threshold, null_z, model, library,
-              device, as_json) -> None:  # fmt: skip
-    names = _labels(labels, labels_file)
     missing = [str(p) for p in images if not is_file(p)]
     if missing:
         raise VitrieveError(f"image not found: {missing[0]}")
-    if model is not None:
-        encoder = load_encoder(model, device)
+    if model.reference is not None:
+        encoder = model.load()
     else:
-        with open_library(library, device=device) as lib:
+        with open_library(library, model) as lib:
             encoder = lib.encoder
-    classifier = _classifier(encoder, names, templates, threshold, null_z)
-    verdicts = classifier.classify_images(images)
+    verdicts = choice.classifier(encoder).classify_images(images)
     if as_json:
         emit_json([{"image": str(p), **v.to_dict()} for p, v in zip(images, verdicts, strict=True)])
         return
@@ -109,31 +130,24 @@ def _classify(images, labels, labels_file, templates, threshold, null_z, model, 
         typer.echo(f"{path}: {best}  ({shown})")
 
 
+@takes(label_choice, "choice")
+@takes(library_model_choice, "model")
 def label(
     library: Path | None = LIBRARY_OPTION,
-    labels: str | None = LABELS,
-    labels_file: Path | None = LABELS_FILE,
     name: str = typer.Option(DEFAULT_SET, "--name", help="Name of the label set."),
-    templates: list[str] | None = TEMPLATES,
-    threshold: float = THRESHOLD,
-    null_z: float = NULL_Z,
-    device: str = DEVICE_OPTION,
     as_json: bool = JSON_OPTION,
+    *,
+    choice: LabelChoice,
+    model: ModelChoice,
 ) -> None:
     """Label every image of a library (from stored vectors; nothing is decoded again)."""
-    _label(library, labels, labels_file, name, templates, threshold, null_z, device, as_json)
-
-
-def _label(library, labels, labels_file, name, templates, threshold, null_z, device,
-           as_json) -> None:  # fmt: skip
-    names = _labels(labels, labels_file)
-    with open_library(library, device=device) as lib:
-        classifier = _classifier(lib.encoder, names, templates, threshold, null_z)
-        report = label_library(lib.index, lib.store, classifier, name, progress=_progress(as_json))
+    with open_library(library, model) as lib:
+        classifier = choice.classifier(lib.encoder)
+        report = lib.label(classifier, name, progress=_progress(as_json))
     if as_json:
-        device_used = describe(classifier.encoder.device)
+        device = describe(classifier.encoder.device)
         emit_json({"label_set": report.label_set, "images": report.images,
-                   "counts": report.counts, "device": device_used})  # fmt: skip
+                   "counts": report.counts, "device": device})  # fmt: skip
         return
     typer.echo(f"labelled {report.images} images into set {report.label_set!r}:")
     for label_name, count in report.counts.items():
@@ -159,14 +173,11 @@ def export(
     as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
 ) -> None:
     """Write path, label set, label and score of every labelled image."""
-    _export(library, "json" if as_json else fmt, label_set, out)
-
-
-def _export(library, fmt: str, label_set, out) -> None:
+    fmt = "json" if as_json else fmt
     if fmt not in FORMATS:
         raise typer.BadParameter(f"--format must be one of {', '.join(FORMATS)}")
     with open_library(library) as lib:
-        text = export_string(label_rows(lib.store, label_set), fmt)
+        text = export_string(lib.label_rows(label_set), fmt)
     if out is None:
         typer.echo(text, nl=False)
     else:

@@ -7,13 +7,17 @@ from pathlib import Path
 
 import typer
 
+from encoders.device import describe
 from retrieval.commands.common import (
     DEVICE_OPTION,
     JSON_OPTION,
     LIBRARY_OPTION,
+    ModelChoice,
     device_name,
     emit_json,
+    library_model_choice,
     open_library,
+    takes,
 )
 from retrieval.duplicates import DEFAULT_THRESHOLD
 
@@ -27,25 +31,21 @@ def register(app: typer.Typer) -> None:
 
 def duplicates(
     library: Path | None = LIBRARY_OPTION,
-    threshold: float = typer.Option(
+    cosine_threshold: float = typer.Option(
         DEFAULT_THRESHOLD,
-        "--threshold",
+        "--cosine-threshold",
         help="Cosine similarity at or above which two photos count as near-identical.",
     ),  # fmt: skip
     device: str = DEVICE_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Groups of near-identical photos (copies, re-encodes, resizes), largest first."""
-    _duplicates(library, threshold, device, as_json)
-
-
-def _duplicates(library, threshold: float, device: str, as_json: bool) -> None:
-    if not 0.0 < threshold <= 1.0:
-        raise typer.BadParameter("--threshold is a cosine similarity in (0, 1]")
-    with open_library(library, device=device) as lib:
-        groups = lib.duplicates(threshold)
+    if not 0.0 < cosine_threshold <= 1.0:
+        raise typer.BadParameter("--cosine-threshold is a cosine similarity in (0, 1]")
+    with open_library(library, ModelChoice(None, device=device)) as lib:
+        groups = lib.duplicates(cosine_threshold)
     if as_json:
-        emit_json({"threshold": threshold, "groups": [g.to_dict() for g in groups],
+        emit_json({"threshold": cosine_threshold, "groups": [g.to_dict() for g in groups],
                    "device": device_name(device)})  # fmt: skip
         return
     if not groups:
@@ -57,24 +57,23 @@ def _duplicates(library, threshold: float, device: str, as_json: bool) -> None:
             typer.echo(f"  {path}")
 
 
+@takes(library_model_choice, "model")
 def eval_search(
     truth: Path = typer.Argument(..., help="TSV: query<TAB>relevant path<TAB>…"),
     library: Path | None = LIBRARY_OPTION,
-    device: str = DEVICE_OPTION,
     as_json: bool = JSON_OPTION,
+    *,
+    model: ModelChoice,
 ) -> None:
     """Recall@k and nDCG@10 of a library's full search pipeline (index, cut-off, filters)."""
-    _eval_search(truth, library, device, as_json)
-
-
-def _eval_search(truth: Path, library, device: str, as_json: bool) -> None:
     from retrieval.search_eval import evaluate_search, read_ground_truth
 
     queries = read_ground_truth(truth)
-    with open_library(library, device=device) as lib:
+    with open_library(library, model) as lib:
         report = evaluate_search(lib.searcher, queries)
+        device = describe(lib.encoder.device)
     if as_json:
-        emit_json({**report.to_dict(), "device": device_name(device)})
+        emit_json({**report.to_dict(), "device": device})
         return
     typer.echo(f"{report.positives} queries with relevant photos, {report.negatives} without")
     for name, value in report.metrics.items():

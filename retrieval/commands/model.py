@@ -9,11 +9,10 @@ import numpy as np
 import typer
 
 from encoders.checkpoint import save_checkpoint
-from encoders.encoder import Encoder
 from encoders.errors import VitrieveError
 from encoders.pretrained import load_openclip
 from indexer.images import decode_image
-from retrieval.commands.common import DEVICE_OPTION, device_name
+from retrieval.commands.common import ModelChoice, model_choice, takes
 
 
 def register(app: typer.Typer) -> None:
@@ -22,59 +21,52 @@ def register(app: typer.Typer) -> None:
 
 
 def convert(
-    model: str = typer.Option(
-        ..., help="open_clip architecture name (e.g. ViT-B-32) or config .json."
+    arch: str = typer.Option(
+        ..., "--arch", help="open_clip architecture name (e.g. ViT-B-32) or config .json."
     ),
     weights: str = typer.Option(
         ...,
+        "--weights",
         help="open_clip weights file (.bin/.pt/.safetensors) or a pretrained tag (needs internet).",
-    ),
+    ),  # fmt: skip
     out: Path = typer.Option(
-        ..., help="Checkpoint directory to write (config.json + model.safetensors)."
+        ..., "--out", help="Checkpoint directory to write (config.json + model.safetensors)."
     ),
 ) -> None:
     """Turn an open_clip checkpoint into a vitrieve checkpoint directory."""
-    clip = load_openclip(model, weights)
+    clip = load_openclip(arch, weights)
     model_id = save_checkpoint(
-        clip, out, extra={"source": f"open_clip:{model}:{Path(weights).name}"}
+        clip, out, extra={"source": f"open_clip:{arch}:{Path(weights).name}"}
     )
     typer.echo(f"wrote {out} (model id {model_id})")
 
 
+@takes(model_choice, "model")
 def embed(
-    model: str = typer.Option(
-        ..., help="Checkpoint directory, or an open_clip name with --weights."
+    images: list[Path] | None = typer.Argument(
+        None, help="Image files to embed, in order; shell globs work (photos/*.jpg)."
     ),
-    weights: Path | None = typer.Option(None, help="open_clip weights file for --model NAME."),
-    images: list[Path] | None = typer.Option(None, "--images", help="Image files to embed."),
-    texts: list[str] | None = typer.Option(None, "--texts", help="Texts to embed."),
-    texts_file: Path | None = typer.Option(None, help="A file with one text per line."),
-    out: Path = typer.Option(..., help="Output .npy: one L2-normalised row per input, in order."),
-    precision: str = typer.Option("auto", help="auto (bf16 where exact enough), fp32 or bf16."),
-    device: str = DEVICE_OPTION,
+    texts: list[str] | None = typer.Option(None, "--texts", help="A text to embed; repeatable."),
+    texts_file: Path | None = typer.Option(None, "--texts-file", help="One text per line."),
+    out: Path = typer.Option(
+        ..., "--out", help="Output .npy: one L2-normalised row per input, in order."
+    ),
+    *,
+    model: ModelChoice,
 ) -> None:
     """Embed images or texts with a model: the building block for your own pipelines."""
     chosen = [x for x in (images, texts, texts_file) if x]
     if len(chosen) != 1:
-        raise typer.BadParameter("give exactly one of --images, --texts or --texts-file")
-    encoder = Encoder.load(model, weights=weights, precision=precision, device=device)
+        raise typer.BadParameter("give image files, or --texts, or --texts-file (one of them)")
+    encoder = model.load()
     if images:
         size = encoder.image_size
         vectors = encoder.encode_images([_decode(p, size) for p in images])
     else:
-        lines = texts or _read_lines(texts_file)
-        vectors = encoder.encode_texts(lines)
+        vectors = encoder.encode_texts(texts or _read_lines(texts_file))
     np.save(out, vectors)
-    typer.echo(
-        json.dumps(
-            {
-                "out": str(out),
-                "rows": int(vectors.shape[0]),
-                "dim": int(vectors.shape[1]),
-                "device": device_name(device),
-            }
-        )  # fmt: skip
-    )
+    rows, dim = (int(n) for n in vectors.shape)
+    typer.echo(json.dumps({"out": str(out), "rows": rows, "dim": dim, "device": model.device_name}))
 
 
 def _decode(path: Path, size: int):

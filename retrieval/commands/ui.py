@@ -20,7 +20,7 @@ import typer
 
 from encoders.device import DEFAULT_DEVICE
 from encoders.errors import VitrieveError
-from retrieval.commands.common import DEVICE_OPTION
+from retrieval.commands.common import DEVICE_OPTION, library_option
 from retrieval.uploads import MAX_UPLOAD_BYTES
 
 MAX_UPLOAD_MB = MAX_UPLOAD_BYTES // 2**20  # Streamlit's server.maxUploadSize is in MiB
@@ -33,9 +33,7 @@ def register(app: typer.Typer) -> None:
 
 
 def ui(
-    library: Path | None = typer.Option(
-        None, "--library", "-l", help="Library directory to open (pick or create one in the UI)."
-    ),
+    library: Path | None = library_option("none: pick or create one in the UI"),
     host: str = typer.Option(
         "127.0.0.1",
         help="Address to listen on. 0.0.0.0 exposes the UI to the network: put it behind "

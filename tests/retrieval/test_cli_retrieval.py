@@ -197,3 +197,32 @@ def test_user_errors_exit_1_without_a_traceback_even_from_os_errors(tmp_path) ->
     result = run("eval", "search", truth, "--library", tmp_path)
     assert result.exit_code == 1 and result.stderr.startswith("error: ")
     assert "Traceback" not in result.stderr
+
+
+# --- commands take what users type (issue 17, point 3) --------------------------------------
+
+
+def test_explain_takes_several_images_like_a_shell_glob(synth_library, tmp_path) -> None:
+    photos = [synth_library.root / p.path for p in synth_library.photos[:2]]
+    out = tmp_path / "heat"
+    result = run("explain", "a red circle", *photos, "--out", out, "--library",
+                 synth_library.path, "--device", "cpu", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    reports = json.loads(result.stdout)
+    assert [r["image"] for r in reports] == [str(p) for p in photos]
+    assert all(r["device"] == "cpu" and len(r["hot_box"]) == 4 for r in reports)
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{p.stem}.png" for p in photos)
+
+
+def test_thresholds_are_named_for_what_they_threshold(synth_library) -> None:
+    lib = synth_library.path
+    strict = ok_json("search", "a red star", "--library", lib, "--score-threshold", "0.99")
+    assert all(r["weak"] for r in strict["results"])
+    assert run("search", "x", "--library", lib, "--threshold", "0.5").exit_code == 2
+    image = synth_library.root / synth_library.photos[0].path
+    unsure = ok_json("classify", image, "--labels", "red,blue", "--library", lib,
+                     "--probability-threshold", "1.0", "--null-z", "-1")  # fmt: skip
+    assert unsure[0]["label"] is None or unsure[0]["score"] >= 1.0  # abstains under 1.0
+    out_of_range = run("classify", image, "--labels", "a,b", "--probability-threshold", "1.5")
+    assert out_of_range.exit_code == 2  # a probability is in [0, 1]
+    assert ok_json("duplicates", "--library", lib, "--cosine-threshold", "1.0")["threshold"] == 1.0

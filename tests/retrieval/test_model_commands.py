@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -34,7 +35,7 @@ def _openclip_weights(tmp_path):
 def test_convert_then_embed_texts_matches_openclip(tmp_path) -> None:
     reference, weights = _openclip_weights(tmp_path)
     ckpt = tmp_path / "ckpt"
-    done = _vitrieve("convert", "--model", "tiny", "--weights", str(weights), "--out", str(ckpt))
+    done = _vitrieve("convert", "--arch", "tiny", "--weights", str(weights), "--out", str(ckpt))
     assert done.returncode == 0, done.stderr
     out = tmp_path / "texts.npy"
     texts = ["a red circle", "a photo of a blue star on the left"]
@@ -49,15 +50,17 @@ def test_convert_then_embed_texts_matches_openclip(tmp_path) -> None:
 
 
 def test_embed_images_keeps_input_order(tmp_path) -> None:
+    """Image files are positional, as a shell glob expands them (``photos/*.png``)."""
     _, weights = _openclip_weights(tmp_path)
     paths = []
     for i, colour in enumerate(["red", "blue", "green"]):
         paths.append(tmp_path / f"{i}.png")
         Image.new("RGB", (80, 60), colour).save(paths[-1])
     out = tmp_path / "images.npy"
-    args = ["embed", "--model", "tiny", "--weights", str(weights), "--out", str(out)]
-    done = _vitrieve(*args, *sum((["--images", str(p)] for p in paths), []))
+    args = ["embed", "--model", "tiny", "--weights", str(weights), *map(str, paths)]
+    done = _vitrieve(*args, "--out", str(out), "--device", "cpu")
     assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"out": str(out), "rows": 3, "dim": 256, "device": "cpu"}
     encoder = Encoder.load("tiny", weights=weights)
     single = encoder.encode_images([Image.open(paths[1]).convert("RGB")])
     assert np.allclose(np.load(out)[1], single[0], atol=2e-3)
@@ -65,8 +68,8 @@ def test_embed_images_keeps_input_order(tmp_path) -> None:
 
 def test_bad_input_is_one_line_and_nonzero(tmp_path) -> None:
     usage = _vitrieve("embed", "--model", "tiny", "--out", str(tmp_path / "x.npy"))
-    assert usage.returncode == 2  # neither --images nor --texts
-    missing = _vitrieve("convert", "--model", "tiny", "--weights", "nope.bin", "--out", "x")
+    assert usage.returncode == 2  # neither image files nor --texts
+    missing = _vitrieve("convert", "--arch", "tiny", "--weights", "nope.bin", "--out", "x")
     assert missing.returncode == 1
     assert missing.stderr.strip().count("\n") == 0 and "not found" in missing.stderr
     unknown = _vitrieve("embed", "--model", "ViT-Q-1", "--texts", "a", "--out", "x.npy")

@@ -56,3 +56,16 @@ def test_device_reaches_the_train_options(tmp_path: Path, requests) -> None:
     chosen = _train(tmp_path, "--device", "cpu")
     assert chosen.exit_code == 0, chosen.output
     assert requests[-1].options.device == "cpu" and json.loads(chosen.output)["device"] == "cpu"
+
+
+def test_columns_and_architecture_reach_the_request(tmp_path: Path, requests) -> None:
+    """``--sep/--image-col/--caption-col`` (the reader's error tells users to set them) and
+    ``--arch`` (an architecture, not a model reference) arrive in the TrainRequest."""
+    chosen = _train(tmp_path, "--sep", ",", "--image-col", "file", "--caption-col", "text",
+                    "--arch", "small")  # fmt: skip
+    assert chosen.exit_code == 0, chosen.output
+    request = requests[-1]
+    assert (request.sep, request.image_col, request.caption_col) == (",", "file", "text")
+    assert request.model == "small"
+    default = _train(tmp_path)
+    assert default.exit_code == 0 and requests[-1].sep == training_main.TrainRequest.sep
