@@ -23,6 +23,9 @@ from encoders.errors import VitrieveError
 
 STATE_TENSORS = "training_state.safetensors"
 STATE_JSON = "training_state.json"
+# Optimiser settings that say how to compute (fused CUDA kernel, foreach), not what: a run
+# saved on a GPU (fused) and resumed on the CPU keeps the resuming optimiser's own.
+IMPLEMENTATION_KEYS = ("fused", "foreach", "capturable", "differentiable")
 
 
 @dataclass
@@ -90,8 +93,11 @@ def load_training_state(
             _, index, name = key.split(".", 2)
             slots.setdefault(int(index), {})[name] = value
     groups = payload["optimizer"]["param_groups"]
-    for group in groups:
+    for group, current in zip(groups, optimizer.param_groups, strict=False):
         group["betas"] = tuple(group.get("betas", (0.9, 0.999)))
+        for key in IMPLEMENTATION_KEYS:  # this device's implementation, not the saver's
+            if key in current:
+                group[key] = current[key]
     optimizer.load_state_dict({"state": slots, "param_groups": groups})
     torch.set_rng_state(tensors["rng.torch"])
     extras = {k: v for k, v in payload.items() if k not in ("state", "optimizer")}

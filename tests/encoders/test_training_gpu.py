@@ -57,9 +57,12 @@ def test_resume_on_the_gpu_and_on_the_cpu(make_trainer, small_options, stop_at, 
     at_three = _flat(load_file(str(tmp_path / "gpu" / "checkpoint" / "model.safetensors")))
     cpu_dir = tmp_path / "cpu"
     shutil.copytree(tmp_path / "gpu", cpu_dir)  # the GPU run's step-3 checkpoint
-    make_trainer(tmp_path / "gpu", options).run(resume=True)
+    on_gpu = make_trainer(tmp_path / "gpu", options)
+    assert on_gpu.run(resume=True).step == 6
     on_cpu = make_trainer(cpu_dir, small_options(epochs=1.2, device="cpu"))
     assert on_cpu.run(resume=True).step == 6
+    assert all(group["fused"] for group in on_gpu.optimizer.param_groups)
+    assert not any(group["fused"] for group in on_cpu.optimizer.param_groups)
     reference = _flat(load_file(str(tmp_path / "straight" / "checkpoint" / "model.safetensors")))
     moved = (reference - at_three).norm()
     gpu_resumed = _flat(load_file(str(tmp_path / "gpu" / "checkpoint" / "model.safetensors")))

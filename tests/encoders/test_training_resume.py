@@ -77,6 +77,7 @@ def test_fused_optimiser_state_resumes_into_the_default_optimiser(
     assert not resumed.optimizer.defaults["fused"]
     resumed.resume()
     assert resumed.state.step == 3
+    assert not any(group["fused"] for group in resumed.optimizer.param_groups)  # its own
     params = [p for group in resumed.optimizer.param_groups for p in group["params"]]
     for index, param in enumerate(params):
         slots = resumed.optimizer.state[param]
