@@ -143,6 +143,12 @@ def train_options(
     checkpoint_every: int = _default("checkpoint_every", "Steps; 0: at the end.", min=0),
     seed: int = _default("seed", "Seed of the initialisation, data order and augmentation."),
     threads: int = _default("threads", "Intra-op threads; 0: measured for --minutes runs.", min=0),
+    stream: bool | None = _default(
+        "stream",
+        "Decode images in loader workers as training goes, or preload them all "
+        "(default: stream only what is too big to preload).",
+        "--stream/--preload",
+    ),  # fmt: skip
     device: str = DEVICE_OPTION,
 ) -> TrainOptions:
     """``vitrieve train``'s recipe options, as the ``TrainOptions`` the trainer takes."""
@@ -150,7 +156,7 @@ def train_options(
         loss=loss, batch_size=batch_size, lr=lr, weight_decay=weight_decay, epochs=epochs,
         minutes=minutes, accum=accum, hard_negatives=hard_negatives, grey_fraction=grey_fraction,
         warmup_fraction=warmup_fraction, checkpoint_every=checkpoint_every, seed=seed,
-        threads=threads, device=device,
+        threads=threads, stream=stream, device=device,
     )  # fmt: skip
     _check(epochs, minutes, options)
     return options

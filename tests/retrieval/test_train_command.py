@@ -69,3 +69,9 @@ def test_columns_and_architecture_reach_the_request(tmp_path: Path, requests) ->
     assert request.model == "small"
     default = _train(tmp_path)
     assert default.exit_code == 0 and requests[-1].sep == training_main.TrainRequest.sep
+
+
+def test_stream_or_preload_reaches_the_options(tmp_path: Path, requests) -> None:
+    assert _train(tmp_path).exit_code == 0 and requests[-1].options.stream is None  # measured
+    assert _train(tmp_path, "--stream").exit_code == 0 and requests[-1].options.stream is True
+    assert _train(tmp_path, "--preload").exit_code == 0 and requests[-1].options.stream is False
