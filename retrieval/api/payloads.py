@@ -11,6 +11,7 @@ import json
 from typing import Any, TypeVar
 
 from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
 from PIL import Image
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
@@ -97,8 +98,9 @@ async def decode_uploads(uploads: list, target_size: int, max_bytes: int) -> lis
         name = clean(upload.filename or f"upload {n + 1}")[:100]
         if len(data) > max_bytes or total > max_bytes:
             raise ApiError(413, f"{name}: over the {max_bytes:,}-byte upload limit")
-        try:
-            images.append(decode_upload(data, target_size, max_bytes, name=name))
+        try:  # decoding is CPU work: off the event loop
+            images.append(await run_in_threadpool(decode_upload, data, target_size, max_bytes,
+                                                  name=name))  # fmt: skip
         except VitrieveError as exc:
             raise ApiError(400, clean(str(exc))) from None
     return images

@@ -18,6 +18,7 @@ from retrieval.commands.common import DEVICE_OPTION, cli_errors, library_dir
 from retrieval.library import Library
 
 DEFAULT_PORT = 8765
+WORKER_START_S = 300  # how long a worker process may take to load the model and answer
 
 
 def register(app: typer.Typer) -> None:
@@ -81,8 +82,23 @@ def _serve(libraries, host, port, device, workers, cors_origins, max_upload_mb) 
         uvicorn.run(api.open_app(settings), host=host, port=port, log_level="warning")
         return
     api.settings_to_env(settings)
+    # a worker loading torch and the model on a busy machine misses uvicorn's 5 s health
+    # check and is killed and restarted forever; give it time (the option is uvicorn ≥ 0.31)
+    patience = (
+        {"timeout_worker_healthcheck": WORKER_START_S}
+        if _has_option("timeout_worker_healthcheck")
+        else {}
+    )
     uvicorn.run("retrieval.api.app:app_from_env", factory=True, host=host, port=port,
-                workers=workers, log_level="warning")  # fmt: skip
+                workers=workers, log_level="warning", **patience)  # fmt: skip
+
+
+def _has_option(name: str) -> bool:
+    import inspect
+
+    import uvicorn
+
+    return name in inspect.signature(uvicorn.run).parameters
 
 
 def _any_keys(paths: list[Path]) -> bool:
