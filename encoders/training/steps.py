@@ -12,7 +12,6 @@ text features are gathered and augmented where they live.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass, replace
 
 import torch
@@ -24,6 +23,7 @@ from encoders.clip import CLIP
 from encoders.device import DEFAULT_DEVICE
 from encoders.loss import contrastive_loss
 from encoders.tokenizer import trim_padding
+from encoders.training.accumulate import accumulate_whole_batch
 from encoders.training.captions import CaptionTable
 from encoders.training.data import augment_batch
 from encoders.training.devices import attention_context, autocast, keeps_data_on_device
@@ -42,7 +42,7 @@ class TrainOptions:
     weight_decay: float = 0.1
     epochs: float | None = None
     minutes: float | None = None
-    accum: int = 1  # micro-batches per optimiser step: batch_size × accum × processes
+    accum: int = 1  # passes per optimiser step (accumulate.py): batch_size × accum × processes
     hard_negatives: bool = True
     min_scale: float = 0.6
     flip: bool = True
@@ -209,35 +209,36 @@ def optimise(
     batch: tuple,
     options: TrainOptions,
 ) -> StepResult:
-    """One optimiser step over ``accum`` micro-batches (DDP syncs on the last one only).
+    """One optimiser step on ``batch``, in ``accum`` micro-batch passes when asked
+    (``accumulate``: the loss stays the whole batch's; DDP syncs on the last pass only).
 
-    The loss is computed in float32 whatever the autocast. If any micro-batch's loss is not
-    finite, on any rank, the gradients are dropped and the optimiser does not step: the
-    weights and the optimiser's moments stay as they were (every rank decides alike).
+    The loss is computed in float32 whatever the autocast. If a pass's loss is not finite,
+    on any rank, the gradients are dropped and the optimiser does not step: the weights and
+    the optimiser's moments stay as they were (every rank decides alike).
     """
-    images, text, negatives, mask = batch
-    device = images.device
     chunks = max(options.accum, 1)
-    losses = []
-    for i in range(chunks):
-        part = slice(i * len(images) // chunks, (i + 1) * len(images) // chunks)
-        sync = i == chunks - 1 or not hasattr(module, "no_sync")
-        with nullcontext() if sync else module.no_sync(), attention_context(device):
-            with autocast(device):
-                neg = None if negatives is None else negatives[part]
-                image_emb, text_emb, neg_emb, scale, bias = module(images[part], text[part], neg)
-            part_mask = None if mask is None else mask[part]
-            loss = contrastive_loss(
-                options.loss, image_emb, text_emb, scale, bias, neg_emb, part_mask
-            )
-            (loss / chunks).backward()
-        losses.append(loss.detach())
+    if chunks == 1:
+        losses = [_one_pass(module, batch, options.loss)]
+    else:
+        losses = accumulate_whole_batch(module, batch, options.loss, chunks)
     values = torch.stack(losses)
     updated = _finite_everywhere(values)
     if updated:
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return StepResult(sum(v / chunks for v in values.tolist()), updated)
+
+
+def _one_pass(module: nn.Module, batch: tuple, loss_kind: str) -> torch.Tensor:
+    """Forward, loss and backward of the whole batch at once; the loss value."""
+    images, text, negatives, mask = batch
+    device = images.device
+    with attention_context(device):
+        with autocast(device):
+            image_emb, text_emb, neg_emb, scale, bias = module(images, text, negatives)
+        loss = contrastive_loss(loss_kind, image_emb, text_emb, scale, bias, neg_emb, mask)
+        loss.backward()
+    return loss.detach()
 
 
 def _finite_everywhere(values: torch.Tensor) -> bool:

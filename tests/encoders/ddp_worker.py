@@ -27,8 +27,9 @@ def main(data: Path, out: Path) -> None:
     if rank == 0:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()},
                   str(out / "start.safetensors"))  # fmt: skip
-    options = TrainOptions(batch_size=16, epochs=None, lr=1e-3, seed=1, device="cpu")
-    options = TrainOptions(**{**options.__dict__, "epochs": 3 * 32 / 160})  # 3 steps
+    # two passes of 8 per step and process (whole-batch accumulation across no_sync passes)
+    options = TrainOptions(batch_size=8, accum=2, lr=1e-3, seed=1, device="cpu")
+    options = TrainOptions(**{**options.__dict__, "epochs": 3 * 32 / 160})  # 3 steps of 32
     data_items = read_captioned(data)[:160]
     trainer = Trainer(model, prepare_data(data_items, model, tokenizer, options), options)
     trainer.run()
