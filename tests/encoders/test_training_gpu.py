@@ -104,3 +104,14 @@ def test_streamed_data_on_the_gpu_matches_preloaded(make_trainer, small_options,
         runs[stream] = _flat(trainer.model.state_dict())
     start = _flat(make_trainer(None, small_options(device="cpu")).model.state_dict())
     assert (runs[True] - runs[False]).norm() < 0.01 * (runs[False] - start).norm()
+
+
+def test_accumulation_on_the_gpu_keeps_the_whole_batch(make_trainer, small_options):
+    """Two passes of 16 on the GPU: the first step's loss is that of one batch of 32."""
+    losses = {}
+    for batch, accum in ((32, 1), (16, 2)):
+        options = small_options(epochs=0.2, batch_size=batch, accum=accum, device="cuda")
+        trainer = make_trainer(None, options)
+        trainer.run()
+        losses[accum] = trainer.history[0]["loss"]
+    assert losses[2] == pytest.approx(losses[1], rel=1e-2)
