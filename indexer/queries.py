@@ -1,18 +1,28 @@
-"""Read side of the MetadataStore: what retrieval, ``vitrieve status`` and zero-shot use."""
+"""Read side of the MetadataStore: rows by id or path, the one filter implementation, counts,
+and the one label reader — what retrieval, ``vitrieve status`` and zero-shot use.
+
+Filters become a set of allowed ids through one SQL query (SQLAlchemy expressions, so every
+value is a bound parameter); the vector index then searches only those ids, so a filtered
+top-k is never a top-k cut that filtering emptied afterwards.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
+from typing import Any, NamedTuple
 
 import numpy as np
-from sqlalchemy import and_, delete, exists, func, insert, select
+from sqlalchemy import delete, exists, func, insert, or_, select
 from sqlalchemy.orm import Session
 
+from encoders.errors import VitrieveError
 from indexer.schema import FileRow, LabelRow
 
 CHUNK = 5000  # ids per IN (...) clause: under every driver's parameter limit
+LABEL_SEPARATOR = ":"  # a label filter "SET:LABEL"
+INT64 = (-(2**63), 2**63 - 1)  # what SQL integer columns hold
 
 
 @dataclass(frozen=True)
@@ -32,6 +42,34 @@ class FileRecord:
     error: str | None
     thumb: str | None
     indexed_at: datetime | None
+
+
+class Label(NamedTuple):
+    """One zero-shot label of one file."""
+
+    label_set: str
+    label: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Restrictions on which images a search may return (all given ones must hold)."""
+
+    folder: str | None = None  # the folder (relative to the photo root) and what is under it
+    taken_after: datetime | None = None
+    taken_before: datetime | None = None
+    modified_after: datetime | None = None
+    modified_before: datetime | None = None
+    formats: tuple[str, ...] = ()  # "JPEG", "PNG", ... (case-insensitive)
+    label: str | None = None  # "LABEL" in any label set, or "SET:LABEL"
+    min_label_score: float | None = None
+    min_width: int | None = None
+    min_height: int | None = None
+    min_bytes: int | None = None
+
+    def is_empty(self) -> bool:
+        return all(getattr(self, f.name) in (None, ()) for f in fields(self))
 
 
 _RECORD_FIELDS = tuple(f.name for f in fields(FileRecord))
@@ -62,43 +100,17 @@ class StoreQueries:
                     found[row.id] = to_record(row)
         return [found[i] for i in ids if i in found]
 
-    def filter_ids(
-        self,
-        *,
-        folder: str | None = None,
-        date_from: datetime | None = None,
-        date_to: datetime | None = None,
-        formats: Sequence[str] | None = None,
-        label: tuple[str, str] | None = None,
-        min_label_score: float | None = None,
-        min_bytes: int | None = None,
-        min_side: int | None = None,
-    ) -> np.ndarray:
-        """Sorted int64 ids of indexed files matching every given filter.
+    def indexed_id(self, path: str) -> int | None:
+        """The id of the indexed file at ``path`` (relative to the photo root, POSIX)."""
+        query = select(FileRow.id).where(FileRow.path == path, FileRow.status == "indexed")
+        with self.session() as session:
+            return session.scalar(query)
 
-        ``folder`` is a path prefix relative to the library root; ``label`` is
-        ``(label_set, label)``; ``min_side`` is the shorter image side in pixels.
-        """
-        conditions = [FileRow.status == "indexed"]
-        if folder and folder.strip("/"):
-            conditions.append(FileRow.path.startswith(folder.strip("/") + "/", autoescape=True))
-        if date_from is not None:
-            conditions.append(FileRow.taken_at >= date_from)
-        if date_to is not None:
-            conditions.append(FileRow.taken_at <= date_to)
-        if formats:
-            conditions.append(FileRow.format.in_([f.upper() for f in formats]))
-        if min_bytes is not None:
-            conditions.append(FileRow.size >= min_bytes)
-        if min_side is not None:
-            conditions.append(and_(FileRow.width >= min_side, FileRow.height >= min_side))
-        if label is not None:
-            labelled = [LabelRow.file_id == FileRow.id, LabelRow.label_set == label[0]]
-            labelled.append(LabelRow.label == label[1])
-            if min_label_score is not None:
-                labelled.append(LabelRow.score >= min_label_score)
-            conditions.append(exists().where(*labelled))
-        query = select(FileRow.id).where(*conditions).order_by(FileRow.id)
+    def filter_ids(self, filters: Filters | None = None, **values: Any) -> np.ndarray:
+        """Sorted int64 ids of indexed files passing ``filters`` (or ``Filters(**values)``)."""
+        filters = filters or Filters(**values)
+        check_filters(filters)
+        query = select(FileRow.id).where(*filter_conditions(filters)).order_by(FileRow.id)
         with self.session() as session:
             return np.fromiter(session.scalars(query), dtype=np.int64)
 
@@ -108,6 +120,21 @@ class StoreQueries:
         with self.session() as session:
             counts = dict(session.execute(query).all())
         return {s: int(counts.get(s, 0)) for s in ("pending", "indexed", "failed", "deleted")}
+
+    def format_counts(self) -> dict[str, int]:
+        """Indexed files per format ("unknown" when none was recorded)."""
+        query = select(FileRow.format, func.count()).where(FileRow.status == "indexed")
+        with self.session() as session:
+            rows = session.execute(query.group_by(FileRow.format))
+            return {str(f or "unknown"): int(n) for f, n in rows}
+
+    def taken_dates(self) -> list[datetime]:
+        """When each indexed photo was taken, for those whose date is known."""
+        query = select(FileRow.taken_at).where(
+            FileRow.status == "indexed", FileRow.taken_at.is_not(None)
+        )
+        with self.session() as session:
+            return list(session.scalars(query))
 
     def failures(self, limit: int | None = None) -> list[tuple[str, str]]:
         """``(path, reason)`` of failed files, by path."""
@@ -137,25 +164,94 @@ class StoreQueries:
                 session.execute(insert(LabelRow), values)
 
     def read_labels(
-        self, label_set: str, ids: Sequence[int] | None = None
-    ) -> dict[int, list[tuple[str, float]]]:
-        """Labels of a set per file id, best score first (all files, or only ``ids``)."""
-        query = select(LabelRow.file_id, LabelRow.label, LabelRow.score).where(
-            LabelRow.label_set == label_set
-        )
-        batches = (
-            [query]
-            if ids is None
-            else [query.where(LabelRow.file_id.in_(chunk)) for chunk in chunks(list(ids))]
-        )
-        out: dict[int, list[tuple[str, float]]] = {}
+        self, label_set: str | None = None, ids: Sequence[int] | np.ndarray | None = None
+    ) -> dict[int, list[Label]]:
+        """The one label reader: every label per file id (all files, or only ``ids``; all
+        sets, or only ``label_set``), best score first."""
+        query = select(LabelRow.file_id, LabelRow.label_set, LabelRow.label, LabelRow.score)
+        if label_set is not None:
+            query = query.where(LabelRow.label_set == label_set)
+        if ids is None:
+            batches = [query]
+        else:
+            batches = [query.where(LabelRow.file_id.in_(c)) for c in chunks([int(i) for i in ids])]
+        out: dict[int, list[Label]] = {}
         with self.session() as session:
-            for q in batches:
-                for file_id, lab, score in session.execute(q):
-                    out.setdefault(int(file_id), []).append((lab, float(score)))
-        return {k: sorted(v, key=lambda x: -x[1]) for k, v in out.items()}
+            for batch in batches:
+                for file_id, name, lab, score in session.execute(batch):
+                    out.setdefault(int(file_id), []).append(Label(name, lab, float(score)))
+        return {k: sorted(v, key=lambda x: -x.score) for k, v in out.items()}
 
     def label_sets(self) -> list[str]:
         """Names of the label sets stored."""
         with self.session() as session:
             return list(session.scalars(select(LabelRow.label_set).distinct()))
+
+
+def filter_conditions(filters: Filters) -> list:
+    """SQLAlchemy conditions on ``files`` for ``filters`` (indexed rows only)."""
+    conditions = [FileRow.status == "indexed"]
+    folder = (filters.folder or "").strip().strip("/")
+    if folder:
+        conditions.append(
+            or_(FileRow.path.startswith(folder + "/", autoescape=True), FileRow.path == folder)
+        )
+    bounds = [
+        (filters.taken_after, FileRow.taken_at.__ge__),
+        (filters.taken_before, FileRow.taken_at.__le__),
+        (_ns(filters.modified_after), FileRow.mtime_ns.__ge__),
+        (_ns(filters.modified_before), FileRow.mtime_ns.__le__),
+        (filters.min_width, FileRow.width.__ge__),
+        (filters.min_height, FileRow.height.__ge__),
+        (filters.min_bytes, FileRow.size.__ge__),
+    ]
+    conditions += [compare(value) for value, compare in bounds if value is not None]
+    if filters.formats:
+        conditions.append(FileRow.format.in_([f.upper().lstrip(".") for f in filters.formats]))
+    if filters.label:
+        conditions.append(_label_condition(filters))
+    return conditions
+
+
+def _label_condition(filters: Filters):
+    name = (filters.label or "").strip()
+    conditions = [LabelRow.file_id == FileRow.id]
+    if LABEL_SEPARATOR in name:
+        label_set, name = (part.strip() for part in name.split(LABEL_SEPARATOR, 1))
+        conditions.append(LabelRow.label_set == label_set)
+    conditions.append(LabelRow.label == name)
+    if filters.min_label_score is not None:
+        conditions.append(LabelRow.score >= filters.min_label_score)
+    return exists().where(*conditions)
+
+
+def _ns(moment: datetime | None) -> int | None:
+    """Nanoseconds since the epoch, clamped to 64 bits (year 1 and 9999 are valid bounds)."""
+    if moment is None:
+        return None
+    try:
+        return min(max(int(moment.timestamp() * 1_000_000_000), INT64[0]), INT64[1])
+    except (OverflowError, ValueError, OSError):  # before the epoch range of this platform
+        return INT64[0] if moment.year < 1970 else INT64[1]
+
+
+def check_filters(filters: Filters) -> None:
+    """Clear errors for filter values no database could compare (before any SQL runs)."""
+    for name in ("min_width", "min_height", "min_bytes"):
+        value = getattr(filters, name)
+        if value is not None and not INT64[0] <= value <= INT64[1]:
+            raise VitrieveError(f"{name.replace('_', ' ')} out of range: {value}")
+    texts = [filters.folder or "", filters.label or "", *filters.formats]
+    if any("\x00" in text for text in texts):
+        raise VitrieveError("a filter value contains a NUL character")
+    try:
+        for text in texts:
+            text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: undecodable bytes from argv, or a bad client
+        raise VitrieveError("a filter value is not valid Unicode text") from None
+    for low, high, what in (
+        (filters.taken_after, filters.taken_before, "taken"),
+        (filters.modified_after, filters.modified_before, "modified"),
+    ):
+        if low is not None and high is not None and low > high:
+            raise VitrieveError(f"empty {what} date range: {low:%Y-%m-%d} is after {high:%Y-%m-%d}")

@@ -1,5 +1,8 @@
 """Export a library's zero-shot labels (path, label set, label, score) as CSV or JSON, and
-read such a file back (so an export round-trips, and other tools can import it)."""
+read such a file back (so an export round-trips, and other tools can import it).
+
+The one export format and writer: ``vitrieve export`` and the UI's "Download labels" both
+write it, with every label of every photo."""
 
 from __future__ import annotations
 
@@ -9,10 +12,7 @@ import json
 from pathlib import Path
 from typing import TextIO
 
-from sqlalchemy import select
-
 from encoders.errors import VitrieveError
-from indexer.schema import FileRow, LabelRow
 from indexer.store import MetadataStore
 
 FORMATS = ("csv", "json")
@@ -21,17 +21,16 @@ Row = tuple[str, str, str, float]
 
 
 def label_rows(store: MetadataStore, label_set: str | None = None) -> list[Row]:
-    """Every ``(path, label_set, label, score)`` of indexed files, by path then set."""
-    query = (
-        select(FileRow.path, LabelRow.label_set, LabelRow.label, LabelRow.score)
-        .join(FileRow, FileRow.id == LabelRow.file_id)
-        .where(FileRow.status == "indexed")
-        .order_by(FileRow.path, LabelRow.label_set, LabelRow.score.desc())
-    )
-    if label_set:
-        query = query.where(LabelRow.label_set == label_set)
-    with store.session() as session:
-        return [(p, s, lab, float(sc)) for p, s, lab, sc in session.execute(query)]
+    """Every ``(path, label_set, label, score)`` of indexed files (of one set), by path, then
+    set, then best score first."""
+    labels = store.read_labels(label_set=label_set or None)
+    rows = [
+        (record.path, label.label_set, label.label, label.score)
+        for record in store.get_files(sorted(labels))
+        if record.status == "indexed"
+        for label in labels[record.id]
+    ]
+    return sorted(rows, key=lambda row: (row[0], row[1], -row[3]))
 
 
 def write_export(rows: list[Row], fmt: str, out: TextIO) -> None:

@@ -9,29 +9,34 @@ search (then kept in ``calibration.npz``). Files are only ever served through ``
 from __future__ import annotations
 
 import logging
-import numbers
 import os
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+import numpy as np
 
 from encoders.device import DEFAULT_DEVICE
 from encoders.encoder import Encoder
 from encoders.errors import VitrieveError
-from indexer.layout import DEFAULT_LIBRARY_DIR, MANIFEST_FILE, Manifest, read_manifest, vectors_path
-from indexer.schema import FileRow
+from indexer.layout import (
+    DEFAULT_LIBRARY_DIR,
+    MANIFEST_FILE,
+    VECTORS_FILE,
+    Manifest,
+    read_manifest,
+    vectors_path,
+)
+from indexer.queries import Filters, Label
 from indexer.store import DB_FILE, FileRecord, MetadataStore
 from indexer.vectors import VectorIndex
 from retrieval.calibration import CALIBRATION_FILE, Calibration, load_or_compute
+from retrieval.library_paths import image_key, inside
+from retrieval.searcher import Searcher
 
 log = logging.getLogger(__name__)
-
-MAX_ROW_ID = 2**63 - 1  # SQLite INTEGER PRIMARY KEY (and PostgreSQL BIGINT) range
 
 
 @dataclass
@@ -119,10 +124,8 @@ class Library:
         return load_or_compute(self.path / CALIBRATION_FILE, self.encoder, self.index)
 
     @cached_property
-    def searcher(self):  # -> retrieval.searcher.Searcher (imported late: it imports us)
-        from retrieval.searcher import Searcher
-
-        return Searcher(self.encoder, self.index, self.store, self.calibration, library=self)
+    def searcher(self) -> Searcher:
+        return Searcher(self.encoder, self.index, self.store, self.calibration)
 
     def duplicates(self, threshold: float | None = None) -> list:
         """Near-duplicate groups (``retrieval.duplicates``), confirmed on the thumbnails."""
@@ -145,6 +148,24 @@ class Library:
 
         return label_rows(self.store, label_set)
 
+    def labels(self, ids: Any = None, label_set: str | None = None) -> dict[int, list[Label]]:
+        """Every label per image (all images or ``ids``; all sets or one), best first."""
+        return self.store.read_labels(label_set, ids)
+
+    def failures(self, limit: int | None = None) -> list[tuple[str, str]]:
+        """``(path, reason)`` of the files that could not be indexed, by path."""
+        return self.store.failures(limit)
+
+    def ids(self, filters: Filters | None = None) -> np.ndarray:
+        """Sorted ids of the searchable images (passing ``filters``)."""
+        if filters is None or filters.is_empty():
+            return np.sort(np.asarray(self.index.ids(), np.int64))
+        return self.store.filter_ids(filters)
+
+    def vectors(self, ids: Any) -> np.ndarray:
+        """The stored embeddings of ``ids`` (nothing decoded), in order."""
+        return self.index.reconstruct(np.asarray(ids, np.int64))
+
     def close(self) -> None:
         self.store.close()
 
@@ -162,7 +183,7 @@ class Library:
 
     def record(self, file_id: int | str) -> FileRecord:
         """The row of an image in the library; VitrieveError for an unknown or deleted id."""
-        key = _image_key(file_id)
+        key = image_key(file_id)
         rows = self.store.get_files([key])
         if not rows or rows[0].status == "deleted":
             raise VitrieveError(f"unknown image id {key}")
@@ -171,7 +192,7 @@ class Library:
     def file_path(self, file_id: int | str) -> Path:
         """The image file of ``file_id``: always a regular file inside the photo root."""
         record = self.record(file_id)
-        return _inside(self.root, record.path, f"image {record.id}")
+        return inside(self.root, record.path, f"image {record.id}")
 
     def thumbnail_path(self, file_id: int | str) -> Path | None:
         """The thumbnail of ``file_id``: a ``.webp`` file under the library's ``thumbs/``
@@ -181,7 +202,7 @@ class Library:
         if not record.thumb:
             return None
         try:
-            thumb = _inside(self.path, record.thumb, f"thumbnail of {record.id}")
+            thumb = inside(self.path, record.thumb, f"thumbnail of {record.id}")
         except VitrieveError:
             return None
         if thumb.suffix != ".webp" or not thumb.is_relative_to((self.path / "thumbs").resolve()):
@@ -198,61 +219,20 @@ class Library:
             )
         except (ValueError, OSError):
             return None
-        query = select(FileRow.id).where(FileRow.path == relative.as_posix(),
-                                         FileRow.status == "indexed")  # fmt: skip
-        with self.store.session() as session:
-            return session.scalar(query)
+        return self.store.indexed_id(relative.as_posix())
 
     def stats(self) -> LibraryStats:
         """Counts per status and format, dates per month, label sets, model and index."""
         active = self.manifest.active
-        indexed = FileRow.status == "indexed"
-        with self.store.session() as session:
-            formats = session.execute(
-                select(FileRow.format, func.count()).where(indexed).group_by(FileRow.format)
-            )
-            formats_count = {str(f or "unknown"): int(n) for f, n in formats}
-            dates = session.scalars(select(FileRow.taken_at).where(indexed)).all()
-        months = Counter(d.strftime("%Y-%m") for d in dates if d is not None)
+        months = Counter(d.strftime("%Y-%m") for d in self.store.taken_dates())
         return LibraryStats(
             path=str(self.path), root=str(self.root),
             model_ref=active.model_ref if active else None,
             model_id=active.model_id if active else None,
             index_kind=self.index.kind, vectors=len(self.index),
-            counts=self.store.status_counts(), formats=formats_count,
+            counts=self.store.status_counts(), formats=self.store.format_counts(),
             taken_by_month=dict(sorted(months.items())), label_sets=self.store.label_sets(),
         )  # fmt: skip
-
-
-def _image_key(file_id: object) -> int:
-    """A row id from an int, a numpy integer or a string of digits; VitrieveError otherwise.
-
-    Strict on purpose: ids come from the browser session, and ``int()`` would take 1.9, True or
-    b"1", while a value beyond SQLite's 64-bit integers would raise OverflowError in the driver.
-    """
-    if isinstance(file_id, str) and re.fullmatch(r"[0-9]{1,19}", file_id.strip()):
-        file_id = int(file_id)
-    if isinstance(file_id, numbers.Integral) and not isinstance(file_id, bool):
-        key = int(file_id)
-        if 0 <= key <= MAX_ROW_ID:
-            return key
-        raise VitrieveError(f"unknown image id {key}")
-    raise VitrieveError(f"not an image id: {str(file_id)[:40]!r}")
-
-
-def _inside(base: Path, relative: str, what: str) -> Path:
-    """``base/relative`` resolved; refused unless it is a file that stays inside ``base``."""
-    if Path(relative).is_absolute() or ".." in Path(relative).parts:
-        raise VitrieveError(f"{what} has an unsafe path: {relative!r}")
-    try:
-        resolved = (base / relative).resolve(strict=True)
-    except (OSError, RuntimeError, ValueError) as exc:  # ValueError: a NUL byte in the path
-        raise VitrieveError(f"{what} is missing: {relative!r}") from exc
-    if not resolved.is_relative_to(base.resolve()):
-        raise VitrieveError(f"{what} points outside the library: {relative}")
-    if not resolved.is_file():
-        raise VitrieveError(f"{what} is not a file: {relative}")
-    return resolved
 
 
 def _check_model(encoder: Encoder, manifest: Manifest) -> None:
@@ -266,6 +246,13 @@ def _check_model(encoder: Encoder, manifest: Manifest) -> None:
         raise VitrieveError("the model's embedding size does not match the library's vectors")
 
 
+def library_version(path: Path) -> tuple[float, ...]:
+    """Changes whenever indexing rewrote the library at ``path`` (its manifest, vectors or
+    database): a long-running server reopens its cached handle when it does."""
+    names = (MANIFEST_FILE, VECTORS_FILE, DB_FILE)
+    return tuple((path / n).stat().st_mtime if (path / n).exists() else 0.0 for n in names)
+
+
 def library_model(path: Path, device: str = DEFAULT_DEVICE) -> Encoder:
     """The model of the library at ``path`` on ``device``, without opening its database (a
     long-running server loads it once and shares it between reopenings of the library)."""
@@ -276,17 +263,25 @@ def library_model(path: Path, device: str = DEFAULT_DEVICE) -> Encoder:
     return _load_encoder(path, manifest, device)
 
 
+def model_dir(library: Path, manifest: Manifest) -> Path | None:
+    """The checkpoint folder of the library's model (its ``model_ref``: absolute, or relative
+    to the current folder or to the library); None when it is not there."""
+    if manifest.active is None:
+        return None
+    reference = Path(manifest.active.model_ref).expanduser()
+    candidates = [reference] if reference.is_absolute() else [reference, library / reference]
+    return next((c for c in candidates if c.is_dir()), None)
+
+
 def _load_encoder(library: Path, manifest: Manifest, device: str) -> Encoder:
     """The checkpoint named in ``library.json`` (absolute, or relative to the cwd or library)."""
     if manifest.active is None:
         raise VitrieveError(f"library {library} has no indexed images yet (no model recorded)")
-    reference = Path(manifest.active.model_ref).expanduser()
-    candidates = [reference] if reference.is_absolute() else [reference, library / reference]
-    for candidate in candidates:
-        if candidate.is_dir():
-            encoder = Encoder.load(candidate, device=device)
-            _check_model(encoder, manifest)
-            return encoder
+    checkpoint = model_dir(library, manifest)
+    if checkpoint is not None:
+        encoder = Encoder.load(checkpoint, device=device)
+        _check_model(encoder, manifest)
+        return encoder
     raise VitrieveError(
         f"the library's model {manifest.active.model_ref} was not found (moved or deleted?): "
         "open the library with that model given explicitly"

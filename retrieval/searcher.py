@@ -14,19 +14,17 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
-from sqlalchemy import select
 
 from encoders.encoder import Encoder
 from encoders.errors import VitrieveError
 from indexer.images import decode_image
-from indexer.schema import FileRow, LabelRow
-from indexer.store import FileRecord, MetadataStore
+from indexer.queries import Label
+from indexer.store import MetadataStore
 from indexer.vectors import VectorSearch
 from retrieval.calibration import Calibration, QueryStats
 from retrieval.query import Filters, ImageInput, Query, is_file, resolve_filters
@@ -38,7 +36,6 @@ SORTS = ("score", "date")
 DEFAULT_THRESHOLD = 0.5  # calibrated score of the cut-off (see retrieval.calibration)
 RELEVANT_CAP = 2000  # most results considered when sorting the relevant set by date
 CACHE_SIZE = 256
-_RECORD_COLUMNS = tuple(getattr(FileRow, f.name) for f in fields(FileRecord))
 
 
 class Searcher:
@@ -50,11 +47,10 @@ class Searcher:
         index: VectorSearch,
         store: MetadataStore,
         calibration: Calibration,
-        library: Any = None,  # retrieval.library.Library, to resolve file paths of images
         cache_size: int = CACHE_SIZE,
     ) -> None:
         self.encoder, self.index, self.store = encoder, index, store
-        self.calibration, self.library = calibration, library
+        self.calibration = calibration
         self._cache: OrderedDict[tuple, tuple[np.ndarray, QueryStats]] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -191,50 +187,21 @@ class Searcher:
     def _results(
         self, ids: np.ndarray, scores: np.ndarray, calibrated: np.ndarray, weak: np.ndarray
     ) -> list[SearchResult]:
-        records, labels = self._rows_with_labels(ids)
+        """A page's results with their file rows and every label (the store's one reader)."""
+        records = {r.id: r for r in self.store.get_files(ids)}
+        labels = self.labels_of(ids) if len(ids) else {}
         out = []
         for file_id, score, cal, is_weak in zip(ids, scores, calibrated, weak, strict=True):
             record = records.get(int(file_id))
             if record is None:  # a vector whose row vanished (indexing in progress)
                 continue
             out.append(result_of(record, float(score), float(cal), bool(is_weak),
-                               labels.get(record.id, [])))  # fmt: skip
+                                 labels.get(record.id, [])))  # fmt: skip
         return out
 
-    def _rows_with_labels(
-        self, ids: np.ndarray
-    ) -> tuple[dict[int, FileRecord], dict[int, list[tuple[str, str, float]]]]:
-        """A page's file rows and all their labels: one SQL query by primary key (a page
-        is at most a few hundred ids), half the cost of a rows query plus a labels query."""
-        query = (
-            select(*_RECORD_COLUMNS, LabelRow.label_set, LabelRow.label, LabelRow.score)
-            .outerjoin(LabelRow, LabelRow.file_id == FileRow.id)
-            .where(FileRow.id.in_([int(i) for i in ids]))
-        )
-        records: dict[int, FileRecord] = {}
-        labels: dict[int, list[tuple[str, str, float]]] = {}
-        with self.store.session() as session:
-            for row in session.execute(query) if len(ids) else ():
-                file_id = row[0]
-                if file_id not in records:
-                    records[file_id] = FileRecord(*row[: len(_RECORD_COLUMNS)])
-                if row.label is not None:
-                    labels.setdefault(file_id, []).append((row.label_set, row.label, row.score))
-        return records, {k: sorted(v, key=lambda x: -x[2]) for k, v in labels.items()}
-
-    def labels_of(self, ids: Sequence[int] | np.ndarray) -> dict[int, list[tuple[str, str, float]]]:
-        """Every label of each id (all label sets), best score first — one SQL query."""
-        ids = [int(i) for i in ids]
-        if not ids:
-            return {}
-        query = select(LabelRow.file_id, LabelRow.label_set, LabelRow.label, LabelRow.score)
-        out: dict[int, list[tuple[str, str, float]]] = {}
-        with self.store.session() as session:
-            for file_id, label_set, label, score in session.execute(
-                query.where(LabelRow.file_id.in_(ids))
-            ):
-                out.setdefault(int(file_id), []).append((label_set, label, float(score)))
-        return {k: sorted(v, key=lambda x: -x[2]) for k, v in out.items()}
+    def labels_of(self, ids: Sequence[int] | np.ndarray) -> dict[int, list[Label]]:
+        """Every label of each id (all label sets), best score first."""
+        return self.store.read_labels(ids=ids)
 
 
 def _image_key(image: ImageInput | None) -> tuple:

@@ -19,10 +19,15 @@ import streamlit as st
 from encoders.device import DEFAULT_DEVICE
 from encoders.encoder import Encoder
 from encoders.errors import VitrieveError
-from indexer.layout import MANIFEST_FILE, VECTORS_FILE, read_manifest
-from indexer.store import DB_FILE
+from indexer.layout import read_manifest
 from retrieval import jobs
-from retrieval.library import DEFAULT_LIBRARY_DIR, Library, find_library, library_model
+from retrieval.library import (
+    DEFAULT_LIBRARY_DIR,
+    Library,
+    find_library,
+    library_model,
+    library_version,
+)
 
 log = logging.getLogger(__name__)
 
@@ -101,12 +106,6 @@ def choose_library(path: Path | str) -> None:
     st.session_state.pop("search", None)
 
 
-def _version(path: Path) -> tuple[float, ...]:
-    """Changes whenever indexing rewrote the library, so the cached handle is reopened."""
-    names = (MANIFEST_FILE, VECTORS_FILE, DB_FILE)
-    return tuple((path / n).stat().st_mtime if (path / n).exists() else 0.0 for n in names)
-
-
 @st.cache_resource(show_spinner="Loading the model…", max_entries=2)
 def _encoder(library_dir: str, model_id: str, on: str) -> Encoder:
     """The model, loaded once per process and shared by every reopening of its library."""
@@ -132,7 +131,7 @@ def _open(library_dir: str, version: tuple[float, ...]) -> Library:
 def library_by_dir(library_dir: str | Path) -> Library:
     """The cached handle of the library in ``library_dir`` (reopened after indexing)."""
     path = find_library(Path(library_dir))
-    return _open(str(path), _version(path))
+    return _open(str(path), library_version(path))
 
 
 def open_library() -> tuple[Library | None, str | None]:

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
+from encoders.errors import VitrieveError
+from indexer.queries import Filters
 from indexer.schema import SCHEMA_VERSION
 from indexer.store import MetadataStore
 
@@ -43,6 +45,7 @@ def test_schema_is_versioned(store: MetadataStore) -> None:
 
 
 def test_filters(store: MetadataStore) -> None:
+    """The one filter implementation (``Filters``, as search uses it; issue 17 point 1)."""
     ids = _fill(store)
     pick = lambda *paths: np.array(sorted(ids[p] for p in paths), np.int64)  # noqa: E731
     assert store.filter_ids().dtype == np.int64
@@ -53,15 +56,19 @@ def test_filters(store: MetadataStore) -> None:
         store.filter_ids(folder="2020"), pick("2020/a.jpg", "2020/b_c.png")
     )
     np.testing.assert_array_equal(
-        store.filter_ids(date_from=datetime(2020, 6, 1), date_to=datetime(2020, 12, 31)),
+        store.filter_ids(taken_after=datetime(2020, 6, 1), taken_before=datetime(2020, 12, 31)),
         pick("2020/b_c.png"),
     )
-    np.testing.assert_array_equal(store.filter_ids(formats=["png"]), pick("2020/b_c.png"))
+    np.testing.assert_array_equal(store.filter_ids(formats=("png",)), pick("2020/b_c.png"))
     np.testing.assert_array_equal(
         store.filter_ids(min_bytes=900), pick("2020/b_c.png", "2021/c.jpg")
     )
-    np.testing.assert_array_equal(store.filter_ids(min_side=400), pick("2020/a.jpg", "2021/c.jpg"))
+    np.testing.assert_array_equal(
+        store.filter_ids(Filters(min_width=400, min_height=400)), pick("2020/a.jpg", "2021/c.jpg")
+    )
     assert store.filter_ids(folder="20%").size == 0  # LIKE wildcards are escaped
+    with pytest.raises(VitrieveError, match="empty taken date range"):
+        store.filter_ids(taken_after=datetime(2021, 1, 1), taken_before=datetime(2020, 1, 1))
 
 
 def test_status_failures_and_get_files(store: MetadataStore) -> None:
@@ -79,14 +86,19 @@ def test_labels(store: MetadataStore) -> None:
     ids = _fill(store)
     a, c = ids["2020/a.jpg"], ids["2021/c.jpg"]
     store.write_labels("scenes", [(a, "beach", 0.9), (a, "city", 0.2), (c, "city", 0.7)])
-    assert store.read_labels("scenes")[a] == [("beach", 0.9), ("city", 0.2)]
-    np.testing.assert_array_equal(store.filter_ids(label=("scenes", "city")), sorted([a, c]))
-    np.testing.assert_array_equal(
-        store.filter_ids(label=("scenes", "city"), min_label_score=0.5), [c]
-    )
+    store.write_labels("colours", [(a, "city", 0.4)])
+    assert store.read_labels("scenes")[a] == [("scenes", "beach", 0.9), ("scenes", "city", 0.2)]
+    assert store.read_labels(ids=[a])[a] == [
+        ("scenes", "beach", 0.9),
+        ("colours", "city", 0.4),
+        ("scenes", "city", 0.2),
+    ]  # every set, best first: the one label reader (issue 17 point 1)
+    np.testing.assert_array_equal(store.filter_ids(label="scenes:city"), sorted([a, c]))
+    np.testing.assert_array_equal(store.filter_ids(label="scenes:city", min_label_score=0.5), [c])
+    np.testing.assert_array_equal(store.filter_ids(label="city"), sorted([a, c]))  # any set
     store.write_labels("scenes", [(a, "forest", 0.5)])  # replaces a's labels in the set
-    assert store.read_labels("scenes", [a]) == {a: [("forest", 0.5)]}
-    assert store.label_sets() == ["scenes"]
+    assert store.read_labels("scenes", [a]) == {a: [("scenes", "forest", 0.5)]}
+    assert sorted(store.label_sets()) == ["colours", "scenes"]
 
 
 def test_generations_and_work_list(store: MetadataStore) -> None:
@@ -106,7 +118,7 @@ def test_moved_file_keeps_id_and_labels(store: MetadataStore) -> None:
     store.write_labels("scenes", [(a, "beach", 0.9)])
     store.update_rows([{"id": a, "path": "moved/a.jpg"}])
     assert store.get_files([a])[0].path == "moved/a.jpg"
-    assert store.read_labels("scenes") == {a: [("beach", 0.9)]}
+    assert store.read_labels("scenes") == {a: [("scenes", "beach", 0.9)]}
     store.mark_changed([(a, 1, 1)])  # new content: the old labels no longer apply
     assert store.read_labels("scenes") == {}
     assert store.get_files([a])[0].status == "pending"

@@ -138,7 +138,7 @@ def test_file_access_stays_inside_the_library(library, synth_library, tmp_path: 
         library.file_path(10**9)
     with pytest.raises(VitrieveError, match="not an image id"):
         library.file_path("../../etc/passwd")
-    from retrieval.library import _inside
+    from retrieval.library_paths import inside as _inside
 
     secret = tmp_path / "secret.txt"
     secret.write_text("no")

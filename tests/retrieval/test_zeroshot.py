@@ -60,10 +60,10 @@ def test_label_library_writes_one_row_per_image_and_set(library, synth_library, 
         )
     assert report.images == library.count() and seen[-1] == (report.images, report.images)
     assert _rows_per_image(library.store, "colour") == [1] * library.count()
-    labels = library.store.read_labels("colour")
+    labels = library.labels(label_set="colour")  # the one label reader (issue 17 point 1)
     paths = {r.id: r.path for r in library.store.get_files(list(labels))}
     right = sum(
-        labels[i][0][0] == paths[i].split("/")[0] for i in labels if "copies" not in paths[i]
+        labels[i][0].label == paths[i].split("/")[0] for i in labels if "copies" not in paths[i]
     )
     assert right >= 0.9 * len(synth_library.photos)
     # labels become filters (any set, or SET:LABEL) and show on results

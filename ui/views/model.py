@@ -7,6 +7,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from encoders.checkpoint import CONFIG_FILE
+from retrieval.library import model_dir
 from ui import state
 
 st.title("Model")
@@ -16,8 +18,8 @@ if not stats.model_ref:
     st.info("This library has no model yet: index a folder on the Library page.")
     st.stop()
 
-reference = Path(stats.model_ref).expanduser()
-checkpoint = reference if reference.is_absolute() else library.path / reference
+checkpoint = model_dir(library.path, library.manifest) or Path(stats.model_ref).expanduser()
+CURVES_FILE = "curves.png"  # what ``vitrieve train`` writes beside the checkpoint
 cols = st.columns(3)
 cols[0].metric("Model id", stats.model_id or "–")
 cols[1].metric("Vectors", f"{stats.vectors:,}")
@@ -27,7 +29,7 @@ st.caption(f"Checkpoint `{stats.model_ref}`")
 
 def _config() -> dict | None:
     """The checkpoint's config.json, or the loaded encoder's when the file is elsewhere."""
-    path = checkpoint / "config.json"
+    path = checkpoint / CONFIG_FILE
     if path.is_file():
         try:
             return json.loads(path.read_text(encoding="utf-8"))
@@ -54,11 +56,11 @@ with left:
             f"- text context {text.get('context_length', '?')}, width {text.get('width', '?')}, "
             f"{text.get('layers', '?')} layers"
         )
-        with st.expander("config.json"):
+        with st.expander(CONFIG_FILE):
             st.json(config, expanded=2)
 with right:
     st.subheader("Training curves")
-    curves = [p / "curves.png" for p in (checkpoint, checkpoint.parent)]
+    curves = [p / CURVES_FILE for p in (checkpoint, checkpoint.parent)]
     found = next((p for p in curves if p.is_file()), None)
     if found is None:
         st.caption("No curves.png: this model was not trained here (or its run folder moved).")
