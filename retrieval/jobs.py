@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from encoders.atomic import atomic_write_text
+from encoders.device import DEFAULT_DEVICE
 from encoders.errors import VitrieveError
+from retrieval.zeroshot import DEFAULT_NULL_Z
 
 log = logging.getLogger(__name__)
 
@@ -186,19 +188,19 @@ def wait(library_dir: Path, timeout: float | None = None) -> JobStatus | None:
 
 
 def start_indexing(
-    photos: Path, model_ref: str, library: Path | None = None, workers: int = 0,
-    encoder_threads: int | None = None,
+    photos: Path, model_ref: str, library: Path | None = None,
+    encoder_threads: int | None = None, device: str = DEFAULT_DEVICE,
 ) -> tuple[Path, JobStatus]:  # fmt: skip
     """Index ``photos`` into ``library`` (default ``photos/.vitrieve``) in the background.
 
-    Returns the library directory (where the job file is) and the first status. ``workers=0``
-    decodes in the job's thread: decoder processes started from inside a web server (whose
-    ``__main__`` is the server) are fragile; ``vitrieve index`` is the fast path for big folders.
+    Returns the library directory (where the job file is) and the first status. The job runs
+    with ``vitrieve index``'s options (``IndexOptions``' defaults): decoder processes with a
+    per-file time-out, so a file that hangs the decoder fails alone instead of hanging the job.
     ``encoder_threads``: torch threads while the job embeds (None: every core,
     ``os.cpu_count()``); the serving process pins torch to its query threads
     (``retrieval.serving``), which would otherwise leave the job's encoder on one thread.
     Torch's thread count is process-wide: queries served during the job use it too, and the
-    serving count comes back when the job ends.
+    serving count comes back when the job ends. ``device``: where the model runs.
     """
     from encoders.encoder import Encoder
     from indexer.layout import default_library
@@ -217,9 +219,9 @@ def start_indexing(
             progress.update(found=state.todo, done=state.done, failed=state.failed,
                             message=f"{state.phase}: {state.found} images found")  # fmt: skip
 
-        encoder = Encoder.load(Path(model_ref).expanduser())
+        encoder = Encoder.load(Path(model_ref).expanduser(), device=device)
         threads = encoder_threads if encoder_threads is not None else os.cpu_count() or 1
-        options = IndexOptions(workers=workers, encoder_threads=threads)
+        options = IndexOptions(encoder_threads=threads, device=device)
         result = index_library(photos, encoder, model_ref=str(model_ref), library=target,
                                options=options, progress=report)  # fmt: skip
         return (f"indexed {result.embedded} new or changed images, {len(result.failures)} "
@@ -230,13 +232,14 @@ def start_indexing(
 
 def start_labeling(
     library: Any, labels: list[str], templates: list[str] | None, label_set: str,
-    abstain_threshold: float = 0.0, null_z: float | None = None,
+    abstain_threshold: float = 0.0, null_z: float | None = DEFAULT_NULL_Z,
 ) -> JobStatus:  # fmt: skip
     """Label every image of an open ``retrieval.library.Library`` in the background.
 
     ``null_z``: also abstain when the best label is no closer than unrelated text (see
-    ``ZeroShotClassifier``); None keeps only the probability threshold."""
-    from retrieval.zeroshot import DEFAULT_TEMPLATES, ZeroShotClassifier, label_library
+    ``ZeroShotClassifier``; the default is the CLI's); None keeps only the probability
+    threshold."""
+    from retrieval.zeroshot import DEFAULT_TEMPLATES, ZeroShotClassifier
 
     classifier = ZeroShotClassifier(
         library.encoder, labels, templates or DEFAULT_TEMPLATES, abstain_threshold, null_z
@@ -245,8 +248,8 @@ def start_labeling(
     def work(progress: Progress) -> str:
         total = library.count()
         progress.update(found=total, message=f"labelling into set {label_set!r}")
-        report = label_library(
-            library.index, library.store, classifier, label_set,
+        report = library.label(
+            classifier, label_set,
             progress=lambda done, total: progress.update(found=total, done=done),
         )  # fmt: skip
         return f"labelled {report.images} images into {label_set!r} ({report.abstained} none)"

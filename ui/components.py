@@ -15,6 +15,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from retrieval.export import COLUMNS as EXPORT_COLUMNS
+from retrieval.export import export_string
 from ui import media
 
 STRONG, WEAK = "#2e7d32", "#9e9e9e"
@@ -170,9 +172,9 @@ def label_table(library: Any, label_sets: Sequence[str]) -> pd.DataFrame:
     rows = []
     for name in label_sets:
         best: dict[str, int] = {}
-        for labels in library.store.read_labels(name).values():
+        for labels in library.labels(label_set=name).values():
             if labels:
-                best[labels[0][0]] = best.get(labels[0][0], 0) + 1
+                best[labels[0].label] = best.get(labels[0].label, 0) + 1
         rows += [{"label set": name, "label": k, "images": v} for k, v in best.items()]
     frame = pd.DataFrame(rows, columns=["label set", "label", "images"])
     return frame.sort_values(["label set", "images"], ascending=[True, False])
@@ -182,21 +184,18 @@ def label_options(library: Any, label_sets: tuple[str, ...]) -> list[str]:
     """Every "set:label" stored in the library, for the label filter."""
     options = []
     for name in label_sets:
-        found = {lab for labels in library.store.read_labels(name).values() for lab, _ in labels}
+        found = {x.label for labels in library.labels(label_set=name).values() for x in labels}
         options += [f"{name}:{lab}" for lab in sorted(found)]
     return options
 
 
-def labels_frame(library: Any, label_set: str) -> pd.DataFrame:
-    """One row per labelled photo of a set: file, label, score (the CSV export's content)."""
-    labels = library.store.read_labels(label_set)
-    records = {r.id: r.path for r in library.store.get_files(sorted(labels))}
-    rows = [
-        {"file": records.get(i, str(i)), "label": best[0][0], "score": round(best[0][1], 4)}
-        for i, best in labels.items()
-        if best
-    ]
-    return pd.DataFrame(rows, columns=["file", "label", "score"]).sort_values("file")
+def labels_download(library: Any, label_set: str) -> None:
+    """A label set's labels — every label of every photo — as a table and as the CSV that
+    ``vitrieve export`` writes (one format and one writer: ``read_export`` reads both)."""
+    rows = library.label_rows(label_set)
+    st.dataframe(pd.DataFrame(rows, columns=EXPORT_COLUMNS), hide_index=True, height=260)
+    st.download_button("Download labels as CSV", export_string(rows, "csv"), f"{label_set}.csv",
+                       "text/csv", icon=":material/download:")  # fmt: skip
 
 
 def duplicate_groups(library: Any) -> None:

@@ -41,7 +41,7 @@ def test_indexing_job_embeds_with_the_machines_cores(
         ),
     )  # fmt: skip (Encoder.load's own bf16 check encodes too: not counted)
     monkeypatch.setattr(
-        pipeline, "index_library", lambda *a, **kw: indexing.append(1) or index_library(*a, **kw)
+        pipeline, "index_library", lambda *a, **kw: indexing.append(kw) or index_library(*a, **kw)
     )
     monkeypatch.setattr(os, "cpu_count", lambda: 3)  # not this machine's count: it is read
     before = torch.get_num_threads()
@@ -53,5 +53,9 @@ def test_indexing_job_embeds_with_the_machines_cores(
         assert status is not None and status.state == "done", status
         assert seen and set(seen) == {3 if requested is None else requested}
         assert torch.get_num_threads() == 1  # the serving count is back after the job
+        # the CLI's options: decoder processes with a per-file time-out (a hanging file fails
+        # alone; the job used to decode in its own thread, workers=0 — issue 17 point 2)
+        options, defaults = indexing[0]["options"], pipeline.IndexOptions()
+        assert (options.workers, options.timeout) == (defaults.workers, defaults.timeout)
     finally:
         torch.set_num_threads(before)

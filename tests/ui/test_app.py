@@ -225,3 +225,27 @@ def test_first_run_screen_builds_the_demo(
     app.run()
     assert not app.exception, app.exception
     assert "Welcome" not in _texts(app) and "photos in this library" in _texts(app)
+
+
+def test_classify_page_agrees_with_the_cli(demo_library: Path, tmp_path: Path) -> None:
+    """Issue 17 point 2: the page abstains by default like ``vitrieve classify`` (null_z; the
+    checkbox used to start off), and its labels table and download are ``vitrieve export``'s
+    format with every label (it used to be file,label,score with the best label only, which
+    ``read_export`` could not read)."""
+    from retrieval.export import COLUMNS, export_string, read_export
+    from retrieval.library import Library
+
+    with Library.open(demo_library) as library:
+        ids = [int(i) for i in library.ids()[:3]]
+        library.store.write_labels("agree", [(i, "red", 0.9) for i in ids] + [(ids[0], "x", 0.1)])
+        rows = library.label_rows("agree")
+    app = _app(demo_library).run()
+    app.switch_page("views/classify.py").run()
+    assert not app.exception, app.exception
+    assert app.checkbox[0].value is True
+    assert any(d.label == "Download labels as CSV" for d in app.get("download_button"))
+    tables = [t.value for t in app.dataframe if list(t.value.columns) == list(COLUMNS)]
+    assert tables and len(tables[0]) == len(rows) == 4
+    exported = tmp_path / "agree.csv"
+    exported.write_text(export_string(rows, "csv"), encoding="utf-8")  # what the button serves
+    assert read_export(exported) == rows

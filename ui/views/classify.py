@@ -6,13 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
 from encoders.errors import VitrieveError
 from retrieval import jobs
-from retrieval.query import Filters, resolve_filters
+from retrieval.query import Filters
 from retrieval.zeroshot import (
     ABSTAIN,
     DEFAULT_NULL_Z,
@@ -51,6 +50,7 @@ def _settings() -> tuple[list[str], list[str], float, float | None] | None:
     abstain = left.slider("Say “none of these” below probability", 0.0, 0.9, 0.0, 0.05)
     unrelated = right.checkbox(
         "Also when the best label is no closer than unrelated text",
+        value=True,  # the CLI's default too (--null-z): the same labels, the same verdicts
         help="Compares each photo with a bank of neutral captions (stricter).",
     )
     try:
@@ -64,15 +64,12 @@ def _settings() -> tuple[list[str], list[str], float, float | None] | None:
 
 def _library_images(library: Any) -> list[tuple[int, str]]:
     folder = st.text_input("Folder of the library (empty: all)", placeholder="2024/summer holiday")
-    ids = resolve_filters(library.store, Filters(folder=folder.strip() or None))
-    ids = library.index.ids() if ids is None else ids
-    ids = np.sort(np.asarray(ids, np.int64))[:MAX_IMAGES]
+    ids = library.ids(Filters(folder=folder.strip() or None))[:MAX_IMAGES]
     return [(int(i), library.record(int(i)).path) for i in ids]
 
 
 def _classify_library(clf: ZeroShotClassifier, library: Any, items: list[tuple[int, str]]):
-    vectors = library.index.reconstruct(np.array([i for i, _ in items], np.int64))
-    return clf.classify_vectors(vectors)
+    return clf.classify_vectors(library.vectors([i for i, _ in items]))
 
 
 def _classify_uploads(clf: ZeroShotClassifier, uploads: list, size: int):
@@ -127,11 +124,7 @@ def _whole_library(library: Any, labels: list[str], templates: list[str], abstai
             components.job_progress(status)
     sets = library.stats().label_sets
     if sets:
-        chosen = st.selectbox("Results of label set", sets)
-        table = components.labels_frame(library, chosen)
-        st.dataframe(table, hide_index=True, height=260)
-        st.download_button("Download labels as CSV", table.to_csv(index=False),
-                           f"{chosen}.csv", "text/csv", icon=":material/download:")  # fmt: skip
+        components.labels_download(library, st.selectbox("Results of label set", sets))
 
 
 library = state.require_library()

@@ -16,6 +16,7 @@ from ui import components, state
 
 st.title("Library")
 RECENT_S = 600  # a finished job stays on the page this long
+MAX_FAILURES_SHOWN = 1000
 
 
 def _picker() -> None:
@@ -58,7 +59,7 @@ def _start(photos: str, model: str, library_dir: Path | None) -> None:
         st.error("Give a photo folder and a model checkpoint.")
         return
     try:
-        target, _ = jobs.start_indexing(Path(photos), model, library_dir)
+        target, _ = jobs.start_indexing(Path(photos), model, library_dir, device=state.device())
     except VitrieveError as exc:
         st.error(str(exc))
         return
@@ -110,7 +111,7 @@ def _statistics(library) -> None:
 
 
 def _failures(library) -> None:
-    failures = library.store.failures(limit=1000)
+    failures = library.failures(limit=MAX_FAILURES_SHOWN)
     with st.expander(f"Failed files ({len(failures)})", icon=":material/error:"):
         if failures:
             frame = pd.DataFrame(failures, columns=["file", "reason"])
