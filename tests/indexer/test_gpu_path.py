@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 from library_factory import photo
 from PIL import Image
 from test_pipeline import OPTIONS, assert_consistent, library_state
@@ -183,3 +184,13 @@ def test_pipeline_round_trips_on_cuda(
     _round_trip(name, tmp_path, cuda_encoder, "cuda", monkeypatch)
     assert made and all(d.device.type == "cuda" for d in made)
     assert (sum(d.decoded_on_device for d in made) > 0) == jpegs
+
+
+def test_nvjpeg_only_on_cuda_and_for_uint8_preprocessing(tiny_encoder) -> None:
+    from indexer.pixels import as_is, split_transform
+
+    _, per_batch = split_transform(tiny_encoder.transform)
+    cuda = torch.device("cuda", 0)  # a device object only: nothing runs on it
+    assert pipeline.decodes_jpeg_on(cuda, per_batch)
+    assert not pipeline.decodes_jpeg_on(torch.device("cpu"), per_batch)
+    assert not pipeline.decodes_jpeg_on(cuda, as_is)  # a transform the GPU path cannot copy
