@@ -249,3 +249,16 @@ def test_classify_page_agrees_with_the_cli(demo_library: Path, tmp_path: Path) -
     exported = tmp_path / "agree.csv"
     exported.write_text(export_string(rows, "csv"), encoding="utf-8")  # what the button serves
     assert read_export(exported) == rows
+
+
+def test_model_page_describes_the_loaded_model(demo_library: Path) -> None:
+    """The Model page shows what the model is as loaded (its config, not only the file's)."""
+    from retrieval.library import Library
+
+    with Library.open(demo_library) as library:
+        text = library.encoder.config.to_dict()["text_cfg"]
+    app = _app(demo_library).run()
+    app.switch_page("views/model.py").run()
+    assert not app.exception, app.exception
+    summary = next(str(m.value) for m in app.markdown if "embedding size" in str(m.value))
+    assert f"width {text['width']}, {text['layers']} layers" in summary.split("- text")[-1]

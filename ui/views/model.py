@@ -8,6 +8,7 @@ from pathlib import Path
 import streamlit as st
 
 from encoders.checkpoint import CONFIG_FILE
+from encoders.errors import VitrieveError
 from retrieval.library import model_dir
 from ui import state
 
@@ -28,7 +29,7 @@ st.caption(f"Checkpoint `{stats.model_ref}`")
 
 
 def _config() -> dict | None:
-    """The checkpoint's config.json, or the loaded encoder's when the file is elsewhere."""
+    """The checkpoint's config.json as written."""
     path = checkpoint / CONFIG_FILE
     if path.is_file():
         try:
@@ -38,26 +39,38 @@ def _config() -> dict | None:
     return None
 
 
-config = _config()
+def _loaded_config() -> dict | None:
+    """What the model is, as loaded: a checkpoint written before its text tower's own figures
+    were recorded (a MiniLM tower saved with the BPE tower's) still shows the real ones."""
+    try:
+        return library.encoder.config.to_dict()
+    except VitrieveError:
+        return None
+
+
+config, loaded = _config(), _loaded_config()
 left, right = st.columns([2, 3])
 with left:
     st.subheader("Configuration")
-    if config is None:
+    if config is None and loaded is None:
         st.caption("config.json not found next to the checkpoint.")
     else:
-        model_cfg = config.get("model_cfg", config)
+        model_cfg = loaded or config.get("model_cfg", config)
         vision = model_cfg.get("vision_cfg", {})
         text = model_cfg.get("text_cfg", {})
+        tower = f"{text['hf_model_name']}, " if text.get("hf_model_name") else ""
         st.markdown(
             f"- embedding size **{model_cfg.get('embed_dim', '?')}**\n"
             f"- image {vision.get('image_size', '?')} px, patches of "
             f"{vision.get('patch_size', '?')} px, width {vision.get('width', '?')}, "
             f"{vision.get('layers', '?')} layers\n"
-            f"- text context {text.get('context_length', '?')}, width {text.get('width', '?')}, "
+            f"- text {tower}context {text.get('context_length', '?')}, "
+            f"width {text.get('width', '?')}, "
             f"{text.get('layers', '?')} layers"
         )
-        with st.expander(CONFIG_FILE):
-            st.json(config, expanded=2)
+        if config is not None:
+            with st.expander(CONFIG_FILE):
+                st.json(config, expanded=2)
 with right:
     st.subheader("Training curves")
     curves = [p / CURVES_FILE for p in (checkpoint, checkpoint.parent)]
