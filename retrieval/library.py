@@ -128,12 +128,14 @@ class Library:
         return Searcher(self.encoder, self.index, self.store, self.calibration)
 
     def duplicates(self, threshold: float | None = None) -> list:
-        """Near-duplicate groups (``retrieval.duplicates``), confirmed on the thumbnails."""
+        """Near-duplicate groups (``retrieval.duplicates``), confirmed on the thumbnails; the
+        similarities are computed on the library's device."""
         from retrieval.duplicates import DEFAULT_THRESHOLD, find_duplicates
 
         return find_duplicates(
-            self.index, self.store, threshold or DEFAULT_THRESHOLD, self.thumbnail_path
-        )
+            self.index, self.store, threshold or DEFAULT_THRESHOLD, self.thumbnail_path,
+            device=self.device,
+        )  # fmt: skip
 
     def label(self, classifier: Any, label_set: str, progress: Any = None) -> Any:
         """Label every image with a ``ZeroShotClassifier`` into ``label_set``, from the stored
