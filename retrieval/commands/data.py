@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -9,6 +10,9 @@ from pathlib import Path
 import typer
 
 from encoders.datasets import WrittenDataset
+from encoders.digits import write_digits
+
+DIGITS = {n: p.default for n, p in inspect.signature(write_digits).parameters.items()}
 
 data_app = typer.Typer(
     help="Make captioned data sets (open_clip TSV): synthetic shapes, handwritten digits.",
@@ -48,12 +52,16 @@ def synth(
 @data_app.command("digits")
 def digits(
     out: Path = typer.Argument(..., help="Output folder (train.tsv, test.tsv, images/, ...)."),
-    size: int = typer.Option(64, "--size", min=8, max=1024, help="Image side in pixels."),
-    test_fraction: float = typer.Option(0.3, "--test-fraction", min=0.01, max=0.99),
-    seed: int = typer.Option(0, "--seed", help="Seed of the train/test split and captions."),
+    size: int = typer.Option(
+        DIGITS["size_px"], "--size", min=8, max=1024, help="Image side in pixels."
+    ),
+    test_fraction: float = typer.Option(
+        DIGITS["test_fraction"], "--test-fraction", min=0.01, max=0.99
+    ),
+    seed: int = typer.Option(
+        DIGITS["seed"], "--seed", help="Seed of the train/test split and captions."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Export scikit-learn's 1,797 handwritten digit scans as captioned images (no download)."""
-    from encoders.digits import write_digits
-
     _report(write_digits(out, size, test_fraction, seed), as_json)

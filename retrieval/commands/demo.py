@@ -6,6 +6,7 @@ the photos (all cached); later runs reuse everything and start in seconds.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -14,6 +15,8 @@ import typer
 from retrieval.commands.common import DEVICE_OPTION, JSON_OPTION
 from retrieval.commands.ui import serve
 from retrieval.demo import DemoSettings, build_demo, default_cache
+
+DEFAULTS = {f.name: f.default for f in dataclasses.fields(DemoSettings)}  # the demo's own
 
 
 def register(app: typer.Typer) -> None:
@@ -25,8 +28,10 @@ def demo(
         None,
         help="Where the demo's photos, model and library live (default ~/.cache/vitrieve/demo).",
     ),
-    photos: int = typer.Option(300, min=1, help="Number of demo photos."),
-    train_minutes: float = typer.Option(6.0, min=0.1, help="Training time of the demo model."),
+    photos: int = typer.Option(DEFAULTS["photos"], min=1, help="Number of demo photos."),
+    train_minutes: float = typer.Option(
+        DEFAULTS["train_minutes"], min=0.1, help="Training time of the demo model (minutes)."
+    ),
     model: Path | None = typer.Option(
         None, "--model", "-m", help="A checkpoint directory to use instead of training one."
     ),
