@@ -1,12 +1,11 @@
 """A real ``vitrieve serve`` process on a free loopback port, for the API tests (and
-bench/load.py): started in its own process group, stopped (TERM, then KILL) afterwards."""
+bench/load.py): started in its own process group, stopped (TERM, then KILL) afterwards with
+the UI tests' helper (tests/reliability/uiserver.py)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,14 +14,13 @@ from pathlib import Path
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).parents[1] / "reliability"))
+from uiserver import _stop as stop  # noqa: E402 — one way to stop a server's process group
+from uiserver import free_port  # noqa: E402
+
+__all__ = ["VITRIEVE", "free_port", "running_api", "stop"]
 VITRIEVE = Path(sys.executable).with_name("vitrieve")
 READY_S = 180
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _healthy(url: str) -> bool:
@@ -55,14 +53,3 @@ def running_api(libraries: list[str], log_path: Path, extra: list[str] | None = 
             yield url
         finally:
             stop(process)
-
-
-def stop(process: subprocess.Popen) -> None:
-    """TERM the server's process group, KILL it if it lingers."""
-    for sig, wait_s in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-        if process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(wait_s)
