@@ -10,8 +10,10 @@ and embedding are ``run``'s, shared with the Ray engine (``distributed``).
 Workers send uint8 pixels, normalised here a batch at a time (``pixels``). On a CUDA device
 (``IndexOptions.device``) workers only read, hash and plan the JPEGs nvJPEG can take, which are
 decoded here on the GPU a batch at a time (``gpu_decode``); the rest decode in the workers as
-on a CPU machine. The report's ``cpu`` says where the CPU time went, stage by stage, in the
-workers and in this process.
+on a CPU machine. On a CUDA device, each batch's commit (encode, thumbnails, vectors, SQL) runs
+in one writer thread while this one receives and decodes the next batch (``writer``). The report's
+``cpu`` says where the CPU time went, stage by stage, in the workers and in this process
+(approximately where the commit overlaps: see ``writer.lap``).
 """
 
 from __future__ import annotations
@@ -30,11 +32,12 @@ from encoders.device import resolve_device
 from encoders.encoder import Encoder
 from indexer.decode import Decoded, DecodePool, DecodeSettings, decode_file
 from indexer.gpu_decode import GpuJpegDecoder
-from indexer.layout import Manifest, thumb_relpath, write_thumbnail
+from indexer.layout import Manifest
 from indexer.pixels import Batcher, BatchNormalize, split_transform
 from indexer.reports import IndexOptions, IndexProgress, IndexReport, ProgressCallback
 from indexer.run import Request, Run, begin_run, finish_run, open_library, resolve_paths
 from indexer.store import MetadataStore
+from indexer.writer import Batch, Committer, lap
 
 log = logging.getLogger(__name__)
 
@@ -81,13 +84,14 @@ def _run(request: Request, store: MetadataStore, manifest: Manifest) -> IndexRep
     ):
         pool.warm_up()  # workers start while the indexes are opened and the folder scanned
         run = begin_run(request, store, manifest)
-        writer = _BatchWriter(run, encoder, per_batch, gpu)
+        writer = _BatchWriter(run, encoder, per_batch, gpu, overlaps(encoder.device, gpu))
         paths = dict(run.work)
         try:
             for decoded in pool.imap_unordered((i, request.photos / p) for i, p in run.work):
                 writer.add(decoded, paths[decoded.id], options.batch_size)
             writer.flush()
         finally:
+            writer.close()
             if gpu is not None:
                 gpu.close()
         report = finish_run(run)
@@ -100,6 +104,14 @@ def decodes_jpeg_on(device: torch.device, per_batch: Batcher) -> bool:
     """Whether JPEGs are decoded with nvJPEG: on a CUDA device, when the encoder's
     preprocessing travels as uint8 pixels (the GPU path makes the same uint8 input)."""
     return device.type == "cuda" and isinstance(per_batch, BatchNormalize)
+
+
+def overlaps(device: torch.device, gpu: GpuJpegDecoder | None) -> bool:
+    """Whether batches are committed by a writer thread while the next is received and
+    decoded: on a CUDA encoder or with nvJPEG (``gpu``), where the main thread mostly waits on
+    the device. On the CPU the commit stays in the main thread (measured: a thread only adds
+    contention for the cores the decoders use)."""
+    return gpu is not None or device.type == "cuda"
 
 
 def _gpu_decoder(device: torch.device, settings: DecodeSettings) -> GpuJpegDecoder:
@@ -127,10 +139,16 @@ def _torch_threads(threads: int) -> Iterator[None]:
 
 
 class _BatchWriter:
-    """Collects decoded files; embeds and commits them a batch at a time."""
+    """Collects decoded files; embeds and commits them a batch at a time (``overlap``: in a
+    writer thread, while the next batch is collected; see ``writer``)."""
 
     def __init__(
-        self, run: Run, encoder: Encoder, normalize: Batcher, gpu: GpuJpegDecoder | None = None
+        self,
+        run: Run,
+        encoder: Encoder,
+        normalize: Batcher,
+        gpu: GpuJpegDecoder | None = None,
+        overlap: bool = False,
     ) -> None:
         self.run, self.encoder, self.normalize, self.gpu = run, encoder, normalize, gpu
         self.paths: dict[int, str] = {}  # file id → path, of files still to be decoded here
@@ -139,6 +157,7 @@ class _BatchWriter:
         self.started = time.monotonic()
         self.cpu: dict[str, float] = {}  # stage → CPU seconds, workers' and this process's
         self.workers: dict[int, float] = {}  # worker pid → its CPU seconds so far
+        self.committer = Committer(run, encoder, self.cpu, overlap, self.started)
 
     def add(self, decoded: Decoded, path: str, batch_size: int) -> None:
         for stage, seconds in decoded.cpu.items():
@@ -153,7 +172,7 @@ class _BatchWriter:
         else:
             self._fail(decoded, path)
         if len(self.decoded) >= batch_size or len(self.failed) >= batch_size:
-            self.flush()
+            self._submit()
 
     def _fail(self, decoded: Decoded, path: str) -> None:
         assert decoded.error is not None
@@ -183,9 +202,7 @@ class _BatchWriter:
         return torch.stack([torch.as_tensor(d.pixels).to(device) for d in self.decoded])
 
     def _lap(self, stage: str, since: float) -> float:
-        now = time.process_time()  # the whole process: the encoder's threads included
-        self.cpu[stage] = self.cpu.get(stage, 0.0) + now - since
-        return now
+        return lap(self.cpu, stage, since)  # the whole process: the encoder's threads included
 
     def cpu_by_stage(self, main_total: float, in_workers: bool) -> dict[str, float]:
         """Stage → CPU seconds; what no stage accounts for goes to the two "other" entries."""
@@ -200,31 +217,23 @@ class _BatchWriter:
         return out
 
     def flush(self) -> None:
-        """Embed the batch; thumbnails and staged vectors first, then one SQL commit."""
-        run, rows = self.run, []
+        """Commit what is left, and wait until every batch is committed."""
+        self._submit()
+        self.committer.drain()
+
+    def close(self) -> None:
+        """Wait for a commit in progress and stop the writer thread (also after an error)."""
+        self.committer.close()
+
+    def _submit(self) -> None:
+        """Decode (on the GPU) and normalise the batch here; hand it to the committer."""
         clock = time.process_time()
         if self.gpu is not None and self.decoded:
             self._decode_on_gpu()
             clock = self._lap("main gpu decode", clock)
+        pixels = None
         if self.decoded:
-            ids = np.array([d.id for d in self.decoded], dtype=np.int64)
             pixels = self.normalize(self._pixels())
-            clock = self._lap("main normalise", clock)
-            vectors = self.encoder.encode_image_tensors(pixels)
-            clock = self._lap("main encode", clock)
-            for d in self.decoded:
-                write_thumbnail(run.library, d.id, d.thumb or b"")
-                rows.append({"id": d.id, "thumb": thumb_relpath(d.id), "error": None, **d.facts})
-            clock = self._lap("main thumbnail files", clock)
-            run.index.stage(ids, vectors)
-            clock = self._lap("main vectors", clock)
-        run.store.record_batch(
-            run.target.generation, self.encoder.model_id, rows, self.failed, run.active
-        )
-        self._lap("main database", clock)
-        run.state.done += len(rows)
-        run.state.failed += len(self.failed)
-        run.report.embedded += len(rows)
-        self.decoded, self.failed = [], []
-        run.state.elapsed = time.monotonic() - self.started
-        run.notify(run.state)
+            self._lap("main normalise", clock)
+        batch, self.decoded, self.failed = Batch(self.decoded, pixels, self.failed), [], []
+        self.committer.submit(batch)
