@@ -111,7 +111,7 @@ def test_incremental_add_modify_delete_move_touch(tmp_path: Path, tiny_encoder) 
     assert "a/0.jpg" not in after and moved.id == before["a/0.jpg"].id
     np.testing.assert_array_equal(vectors_after[moved.id], vectors_before[moved.id])
     store = MetadataStore.for_library(library)
-    assert store.read_labels("set") == {moved.id: [("cat", 0.9)]}
+    assert store.read_labels("set") == {moved.id: [("set", "cat", 0.9)]}  # Label triples
     store.close()
     modified = after["a/1.jpg"]
     assert modified.id == before["a/1.jpg"].id
