@@ -131,8 +131,8 @@ class Encoder:
             config = load_config(reference)
             if weights is None:
                 raise VitrieveError(
-                    f"{reference} is not a checkpoint directory; give --weights FILE to load "
-                    "open_clip weights into it, or train/convert a checkpoint first"
+                    f"{reference} is not a checkpoint directory; give an open_clip weights file "
+                    "to load into it, or train/convert a checkpoint first"
                 )
             model = load_openclip_weights(config, Path(weights))
             model_id = file_digest(Path(weights))

@@ -131,7 +131,7 @@ def index_with_ray(
     photos, library = resolve_paths(photos, library)
     request = Request(photos, library, db_url, encoder, model_ref, options, progress)
     if not Path(model_ref).is_dir():
-        raise VitrieveError(f"--engine ray needs a checkpoint directory, not {model_ref!r}")
+        raise VitrieveError(f"the Ray engine needs a checkpoint directory, not {model_ref!r}")
     if threads < 1:
         raise VitrieveError(f"threads per Ray actor must be at least 1, got {threads}")
     plan = RayPlan(address, concurrency or max(1, options.workers), threads)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from encoders.device import DEFAULT_DEVICE
 from encoders.drawing import BACKGROUND_KINDS
 from encoders.errors import VitrieveError
 from encoders.synthetic import POSITIONS, SIZES, Scene, SceneObject, render_scene, scene_for
@@ -152,6 +153,8 @@ class DemoSettings:
     model: str = "tiny"
     seed: int = 0
     use_checkpoint: Path | None = None  # a checkpoint to use instead of training one
+    # where training and indexing run; not in the cache key (checkpoints are device-free)
+    device: str = DEFAULT_DEVICE
 
     @property
     def photo_dir(self) -> Path:
@@ -191,7 +194,9 @@ def demo_model(settings: DemoSettings, progress: Callable[[str], None] = log.inf
     request = TrainRequest(
         data=data / "train.tsv", out=settings.run_dir, model=settings.model,
         val=data / "test.tsv", text_tower="minilm",  # the project's default: pretrained, locked
-        options=TrainOptions(minutes=settings.train_minutes, seed=settings.seed),
+        options=TrainOptions(
+            minutes=settings.train_minutes, seed=settings.seed, device=settings.device
+        ),
     )  # fmt: skip
     train_from_files(request)
     marker.write_text(json.dumps(wanted))
@@ -219,8 +224,8 @@ def build_demo(settings: DemoSettings, progress: Callable[[str], None] = log.inf
     checkpoint = demo_model(settings, progress)
     progress("indexing the demo photos")
     report = index_library(
-        settings.photo_dir, Encoder.load(checkpoint), model_ref=str(checkpoint),
-        options=IndexOptions(workers=0),
+        settings.photo_dir, Encoder.load(checkpoint, device=settings.device),
+        model_ref=str(checkpoint), options=IndexOptions(workers=0, device=settings.device),
     )  # fmt: skip
     progress(f"library ready: {report.vectors} photos searchable ({report.embedded} new)")
     return Path(report.library)

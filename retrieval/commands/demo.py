@@ -50,6 +50,7 @@ def demo(
         photos=photos,
         train_minutes=train_minutes,
         use_checkpoint=model,
+        device=device,
     )
 
     def say(message: str) -> None:

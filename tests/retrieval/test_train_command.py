@@ -75,3 +75,18 @@ def test_stream_or_preload_reaches_the_options(tmp_path: Path, requests) -> None
     assert _train(tmp_path).exit_code == 0 and requests[-1].options.stream is None  # measured
     assert _train(tmp_path, "--stream").exit_code == 0 and requests[-1].options.stream is True
     assert _train(tmp_path, "--preload").exit_code == 0 and requests[-1].options.stream is False
+
+
+def test_demo_device_reaches_training_and_indexing(tmp_path: Path, monkeypatch) -> None:
+    """``vitrieve demo --device cpu``: the device reaches the demo's settings (its training
+    and indexing read it there), and the result names the library."""
+    import retrieval.commands.demo as demo_command
+
+    built: list = []
+    monkeypatch.setattr(
+        demo_command, "build_demo", lambda settings, say: built.append(settings) or tmp_path
+    )
+    args = ["demo", "--cache-dir", str(tmp_path), "--no-ui", "--json", "--device", "cpu"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert built[-1].device == "cpu" and built[-1].cache == tmp_path.resolve()
