@@ -31,7 +31,7 @@ from retrieval.uploads import MAX_UPLOAD_BYTES
 
 ENV_SETTINGS = "VITRIEVE_SERVE"
 FORM_OVERHEAD = 256 * 1024  # multipart boundaries and fields around the images
-ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 415, 422)}
+ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 415, 422, 503)}
 API_ROUTERS = (search_routes.router, image_routes.router, label_routes.router, misc_routes.router)
 
 

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from encoders.errors import VitrieveError
+from retrieval.api.libraries import LibraryUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,10 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     return _respond(exc.status_code, clean(str(exc.detail)), None, exc.headers)
 
 
+async def _unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    return _respond(503, f"library {clean(str(exc))[:64]!r} is unavailable; see the server log")
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
     return _respond(500, "internal server error")
@@ -80,6 +85,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     """Register the JSON error handlers on ``app``."""
+    app.add_exception_handler(LibraryUnavailable, _unavailable)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(VitrieveError, _vitrieve_error)
     app.add_exception_handler(RequestValidationError, _validation)

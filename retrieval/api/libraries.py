@@ -29,6 +29,10 @@ def _version(path: Path) -> tuple[float, ...]:
     return tuple((path / n).stat().st_mtime if (path / n).exists() else 0.0 for n in VERSION_FILES)
 
 
+class LibraryUnavailable(Exception):
+    """The library could not be (re)opened: the server's log has why; a client gets 503."""
+
+
 class LibraryHandle:
     """One served library, by name: ``current()`` is its up-to-date ``Library``."""
 
@@ -46,7 +50,11 @@ class LibraryHandle:
             return self._library
         with self._lock:
             if version != self._version:
-                self._library = self._reopen()
+                try:
+                    self._library = self._reopen()
+                except Exception as exc:  # broken on disk: the reason stays in the log
+                    log.exception("library %s cannot be reopened", self.name)
+                    raise LibraryUnavailable(self.name) from exc
                 self._version = version
         return self._library
 

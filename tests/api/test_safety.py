@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -101,3 +102,24 @@ def test_non_images_and_bombs_are_refused(client: httpx.Client) -> None:
             assert response.json()["error"] and "Traceback" not in response.text
     text = client.post("/v1/search", files={"image": ("a.jpg", b"just text")})
     assert text.status_code == 400
+
+
+def test_a_server_error_names_no_path(keyed_server) -> None:
+    """A library broken under the running server (its vector file overwritten) gives a 503
+    that names no path; once repaired, the server answers again."""
+    headers = {"Authorization": f"Bearer {keyed_server.read_key}"}
+    vectors = keyed_server.library / "vectors.faiss"
+    saved = vectors.read_bytes()
+    try:
+        vectors.write_bytes(b"not a faiss index" * 100)
+        broken = httpx.get(f"{keyed_server.url}/v1/status", headers=headers)
+        assert broken.status_code == 503, broken.text
+        assert broken.json()["error"] == "library 'keyed' is unavailable; see the server log"
+    finally:
+        vectors.write_bytes(saved)
+    assert str(keyed_server.library) not in broken.text and "/" not in broken.text
+    assert "faiss" not in broken.text.lower() and "Traceback" not in broken.text
+    deadline = time.monotonic() + 30
+    while httpx.get(f"{keyed_server.url}/v1/status", headers=headers).status_code != 200:
+        assert time.monotonic() < deadline, "the server did not recover the repaired library"
+        time.sleep(0.2)
