@@ -39,7 +39,7 @@ def image_info(request: Request, image_id: ImageId, library: Library = Depends(r
     record = library.record(image_id)
     if record.status != "indexed":
         raise ApiError(404, f"image {image_id} is not indexed")
-    labels = library.searcher.labels_of([record.id]).get(record.id, [])
+    labels = library.labels([record.id]).get(record.id, [])
     return convert.image(base_url(request), record, labels)
 
 

@@ -23,7 +23,7 @@ from retrieval.api.schemas import (
     LabelJobRequest,
     Verdict,
 )
-from retrieval.export import export_string, label_rows
+from retrieval.export import export_string
 from retrieval.library import Library
 from retrieval.zeroshot import DEFAULT_NULL_Z, DEFAULT_TEMPLATES, ZeroShotClassifier, parse_labels
 
@@ -53,7 +53,9 @@ class ClassifyForm(BaseModel):
 
     labels: list[str] = Field(min_length=1, max_length=MAX_ITEMS)
     templates: list[str] = Field(default_factory=list, max_length=MAX_TEMPLATES)
-    threshold: float = Field(0.0, ge=0, le=1, description="Abstain under this probability.")
+    probability_threshold: float = Field(
+        0.0, ge=0, le=1, description="Abstain under this probability."
+    )
     null_z: float | None = Field(DEFAULT_NULL_Z, ge=0, le=100)
 
 
@@ -75,9 +77,9 @@ async def classify(request: Request, library: Library = Depends(reader)) -> Clas
     images = await decode_uploads(uploads, size, limit)
 
     def run() -> list:
-        classifier = ZeroShotClassifier(library.encoder, labels,
-                                        form.templates or DEFAULT_TEMPLATES, form.threshold,
-                                        form.null_z)  # fmt: skip
+        templates = form.templates or DEFAULT_TEMPLATES
+        classifier = ZeroShotClassifier(library.encoder, labels, templates,
+                                        form.probability_threshold, form.null_z)  # fmt: skip
         return classifier.classify_images(images)
 
     verdicts = await run_in_threadpool(run)
@@ -110,7 +112,7 @@ def label_library(request: Request, body: LabelJobRequest,
     if current is not None and current.running:
         raise ApiError(409, f"a {current.kind} job is already running on this library")
     status = jobs.start_labeling(library, _labels(body.labels), body.templates or None,
-                                 body.name.strip() or "labels", body.threshold,
+                                 body.name.strip() or "labels", body.probability_threshold,
                                  body.null_z)  # fmt: skip
     return job_out(request, status)
 
@@ -130,5 +132,5 @@ def export(
     label_set: Annotated[str | None, Query(alias="set", max_length=128)] = None,
     library: Library = Depends(reader),
 ) -> Response:  # fmt: skip
-    text = export_string(label_rows(library.store, label_set or None), format)
+    text = export_string(library.label_rows(label_set or None), format)
     return Response(text, media_type=EXPORT_TYPES[format])

@@ -16,17 +16,11 @@ from encoders.device import DEFAULT_DEVICE
 from encoders.errors import VitrieveError
 from indexer.keys import KeyStore
 from indexer.layout import read_manifest
-from retrieval.library import Library, find_library
+from retrieval.library import Library, find_library, library_version
 
 log = logging.getLogger(__name__)
 
-VERSION_FILES = ("library.json", "vectors.faiss", "library.db")
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
-
-
-def _version(path: Path) -> tuple[float, ...]:
-    """Changes whenever indexing rewrote the library (same files as the UI watches)."""
-    return tuple((path / n).stat().st_mtime if (path / n).exists() else 0.0 for n in VERSION_FILES)
 
 
 class LibraryUnavailable(Exception):
@@ -40,12 +34,12 @@ class LibraryHandle:
         self.name, self.device = name, device
         self.path = find_library(Path(path))
         self._lock = threading.Lock()
-        self._version = _version(self.path)
+        self._version = library_version(self.path)
         self._library = self._open(None)
 
     def current(self) -> Library:
         """The open library, reopened (same model) when its files changed since."""
-        version = _version(self.path)
+        version = library_version(self.path)
         if version == self._version:
             return self._library
         with self._lock:

@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
+from retrieval.zeroshot import DEFAULT_NULL_Z
+
 MAX_K = 200
 MAX_OFFSET = 10_000
 MAX_TEXT = 1000  # characters of a query or label; the text tower reads far fewer tokens
@@ -124,8 +126,12 @@ class LabelJobRequest(BaseModel):
     labels: list[str] = Field(min_length=1, max_length=MAX_ITEMS)
     templates: list[str] = Field(default_factory=list, max_length=MAX_TEMPLATES)
     name: str = Field("labels", min_length=1, max_length=128, description="Label set name.")
-    threshold: float = Field(0.0, ge=0, le=1, description="Abstain under this probability.")
-    null_z: float | None = Field(2.2, ge=0, le=100, description="Abstain unless above text.")
+    probability_threshold: float = Field(
+        0.0, ge=0, le=1, description="Abstain under this probability."
+    )
+    null_z: float | None = Field(
+        DEFAULT_NULL_Z, ge=0, le=100, description="Abstain unless above unrelated text (std devs)."
+    )
 
 
 class JobOut(BaseModel):
