@@ -196,7 +196,7 @@ def _embed_on_ray(run: Run, folder: Path, plan: RayPlan) -> Iterator[dict[str, n
         dataset = ray.data.from_items(items).map_batches(
             EmbedActor,
             fn_constructor_args=args,
-            batch_size=options.batch_size,
+            batch_size=options.batch(),
             batch_format="numpy",
             concurrency=plan.concurrency,
             num_cpus=plan.threads,

@@ -80,7 +80,7 @@ def _run(request: Request, store: MetadataStore, manifest: Manifest) -> IndexRep
     cpu_start = time.process_time()
     with (
         _torch_threads(options.encoder_threads),
-        DecodePool(settings, options.workers, options.timeout, 2 * options.batch_size) as pool,
+        DecodePool(settings, options.workers, options.timeout, 2 * options.batch()) as pool,
     ):
         pool.warm_up()  # workers start while the indexes are opened and the folder scanned
         run = begin_run(request, store, manifest)
@@ -88,7 +88,7 @@ def _run(request: Request, store: MetadataStore, manifest: Manifest) -> IndexRep
         paths = dict(run.work)
         try:
             for decoded in pool.imap_unordered((i, request.photos / p) for i, p in run.work):
-                writer.add(decoded, paths[decoded.id], options.batch_size)
+                writer.add(decoded, paths[decoded.id], options.batch())
             writer.flush()
         finally:
             writer.close()

@@ -8,9 +8,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from encoders.device import DEFAULT_DEVICE
+from encoders.device import DEFAULT_DEVICE, resolve_device
 from indexer.decode import DEFAULT_TIMEOUT
 from indexer.images import DEFAULT_MAX_PIXELS
+
+# Images per model call and per commit, by device type: a GPU needs hundreds to be busy (and
+# nvJPEG decodes a batch per call); on a CPU a small batch keeps commits frequent.
+DEFAULT_INDEX_BATCH = {"cpu": 32, "cuda": 256}
 
 
 @dataclass(frozen=True)
@@ -18,7 +22,7 @@ class IndexOptions:
     """How to run: parallelism, batch size, limits."""
 
     workers: int = 2  # decoder processes; 0 decodes in this process (no time limit)
-    batch_size: int = 32  # images per model call and per commit
+    batch_size: int | None = None  # images per model call and per commit; None: the device's
     timeout: float = DEFAULT_TIMEOUT  # seconds one file may take to decode
     max_pixels: int = DEFAULT_MAX_PIXELS
     thumb_size: int = 256
@@ -29,6 +33,13 @@ class IndexOptions:
     encoder_threads: int = 0
     # where JPEGs are decoded: nvJPEG on a CUDA device (``gpu_decode``); give the Encoder the same
     device: str = DEFAULT_DEVICE
+
+    def batch(self) -> int:
+        """``batch_size``, or the default of the device the run uses."""
+        if self.batch_size is not None:
+            return self.batch_size
+        kind = resolve_device(self.device).type
+        return DEFAULT_INDEX_BATCH.get(kind, DEFAULT_INDEX_BATCH["cpu"])
 
 
 @dataclass

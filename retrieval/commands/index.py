@@ -20,6 +20,7 @@ from rich.progress import (
 from encoders.errors import VitrieveError
 from indexer.layout import default_library, read_manifest, vectors_path
 from indexer.pipeline import IndexOptions, IndexProgress, IndexReport, index_library
+from indexer.reports import DEFAULT_INDEX_BATCH as BATCH
 from retrieval.commands.common import (
     DEVICE_OPTION,
     JSON_OPTION,
@@ -51,9 +52,10 @@ def index(
     workers: int = typer.Option(
         DEFAULTS.workers, min=0, help="Decoder processes (0: decode in-process)."
     ),
-    batch_size: int = typer.Option(
-        DEFAULTS.batch_size, min=1, help="Images per model call and per commit."
-    ),
+    batch_size: int | None = typer.Option(
+        DEFAULTS.batch_size, min=1, help="Images per model call and per commit "
+        f"(default: {BATCH['cpu']} on the CPU, {BATCH['cuda']} on a GPU).",
+    ),  # fmt: skip
     threads: int = typer.Option(
         DEFAULTS.encoder_threads,
         min=0,

@@ -222,3 +222,11 @@ def test_library_belongs_to_one_folder(tmp_path: Path, tiny_encoder) -> None:
     run(tmp_path / "a", tiny_encoder, library=tmp_path / "lib")
     with pytest.raises(VitrieveError, match="indexes"):
         run(tmp_path / "b", tiny_encoder, library=tmp_path / "lib")
+
+
+def test_batch_size_defaults_by_device() -> None:
+    """No --batch-size: the device's own (a GPU needs hundreds per call); given: as given."""
+    from indexer.reports import DEFAULT_INDEX_BATCH
+
+    assert IndexOptions(device="cpu").batch() == DEFAULT_INDEX_BATCH["cpu"]
+    assert IndexOptions(device="cpu", batch_size=7).batch() == 7
