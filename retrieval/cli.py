@@ -16,8 +16,12 @@ import traceback
 from typing import Any
 
 import typer
-from typer._click.exceptions import ClickException  # the click typer vendors and raises
 from typer.core import TyperGroup
+
+try:  # a typer that vendors click: its usage errors derive from this public base
+    from typer import TyperException as ClickException
+except ImportError:  # older typer raises click's own
+    from click import ClickException
 
 from encoders.device import DeviceError
 from encoders.errors import VitrieveError
