@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import typer
@@ -98,12 +99,13 @@ def _health(event) -> str:
 
 def _join_torchrun(world_size: int, device: str) -> int:
     """Under torchrun (WORLD_SIZE > 1) join the process group on ``device`` (NCCL with one
-    GPU per rank, gloo on the CPU); returns the rank, or -1."""
+    GPU per rank, torchrun's LOCAL_RANK; gloo on the CPU); returns the rank, or -1."""
     if world_size <= 1:
         return -1
     from encoders.training.distributed import setup_distributed
 
-    return setup_distributed(device=device)[0]
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    return setup_distributed(device=device, local_rank=local_rank)[0]
 
 
 def _check(epochs: float | None, minutes: float | None, options: TrainOptions) -> None:

@@ -223,9 +223,7 @@ def test_a_local_rank_without_a_gpu_of_its_own_is_refused(monkeypatch: pytest.Mo
     from encoders.device import DeviceError
     from encoders.training import distributed
 
-    monkeypatch.setenv("LOCAL_RANK", "3")
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     with pytest.raises(DeviceError, match="local rank 3 has no GPU"):
-        distributed._local_gpu()
-    monkeypatch.setenv("LOCAL_RANK", "1")
-    assert distributed._local_gpu() == 1
+        distributed._local_gpu(3)
+    assert distributed._local_gpu(1) == 1
