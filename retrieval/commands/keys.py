@@ -11,7 +11,6 @@ from indexer.keys import ApiKey, KeyStore
 from retrieval.commands.common import (
     JSON_OPTION,
     LIBRARY_OPTION,
-    cli_errors,
     emit_json,
     open_library,
 )
@@ -31,7 +30,6 @@ def _as_dict(key: ApiKey) -> dict:
 
 
 @keys_app.command("create")
-@cli_errors
 def create(
     library: Path | None = LIBRARY_OPTION,
     read_only: bool = typer.Option(False, "--read-only", help="Search only: no labels, no jobs."),
@@ -51,7 +49,6 @@ def create(
 
 
 @keys_app.command("list")
-@cli_errors
 def list_keys(library: Path | None = LIBRARY_OPTION, as_json: bool = JSON_OPTION) -> None:
     """Every key of the library (never the keys themselves)."""
     with open_library(library) as lib:
@@ -68,7 +65,6 @@ def list_keys(library: Path | None = LIBRARY_OPTION, as_json: bool = JSON_OPTION
 
 
 @keys_app.command("revoke")
-@cli_errors
 def revoke(
     key: str = typer.Argument(..., help="The key's id, name or shown prefix."),
     library: Path | None = LIBRARY_OPTION,

@@ -14,7 +14,7 @@ import typer
 
 from encoders.errors import VitrieveError
 from indexer.keys import KeyStore
-from retrieval.commands.common import DEVICE_OPTION, cli_errors, library_dir
+from retrieval.commands.common import DEVICE_OPTION, library_dir
 from retrieval.library import Library
 
 DEFAULT_PORT = 8765
@@ -54,7 +54,6 @@ def serve(
     _serve(libraries, host, port, device, workers, cors_origins, max_upload_mb)
 
 
-@cli_errors
 def _serve(libraries, host, port, device, workers, cors_origins, max_upload_mb) -> None:
     import uvicorn
 
