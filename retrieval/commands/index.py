@@ -53,7 +53,9 @@ def index(
         DEFAULTS.workers, min=0, help="Decoder processes (0: decode in-process)."
     ),
     batch_size: int | None = typer.Option(
-        DEFAULTS.batch_size, min=1, help="Images per model call and per commit "
+        DEFAULTS.batch_size,
+        min=1,
+        help="Images per model call and per commit "
         f"(default: {BATCH['cpu']} on the CPU, {BATCH['cuda']} on a GPU).",
     ),  # fmt: skip
     threads: int = typer.Option(
