@@ -57,7 +57,7 @@ def index(
         min=1,
         help="Images per model call and per commit "
         f"(default: {BATCH['cpu']} on the CPU, {BATCH['cuda']} on a GPU).",
-    ),  # fmt: skip
+    ),
     threads: int = typer.Option(
         DEFAULTS.encoder_threads,
         min=0,
