@@ -17,7 +17,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from encoders.errors import VitrieveError
-from indexer.schema import ApiKeyRow
+from indexer.schema import KEYS_SINCE, ApiKeyRow
 from indexer.store import MetadataStore
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,8 @@ class KeyStore:
 
     def __init__(self, store: MetadataStore) -> None:
         self.store = store
+        # a read-only library from before the keys table has no keys (and can get none)
+        self.has_table = store.schema_version >= KEYS_SINCE
 
     def create(self, name: str = "", read_only: bool = False) -> tuple[str, ApiKey]:
         """A new key and its record; the key is returned once and never stored."""
@@ -77,6 +79,8 @@ class KeyStore:
 
     def list(self) -> list[ApiKey]:
         """Every key of the library, revoked ones included, oldest first."""
+        if not self.has_table:
+            return []
         with self.store.session() as session:
             return [_record(r) for r in session.scalars(select(ApiKeyRow).order_by(ApiKeyRow.id))]
 
@@ -108,7 +112,10 @@ class KeyStore:
         return _record(row) if row is not None else None
 
     def _scalar(self, query):
-        """One value or row; a database that cannot answer is one clear error."""
+        """One value or row (None without a keys table); a database that cannot answer is
+        one clear error."""
+        if not self.has_table:
+            return None
         try:
             with self.store.session() as session:
                 return session.scalar(query)

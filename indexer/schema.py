@@ -120,16 +120,20 @@ def _migrate_to_2(connection: Connection) -> None:
 # One function per schema version, applied in order; never edit a released one, add the next.
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_to_1, 2: _migrate_to_2}
 SCHEMA_VERSION = max(MIGRATIONS)
+# The oldest schema a read-only library is read with as it is: the migrations after it only
+# added tables that reading does without (version 2's API keys: a library without them has none).
+READABLE_SINCE = 1
+KEYS_SINCE = 2  # the schema version that has the ``api_keys`` table
 
 
 def current_version(connection: Connection) -> int:
     """The schema version of a database that must not be written (a read-only library):
-    VitrieveError unless it is this vitrieve's."""
+    VitrieveError unless this vitrieve can read it as it is (``READABLE_SINCE`` onwards)."""
     try:
         current = connection.execute(select(SchemaVersion.version)).scalar() or 0
     except Exception as exc:  # no version table: not (yet) a library database
         raise VitrieveError("the read-only library's database has no schema version") from exc
-    if current != SCHEMA_VERSION:
+    if not READABLE_SINCE <= current <= SCHEMA_VERSION:
         raise VitrieveError(
             f"the library is read-only and its schema is version {current}, not "
             f"{SCHEMA_VERSION}: open it once where it can be written to upgrade it"

@@ -82,3 +82,28 @@ def test_a_read_only_database_is_never_written(tmp_path: Path, folder: str):
     finally:
         store.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == [DB_FILE]
+
+
+def test_a_read_only_library_from_before_the_keys_table_still_opens(tmp_path: Path):
+    """A library written by an earlier vitrieve (schema 1: no API keys table) on read-only
+    storage is read as it is, with no keys, rather than refused until someone upgrades it."""
+    from indexer.keys import KeyStore
+
+    writable = MetadataStore.for_library(tmp_path)
+    writable.close()
+    with sqlite3.connect(tmp_path / DB_FILE) as connection:  # as schema 1 left it
+        connection.execute("DROP TABLE api_keys")
+        connection.execute("UPDATE schema_version SET version = 1")
+        connection.commit()
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    for leftover in tmp_path.glob(f"{DB_FILE}-*"):
+        leftover.unlink()
+    store = MetadataStore.for_library(tmp_path, read_only=True)
+    try:
+        assert store.schema_version == 1 and store.all_files() == []
+        keys = KeyStore(store)
+        assert keys.list() == [] and not keys.has_active() and keys.check("vtr_x") is None
+    finally:
+        store.close()
+    with sqlite3.connect(tmp_path / DB_FILE) as connection:  # nothing was written to it
+        assert connection.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
