@@ -36,10 +36,11 @@ bench: $(STAMP)
 gpu-check:
 	bash scripts/gpu_check.sh
 
-# The reliability suite at full size (crash-kill harness, faults, fuzzing, load); it writes
+# The reliability suite at full size (crash-kill harness, faults, fuzzing, load, the API schema
+# fuzz); it writes
 # docs/reliability-figures.json, which docs/reliability.md quotes. `make test` runs it reduced.
 reliability: $(STAMP) sysdeps
-	$(PY) -m pytest -q tests/reliability --full $(PYTEST_ARGS)
+	$(PY) -m pytest -q tests/reliability tests/api/test_schema_fuzz.py --full $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(VENV)/bin/vitrieve demo

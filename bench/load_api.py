@@ -22,7 +22,8 @@ LIMIT = 24  # results per search, as the engine target asks for
 @contextlib.contextmanager
 def api_server(library_dir: Path, threads: int) -> Iterator[str]:
     """``vitrieve serve`` on a free loopback port (tests/api/apiserver.py)."""
-    sys.path.insert(0, str(REPO / "tests" / "api"))
+    for helpers in ("api", "reliability"):  # apiserver.py, and the uiserver.py it uses
+        sys.path.insert(0, str(REPO / "tests" / helpers))
     from apiserver import running_api
 
     env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}

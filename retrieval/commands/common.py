@@ -142,12 +142,6 @@ def device_name(device: str) -> str:
     return describe(resolve_device(device))
 
 
-def cli_errors(command: F) -> F:
-    """No longer needed (kept until the HTTP-API commands drop it): ``retrieval.cli``'s one
-    error boundary turns every exception of every command into its line and exit code."""
-    return command
-
-
 def library_dir(library: Path | None) -> Path:
     """``--library``, else ``./.vitrieve`` (or the current folder when it is a library)."""
     if library is not None:

@@ -13,10 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "reliability"))
-from uiserver import _stop as stop  # noqa: E402 — one way to stop a server's process group
-from uiserver import free_port  # noqa: E402
+from uiserver import _stop as stop  # one way to stop a server's process group
+from uiserver import free_port
 
 __all__ = ["VITRIEVE", "free_port", "running_api", "stop"]
 VITRIEVE = Path(sys.executable).with_name("vitrieve")

@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from apiserver import running_api  # noqa: E402
+from apiserver import running_api
 
 MAIN_PHOTOS, ALT_PHOTOS = 48, 12
 CORS_ORIGIN = "https://photos.example"
