@@ -36,9 +36,9 @@ bench: $(STAMP)
 gpu-check:
 	bash scripts/gpu_check.sh
 
-# The reliability suite at full size (crash-kill harness, faults, fuzzing, load, the API schema
-# fuzz); it writes
-# docs/reliability-figures.json, which docs/reliability.md quotes. `make test` runs it reduced.
+# The reliability suite at full size (crash-kill harness, faults, fuzzing, load, the API's
+# schema fuzz); it writes docs/reliability-figures.json, which docs/reliability.md quotes.
+# `make test` runs it reduced.
 reliability: $(STAMP) sysdeps
 	$(PY) -m pytest -q tests/reliability tests/api/test_schema_fuzz.py --full $(PYTEST_ARGS)
 
