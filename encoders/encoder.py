@@ -27,7 +27,7 @@ from encoders.checkpoint import file_digest, load_checkpoint, load_openclip_weig
 from encoders.clip import CLIP
 from encoders.config import load_config
 from encoders.device import DEFAULT_DEVICE, is_out_of_memory, resolve_device
-from encoders.errors import VitrieveError
+from encoders.errors import VitrieveError, check_text
 from encoders.packed import packed_copy
 from encoders.tokenizer import Tokenizer, get_tokenizer, trim_padding
 from encoders.transforms import eval_transform
@@ -242,6 +242,8 @@ class Encoder:
         """Texts → (N, embed_dim); each batch runs only as many positions as it needs."""
         if isinstance(texts, str):
             raise TypeError("encode_texts takes a list of strings")
+        for text in texts:
+            check_text(text, "a text to encode", nul_ok=True)
         texts = list(texts)
         outputs = self._in_batches(
             len(texts),

@@ -17,7 +17,7 @@ import numpy as np
 from sqlalchemy import delete, exists, func, insert, or_, select
 from sqlalchemy.orm import Session
 
-from encoders.errors import VitrieveError
+from encoders.errors import VitrieveError, check_text
 from indexer.schema import FileRow, LabelRow
 
 CHUNK = 5000  # ids per IN (...) clause: under every driver's parameter limit
@@ -170,7 +170,7 @@ class StoreQueries:
         sets, or only ``label_set``), best score first."""
         query = select(LabelRow.file_id, LabelRow.label_set, LabelRow.label, LabelRow.score)
         if label_set is not None:
-            query = query.where(LabelRow.label_set == label_set)
+            query = query.where(LabelRow.label_set == check_text(label_set, "a label set name"))
         if ids is None:
             batches = [query]
         else:
@@ -241,14 +241,8 @@ def check_filters(filters: Filters) -> None:
         value = getattr(filters, name)
         if value is not None and not INT64[0] <= value <= INT64[1]:
             raise VitrieveError(f"{name.replace('_', ' ')} out of range: {value}")
-    texts = [filters.folder or "", filters.label or "", *filters.formats]
-    if any("\x00" in text for text in texts):
-        raise VitrieveError("a filter value contains a NUL character")
-    try:
-        for text in texts:
-            text.encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates: undecodable bytes from argv, or a bad client
-        raise VitrieveError("a filter value is not valid Unicode text") from None
+    for text in [filters.folder or "", filters.label or "", *filters.formats]:
+        check_text(text, "a filter value")
     for low, high, what in (
         (filters.taken_after, filters.taken_before, "taken"),
         (filters.modified_after, filters.modified_before, "modified"),

@@ -78,7 +78,7 @@ def test_patch_similarity_is_a_grid(tiny_ckpt) -> None:
 
 
 def test_load_refuses_a_name_without_weights_and_a_missing_dir(tmp_path) -> None:
-    with pytest.raises(VitrieveError, match="--weights"):
+    with pytest.raises(VitrieveError, match="open_clip weights file"):
         Encoder.load("ViT-B-32")
     with pytest.raises(VitrieveError):
         Encoder.load(tmp_path)
@@ -156,3 +156,12 @@ def test_bf16_check_falls_back_to_fp32_when_embeddings_drift(monkeypatch) -> Non
     checked._switch_to_bf16(checked=True)
     assert checked.dtype == torch.float32
     assert next(checked.model.parameters()).dtype == torch.float32
+
+
+def test_text_that_is_not_unicode_is_a_user_error(tiny_ckpt) -> None:
+    """A lone surrogate (undecodable argv bytes, a bad HTTP client) is one clear error, from
+    either tokenizer; a NUL character is just text."""
+    encoder = Encoder.load(tiny_ckpt)
+    with pytest.raises(VitrieveError, match="not valid Unicode"):
+        encoder.encode_texts(["a red\ud800 circle"])
+    assert encoder.encode_texts(["a red\x00 circle"]).shape == (1, encoder.embed_dim)
