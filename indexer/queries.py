@@ -73,10 +73,15 @@ class Filters:
 
 
 _RECORD_FIELDS = tuple(f.name for f in fields(FileRecord))
+_RECORD_COLUMNS = tuple(getattr(FileRow, name) for name in _RECORD_FIELDS)
 
 
 def to_record(row: FileRow) -> FileRecord:
     return FileRecord(**{name: getattr(row, name) for name in _RECORD_FIELDS})
+
+
+def _best_first(labels: dict[int, list[Label]]) -> dict[int, list[Label]]:
+    return {k: sorted(v, key=lambda x: -x.score) for k, v in labels.items()}
 
 
 def chunks(ids: Sequence[int]) -> Iterator[list[int]]:
@@ -180,7 +185,28 @@ class StoreQueries:
             for batch in batches:
                 for file_id, name, lab, score in session.execute(batch):
                     out.setdefault(int(file_id), []).append(Label(name, lab, float(score)))
-        return {k: sorted(v, key=lambda x: -x.score) for k, v in out.items()}
+        return _best_first(out)
+
+    def files_with_labels(
+        self, ids: Sequence[int] | np.ndarray
+    ) -> tuple[dict[int, FileRecord], dict[int, list[Label]]]:
+        """A results page's file rows and every label of each (best first), in one SQL query
+        by primary key: half the cost of a rows query plus ``read_labels`` (a page is at most
+        a few hundred ids, and the query sits on every search's path)."""
+        width = len(_RECORD_COLUMNS)
+        query = select(*_RECORD_COLUMNS, LabelRow.label_set, LabelRow.label, LabelRow.score)
+        query = query.outerjoin(LabelRow, LabelRow.file_id == FileRow.id)
+        records: dict[int, FileRecord] = {}
+        labels: dict[int, list[Label]] = {}
+        with self.session() as session:
+            for chunk in chunks([int(i) for i in ids]):
+                for row in session.execute(query.where(FileRow.id.in_(chunk))):
+                    record = records.get(row[0]) or FileRecord(*row[:width])
+                    records[record.id] = record
+                    if row[width + 1] is not None:  # a label (the outer join's NULLs: none)
+                        name, lab, score = row[width:]
+                        labels.setdefault(record.id, []).append(Label(name, lab, float(score)))
+        return records, _best_first(labels)
 
     def label_sets(self) -> list[str]:
         """Names of the label sets stored."""

@@ -187,9 +187,8 @@ class Searcher:
     def _results(
         self, ids: np.ndarray, scores: np.ndarray, calibrated: np.ndarray, weak: np.ndarray
     ) -> list[SearchResult]:
-        """A page's results with their file rows and every label (the store's one reader)."""
-        records = {r.id: r for r in self.store.get_files(ids)}
-        labels = self.labels_of(ids) if len(ids) else {}
+        """A page's results with their file rows and every label (one query by primary key)."""
+        records, labels = self.store.files_with_labels(ids)
         out = []
         for file_id, score, cal, is_weak in zip(ids, scores, calibrated, weak, strict=True):
             record = records.get(int(file_id))

@@ -99,6 +99,11 @@ def test_labels(store: MetadataStore) -> None:
     store.write_labels("scenes", [(a, "forest", 0.5)])  # replaces a's labels in the set
     assert store.read_labels("scenes", [a]) == {a: [("scenes", "forest", 0.5)]}
     assert sorted(store.label_sets()) == ["colours", "scenes"]
+    # a results page reads rows and labels in one query: the same as the two readers
+    page = [c, a, 10**9]  # 10**9: no such row
+    records, labels = store.files_with_labels(page)
+    assert records == {r.id: r for r in store.get_files(page)}
+    assert labels == store.read_labels(ids=page) and set(labels) == {a, c}
 
 
 def test_generations_and_work_list(store: MetadataStore) -> None:
