@@ -242,9 +242,7 @@ class Encoder:
         """Texts → (N, embed_dim); each batch runs only as many positions as it needs."""
         if isinstance(texts, str):
             raise TypeError("encode_texts takes a list of strings")
-        for text in texts:
-            check_text(text, "a text to encode", nul_ok=True)
-        texts = list(texts)
+        texts = [check_text(text, "a text to encode", nul_ok=True) for text in texts]
         outputs = self._in_batches(
             len(texts),
             lambda a, b: torch.from_numpy(self._encode_tokens(self.tokenizer(texts[a:b]))),

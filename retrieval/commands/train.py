@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 import typer
@@ -97,14 +96,13 @@ def _health(event) -> str:
     return "  ".join(parts)
 
 
-def _join_torchrun(world_size: int, device: str) -> int:
+def _join_torchrun(world_size: int, local_rank: int, device: str) -> int:
     """Under torchrun (WORLD_SIZE > 1) join the process group on ``device`` (NCCL with one
     GPU per rank, torchrun's LOCAL_RANK; gloo on the CPU); returns the rank, or -1."""
     if world_size <= 1:
         return -1
     from encoders.training.distributed import setup_distributed
 
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     return setup_distributed(device=device, local_rank=local_rank)[0]
 
 
@@ -186,6 +184,7 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue RUN_DIR/checkpoint."),
     json_out: bool = JSON_OPTION,
     world_size: int = typer.Option(1, envvar="WORLD_SIZE", hidden=True),  # set by torchrun
+    local_rank: int = typer.Option(0, envvar="LOCAL_RANK", hidden=True),  # set by torchrun
     *,
     cols: Columns,
     options: TrainOptions,
@@ -200,7 +199,7 @@ def train(
         lock_text=lock_text, resume=resume, sep=cols.sep, image_col=cols.image_col,
         caption_col=cols.caption_col, label_col=label_col, options=options,
     )  # fmt: skip
-    rank = _join_torchrun(world_size, options.device)
+    rank = _join_torchrun(world_size, local_rank, options.device)
     try:
         with _bar(Console(stderr=True, quiet=rank != 0)) as progress:
             task = progress.add_task(
