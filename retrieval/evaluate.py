@@ -21,6 +21,7 @@ import torch
 from encoders.encoder import Encoder
 from encoders.errors import VitrieveError
 from encoders.training.data import CaptionedItem, open_rgb
+from retrieval.diagnostics import diagnose
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +136,13 @@ def evaluate_zeroshot(
     items: Sequence[CaptionedItem],
     classnames: Sequence[str],
     templates: Sequence[str] = DEFAULT_TEMPLATES,
+    confusion: int = 0,
 ) -> dict:
-    """Zero-shot metrics on labelled items; with a ``held_out`` column, also per subset."""
+    """Zero-shot metrics on labelled items; with a ``held_out`` column, also per subset.
+
+    Also what the errors are (``retrieval.diagnostics.diagnose``): per-word accuracy when the
+    class names are compositional, and the ``confusion`` most confused class pairs.
+    """
     index = {name: i for i, name in enumerate(classnames)}
     labelled = [item for item in items if item.label]
     unknown = [item for item in labelled if item.label not in index]
@@ -159,6 +165,7 @@ def evaluate_zeroshot(
     if flags is not None:
         result["seen"] = zeroshot_metrics(logits[~flags], targets[~flags])
         result["held_out"] = zeroshot_metrics(logits[flags], targets[flags])
+    result.update(diagnose(logits.argmax(axis=1), targets, classnames, flags, confusion))
     return result
 
 

@@ -63,6 +63,40 @@ def _read_classes(classes: Path | None, data: Path, items) -> list[str]:
     return sorted({item.label for item in items if item.label})
 
 
+def _attribute_lines(result: dict) -> list[str]:
+    """Per-word accuracy: one line per subset, with what the wrong predictions got wrong."""
+    from retrieval.diagnostics import error_label
+
+    attributes = result["attributes"]
+    if attributes is None:
+        return [f"per-word accuracy: none ({result['attributes_skipped']})"]
+    words = attributes["words"]
+    lines = [f"per-word accuracy — {', '.join(words)}:"]
+    for subset in ("all", "seen", "held_out"):
+        metrics = attributes.get(subset)
+        if metrics is None or not metrics["n"]:
+            continue
+        right = "  ".join(f"word {i + 1} {share:.3f}" for i, share in enumerate(metrics["right"]))
+        errors = ", ".join(
+            f"{error_label(e['wrong_words'], len(words))} {e['share']:.0%}"
+            for e in metrics["errors"]
+        )
+        wrong = f"   {metrics['wrong']} wrong: {errors}" if metrics["wrong"] else ""
+        lines.append(f"  {subset.replace('_', '-'):<9} {right}{wrong}")
+    return lines
+
+
+def _confusion_lines(pairs: list[dict]) -> list[str]:
+    """The most confused pairs: count, share of the true class's images, true → predicted."""
+    if not pairs:
+        return ["most confused: none (every image classified right)"]
+    lines = ["most confused (count, share of the true class's images, true → predicted):"]
+    lines += [
+        f"  {p['count']:>5}  {p['share']:>4.0%}  {p['true']} → {p['predicted']}" for p in pairs
+    ]
+    return lines
+
+
 def _line(name: str, metrics: dict) -> str:
     if not metrics.get("n"):
         return f"{name:<9} (no images)"
@@ -84,17 +118,30 @@ def zeroshot(
     template: list[str] | None = typer.Option(
         None, "--template", help="Prompt template with {} for the class; repeat to ensemble."
     ),
+    confusion: int = typer.Option(
+        0,
+        "--confusion",
+        min=0,
+        metavar="N",
+        help="Also list the N most confused class pairs (true → predicted); 0: none.",
+    ),
     as_json: bool = JSON_OPTION,
     *,
     cols: Columns,
     model: ModelChoice,
 ) -> None:
-    """Zero-shot top-1/top-5/mean per-class recall; seen vs held-out when data marks them."""
+    """Zero-shot top-1/top-5/mean per-class recall; seen vs held-out when data marks them.
+
+    Also per-word accuracy when every class name has the same number of words ("red circle":
+    word 1 right, word 2 right, which one the errors got wrong), and with --confusion N the N
+    most confused class pairs.
+    """
     from retrieval.evaluate import DEFAULT_TEMPLATES, evaluate_zeroshot
 
     items = read_captioned(data, cols.sep, cols.image_col, cols.caption_col, label_col)
     names = _read_classes(classes, data, items)
-    result = evaluate_zeroshot(model.load(), items, names, template or DEFAULT_TEMPLATES)
+    templates = template or DEFAULT_TEMPLATES
+    result = evaluate_zeroshot(model.load(), items, names, templates, confusion)
     if as_json:
         typer.echo(json.dumps({**result, "device": model.device_name}))
         return
@@ -103,6 +150,10 @@ def zeroshot(
     for subset in ("seen", "held_out"):
         if subset in result:
             typer.echo(_line(subset.replace("_", "-"), result[subset]))
+    lines = _attribute_lines(result)
+    if "confusion" in result:
+        lines += _confusion_lines(result["confusion"])
+    typer.echo("\n".join(lines))
 
 
 @eval_app.command("retrieval")

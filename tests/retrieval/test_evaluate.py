@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -109,9 +110,27 @@ def test_zeroshot_runner_ensembles_prompts_and_splits_held_out(colour_items):
     result = evaluate_zeroshot(oracle, colour_items, ["red", "blue", "green", "yellow"], templates)
     assert result["top1"] == 1.0 and result["n"] == 5 and result["templates"] == 2
     assert result["seen"]["n"] == 3 and result["held_out"]["n"] == 2
+    assert result["attributes"] is None  # single-word class names
+    assert "confusion" not in result
     assert len(oracle.prompts) == 8 and "a photo of a green shape." in oracle.prompts
     vectors = class_embeddings(oracle, ["red", "blue"], templates)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0)
+
+
+def test_zeroshot_runner_reports_what_the_errors_are(colour_items):
+    # the oracle sees no shapes: "red square" and "red circle" tie, the first listed wins
+    classes = [f"{c} {s}" for c in ("red", "blue", "green", "yellow") for s in ("square", "circle")]
+    items = [replace(item, label=f"{item.label} circle") for item in colour_items]
+    result = evaluate_zeroshot(ColourOracle(), items, classes, confusion=2)
+    assert result["top1"] == 0.0
+    attributes = result["attributes"]
+    assert attributes["all"]["right"] == [1.0, 0.0]  # colour always right, shape never
+    assert attributes["all"]["errors"] == [{"wrong_words": [2], "count": 5, "share": 1.0}]
+    assert attributes["seen"]["n"] == 3 and attributes["held_out"]["n"] == 2
+    assert result["confusion"] == [
+        {"true": "red circle", "predicted": "red square", "count": 2, "share": 1.0},
+        {"true": "blue circle", "predicted": "blue square", "count": 1, "share": 1.0},
+    ]
 
 
 def test_retrieval_runner_counts_identical_captions_as_hits(colour_items):
@@ -134,15 +153,27 @@ def test_eval_zeroshot_cli(tiny_setup):
     args = ["eval", "zeroshot", "--model", str(ckpt), "--data", str(synth / "test.tsv")]
     args += ["--label-col", "label", "--classes", str(synth / "classes.txt"), "--precision", "fp32"]
     runner = CliRunner()
-    result = runner.invoke(app, [*args, "--template", "a {}.", "--template", "a photo of a {}."])
+    templates = ["--template", "a {}.", "--template", "a photo of a {}."]
+    result = runner.invoke(app, [*args, *templates, "--confusion", "2"])
     assert result.exit_code == 0, result.output
     assert "top-1" in result.output and "held-out" in result.output
-    result = runner.invoke(app, [*args, "--json"])
+    assert "per-word accuracy — word 1 (red, " in result.output and "most confused" in result.output
+    result = runner.invoke(app, [*args, "--json", "--confusion", "3"])
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.output)
     assert metrics["classes"] == 64 and metrics["n"] > 0
     assert 0.0 <= metrics["top1"] <= metrics["top5"] <= 1.0
     assert metrics["seen"]["n"] + metrics["held_out"]["n"] == metrics["n"]
+    # "red circle", …: two word positions, each right at least as often as the whole class
+    attributes = metrics["attributes"]
+    assert len(attributes["words"]) == 2 and attributes["all"]["n"] == metrics["n"]
+    assert all(metrics["top1"] <= share <= 1.0 for share in attributes["all"]["right"])
+    assert attributes["seen"]["n"] + attributes["held_out"]["n"] == metrics["n"]
+    pairs = metrics["confusion"]
+    assert 0 < len(pairs) <= 3 and all(p["true"] != p["predicted"] for p in pairs)
+    assert [p["count"] for p in pairs] == sorted((p["count"] for p in pairs), reverse=True)
+    bad = runner.invoke(app, [*args, "--confusion", "-1"])
+    assert bad.exit_code == 2
 
 
 def test_eval_retrieval_cli(tiny_setup):
