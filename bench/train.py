@@ -56,10 +56,15 @@ RECIPE = TrainOptions()  # ours trains with its defaults; open_clip gets the sam
 RATE = re.compile(r"Batch \(t\): [\d.]+, ([\d.]+)/s")
 
 
-def make_data(data: Path, train: int, test: int, size: int) -> Path:
+def make_data(
+    data: Path, train: int, test: int, size: int, style: str = "A", seed: int = 0
+) -> Path:
+    """The synthetic set of family ``style`` (``encoders.datasets.STYLES``), written once."""
     if not (data / "train.tsv").is_file():
-        print(f"writing the synthetic set ({train} + {test} at {size} px) to {data}")
-        write_synthetic(data, train, test, size_px=size, seed=0)
+        print(
+            f"writing synthetic set {style} ({train} + {test} at {size} px, seed {seed}) to {data}"
+        )
+        write_synthetic(data, train, test, size_px=size, seed=seed, style=style)
     return data
 
 
@@ -277,11 +282,14 @@ def main() -> None:
     )
     parser.add_argument("--train", type=int, default=20000)
     parser.add_argument("--test", type=int, default=3000)
-    parser.add_argument("--data", type=Path, default=Path("/tmp/vitrieve-bench/synth"))
+    parser.add_argument("--style", default="A", help="synthetic family: A or B")
+    parser.add_argument("--data", type=Path, help="default /tmp/vitrieve-bench/synth[-B]")
     parser.add_argument("--work", type=Path, default=Path("/tmp/vitrieve-bench/train"))
     args = parser.parse_args()
     args.batch_size = args.batch_size or default_batch_size(resolve_device(args.device))
-    data = make_data(args.data, args.train, args.test, 64)
+    suffix = "" if args.style == "A" else f"-{args.style}"
+    data = args.data or Path(f"/tmp/vitrieve-bench/synth{suffix}")
+    data = make_data(data, args.train, args.test, 64, args.style)
     args.work.mkdir(parents=True, exist_ok=True)
     rounds = []
     for index in range(args.rounds):

@@ -16,14 +16,16 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from encoders import synthetic, synthetic_b
 from encoders.atomic import atomic_write, atomic_write_text
 from encoders.errors import VitrieveError
-from encoders.synthetic import allowed_classes, class_names, held_out_pairs, scene_for
 
 log = logging.getLogger(__name__)
 
 SYNTH_COLUMNS = ("filepath", "title", "label", "held_out", "objects", "bbox")
 CHUNK = 500  # images per worker task: big enough to amortise process overhead
+# Independent families of synthetic data: recipes are chosen on one, confirmed on the other.
+STYLES = {"A": synthetic, "B": synthetic_b}
 
 
 @dataclass(frozen=True)
@@ -62,14 +64,15 @@ def _format_box(box: tuple[int, int, int, int]) -> str:
     return ",".join(str(v) for v in box)
 
 
-def _render_chunk(args: tuple[Path, int, str, int, int, int]) -> list[tuple[object, ...]]:
+def _render_chunk(args: tuple[Path, int, str, int, int, int, str]) -> list[tuple[object, ...]]:
     """Render and save scenes [start, stop) of a split; return their TSV rows."""
-    out, seed, split, start, stop, size_px = args
-    allowed = allowed_classes(seed, split)
-    held = set(held_out_pairs(seed))
+    out, seed, split, start, stop, size_px, style = args
+    family = STYLES[style]
+    allowed = family.allowed_classes(seed, split)
+    held = set(family.held_out_pairs(seed))
     rows = []
     for index in range(start, stop):
-        scene = scene_for(seed, split, index, size_px, allowed)
+        scene = family.scene_for(seed, split, index, size_px, allowed)
         relative = f"images/{split}/{index:06d}.png"
         scene.image.save(out / relative, compress_level=1)
         names = [o.name for o in scene.objects]
@@ -86,10 +89,12 @@ def _render_chunk(args: tuple[Path, int, str, int, int, int]) -> list[tuple[obje
     return rows
 
 
-def _render_split(out: Path, seed: int, split: str, count: int, size_px: int, workers: int):
+def _render_split(
+    out: Path, seed: int, split: str, count: int, size_px: int, workers: int, style: str
+):
     (out / "images" / split).mkdir(parents=True, exist_ok=True)
     tasks = [
-        (out, seed, split, start, min(start + CHUNK, count), size_px)
+        (out, seed, split, start, min(start + CHUNK, count), size_px, style)
         for start in range(0, count, CHUNK)
     ]
     if workers <= 1 or len(tasks) <= 1:
@@ -108,24 +113,30 @@ def write_synthetic(
     size_px: int = 64,
     seed: int = 0,
     workers: int | None = None,
+    style: str = "A",
 ) -> WrittenDataset:
     """Render the synthetic set into ``out``: train.tsv, test.tsv, classes.txt, held_out.txt.
 
-    Images go to ``out/images/{train,test}/NNNNNN.png``. ``bbox`` holds one ``x0,y0,x1,y1``
-    box per object (exclusive ends, visible pixels), ';'-separated in ``objects`` order.
+    ``style`` picks the family (``STYLES``): "A" (``encoders.synthetic``) or "B", an
+    independent generator (``encoders.synthetic_b``). Images go to
+    ``out/images/{train,test}/NNNNNN.png``. ``bbox`` holds one ``x0,y0,x1,y1`` box per object
+    (exclusive ends, visible pixels), ';'-separated in ``objects`` order.
     """
     if n_train < 0 or n_test < 0 or (n_train + n_test) == 0:
         raise VitrieveError("give a positive number of training and/or test images")
     if not 16 <= size_px <= 1024:
         raise VitrieveError(f"image size must be between 16 and 1024 px, got {size_px}")
+    if style not in STYLES:
+        raise VitrieveError(f"unknown style {style!r}; choose from {', '.join(STYLES)}")
+    family = STYLES[style]
     out.mkdir(parents=True, exist_ok=True)
     workers = workers if workers is not None else min(4, os.cpu_count() or 1)
     counts = {}
     for split, count in (("train", n_train), ("test", n_test)):
-        rows = _render_split(out, seed, split, count, size_px, workers)
+        rows = _render_split(out, seed, split, count, size_px, workers, style)
         counts[split] = write_tsv(out / f"{split}.tsv", SYNTH_COLUMNS, rows)
         log.info("wrote %d %s images to %s", counts[split], split, out)
-    write_lines(out / "classes.txt", class_names())
-    held = held_out_pairs(seed)
+    write_lines(out / "classes.txt", family.class_names())
+    held = family.held_out_pairs(seed)
     write_lines(out / "held_out.txt", held)
-    return WrittenDataset(out, counts, len(class_names()), len(held))
+    return WrittenDataset(out, counts, len(family.class_names()), len(held))

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import typer
 
-from encoders.datasets import WrittenDataset
+from encoders.datasets import STYLES, WrittenDataset, write_synthetic
 from encoders.digits import write_digits
 
+SYNTH = {n: p.default for n, p in inspect.signature(write_synthetic).parameters.items()}
 DIGITS = {n: p.default for n, p in inspect.signature(write_digits).parameters.items()}
 
 data_app = typer.Typer(
@@ -41,12 +42,17 @@ def synth(
     size: int = typer.Option(64, "--size", min=16, max=1024, help="Image side in pixels."),
     seed: int = typer.Option(0, "--seed", help="Seed: images and held-out pairs follow from it."),
     workers: int | None = typer.Option(None, "--workers", min=1, help="Render processes."),
+    style: str = typer.Option(
+        SYNTH["style"],
+        "--style",
+        help=f"Family ({'/'.join(STYLES)}). A: 8 colours x 8 shapes in plain scenes; B: an "
+        "independent one (other colours and shapes, rotated and outlined, busy backgrounds, "
+        "other sentence forms) to confirm a recipe on.",
+    ),  # fmt: skip
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Render coloured shapes with captions; some colour-shape pairs appear only in test."""
-    from encoders.datasets import write_synthetic
-
-    _report(write_synthetic(out, train, test, size, seed, workers), as_json)
+    _report(write_synthetic(out, train, test, size, seed, workers, style.upper()), as_json)
 
 
 @data_app.command("digits")

@@ -30,3 +30,14 @@ def test_data_digits_cli(tmp_path):
     result = CliRunner().invoke(app, ["data", "digits", str(tmp_path), "--size", "16"])
     assert result.exit_code == 0, result.output
     assert "10 classes" in result.output and (tmp_path / "test.tsv").is_file()
+
+
+def test_data_synth_style_b_cli(tmp_path):
+    out = tmp_path / "b"
+    args = ["data", "synth", str(out), "--train", "20", "--test", "10", "--size", "32"]
+    result = CliRunner().invoke(app, [*args, "--style", "b", "--workers", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["classes"] == 48 and summary["held_out"] == 6
+    bad = CliRunner().invoke(app, [*args, "--style", "C"])
+    assert bad.exit_code != 0 and "unknown style 'C'" in bad.output
