@@ -12,6 +12,7 @@ runs like these (``--jobs 2`` runs two at a time, one thread each, on a 2-core m
 
     python bench/recipe.py --families A B --seeds 0 1 2 --jobs 2         # the defaults
     python bench/recipe.py --families A B --seeds 0 1 2 --jobs 2 --set warmup_fraction=0.05
+    python bench/recipe.py --families A B --seeds 0 1 2 --minutes 5   # as a user trains
 """
 
 from __future__ import annotations
@@ -31,12 +32,16 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from concurrent.futures import ProcessPoolExecutor  # noqa: E402
 
-from train import make_data, score  # noqa: E402
+from train import make_data, run_ours, score  # noqa: E402
 
 from encoders.encoder import Encoder  # noqa: E402
 from encoders.tokenizer import get_tokenizer  # noqa: E402
 from encoders.training.data import read_captioned  # noqa: E402
-from encoders.training.devices import train_device, with_device_defaults  # noqa: E402
+from encoders.training.devices import (  # noqa: E402
+    default_batch_size,
+    train_device,
+    with_device_defaults,
+)
 from encoders.training.loop import Trainer  # noqa: E402
 from encoders.training.main import TrainRequest, build_config, build_model, prepare_data  # noqa: E402
 from encoders.training.steps import TrainOptions  # noqa: E402
@@ -57,15 +62,19 @@ def parse_setting(text: str) -> tuple[str, object]:
     return name, type(default)(value)
 
 
+def rounded(result: dict) -> dict:
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}
+
+
 def run(data: Path, seed: int, steps: int, threads: int, settings: dict) -> dict:
     torch.set_num_threads(threads)
     started = time.perf_counter()
-    request = TrainRequest(data=data / "train.tsv", out=Path("unused"), model="tiny")
-    config = build_config(request)
+    options = replace(TrainOptions(), seed=seed, threads=threads, **settings)
+    request = TrainRequest(data=data / "train.tsv", out=Path("unused"), options=options)
+    config = build_config(request)  # the loss decides the logit bias
     tokenizer = get_tokenizer(config.text)
     model = build_model(config, tokenizer, seed)
     items = read_captioned(data / "train.tsv")
-    options = replace(TrainOptions(), seed=seed, threads=threads, **settings)
     options = with_device_defaults(options, train_device(options.device))
     options = replace(options, epochs=steps / (len(items) // options.batch_size))
     prepared = prepare_data(items, model, tokenizer, options)
@@ -73,10 +82,19 @@ def run(data: Path, seed: int, steps: int, threads: int, settings: dict) -> dict
     trainer = Trainer(model, prepared, options)
     state = trainer.run()
     train_s = time.perf_counter() - started - setup
-    result = score(Encoder(model, tokenizer), data)
+    result = rounded(score(Encoder(model, tokenizer), data))
     return {"seed": seed, "steps": state.step, "warmup": state.warmup, "samples": state.samples,
             "setup_s": round(setup, 1), "samples_per_s": round(state.samples / train_s, 1),
-            **{k: round(v, 4) for k, v in result.items()}}  # fmt: skip
+            **result}  # fmt: skip
+
+
+def run_budget(data: Path, seed: int, minutes: float, work: Path) -> dict:
+    """``vitrieve train --minutes`` as a user runs it (its defaults), then the same scoring."""
+    batch = default_batch_size(torch.device("cpu"))
+    ours = run_ours(data, work / f"{data.name}-run", minutes, batch, seed)
+    result = rounded(score(Encoder.load(ours["checkpoint"]), data))
+    return {"seed": seed, "samples": ours["samples"], "samples_per_s": ours["samples_per_s"],
+            **result}  # fmt: skip
 
 
 def family_data(root: Path, family: str, seed: int) -> Path:
@@ -84,9 +102,11 @@ def family_data(root: Path, family: str, seed: int) -> Path:
 
 
 def job(args: tuple) -> dict:
-    root, family, seed, steps, threads, settings = args
-    row = run(family_data(root, family, seed), seed, steps, threads, settings)
-    return {"family": family, **row}
+    root, family, seed, steps, threads, settings, minutes = args
+    data = family_data(root, family, seed)
+    if minutes:
+        return {"family": family, **run_budget(data, seed, minutes, root / "runs")}
+    return {"family": family, **run(data, seed, steps, threads, settings)}
 
 
 def summarise(rows: list[dict], settings: dict) -> dict:
@@ -110,10 +130,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time")
     parser.add_argument("--set", nargs="*", default=[], help="TrainOptions overrides: name=value")
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        help="instead: `vitrieve train --minutes M` with its defaults, one run at a time "
+        "(a wall-clock budget: use a quiet machine)",
+    )
     parser.add_argument("--data", type=Path, default=Path("/tmp/vitrieve-bench"))
     args = parser.parse_args()
     settings = dict(parse_setting(text) for text in args.set)
-    tasks = [(args.data, f, seed, args.steps, args.threads, settings)
+    if args.minutes and (settings or args.jobs > 1):
+        raise SystemExit("--minutes runs the CLI's defaults one at a time: no --set, --jobs 1")
+    tasks = [(args.data, f, seed, args.steps, args.threads, settings, args.minutes)
              for seed in args.seeds for f in args.families]  # fmt: skip
     for task in tasks:  # written once, before any timing starts
         family_data(args.data, task[1], task[2])

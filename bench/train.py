@@ -211,7 +211,9 @@ def score(encoder, data: Path) -> dict:
     classes = (data / "classes.txt").read_text().split("\n")
     zeroshot = evaluate_zeroshot(encoder, items, [c for c in classes if c])
     retrieval = evaluate_retrieval(encoder, items, ks=(1, 10))
+    words = (zeroshot.get("attributes") or {}).get("held_out", {}).get("right")
     return {"seen": zeroshot["seen"]["top1"], "held_out": zeroshot["held_out"]["top1"],
+            "held_out_words": words,  # per word of the class name: colour, shape right
             "t2i_r1": retrieval["text_to_image_R@1"],
             "t2i_r10": retrieval["text_to_image_R@10"]}  # fmt: skip
 

@@ -1,10 +1,11 @@
 """Caption-side preparation: every distinct caption tokenised once, mirrors and hard negatives.
 
 Training looks captions up by index instead of tokenising per step. The table also holds
-each caption's left/right mirror (the caption of a flipped image) and hard negatives:
-the same words with attributes swapped — "a red circle left of a blue square" →
-"a blue circle left of a red square" or "... right of ..." — or a colour replaced —
-"a red star" → "a green star". As extra candidates in the loss they force the model to tell
+each caption's left/right mirror (the caption of a flipped image) and hard negatives
+(``encoders.training.negatives``): the same words with attributes swapped — "a red circle
+left of a blue square" → "a blue circle left of a red square", "a red square left of a blue
+circle" or "... right of ..." — or one replaced — "a red star" → "a green star" or "a red
+heart". As extra candidates in the loss they force the model to tell
 *which* colour goes with *which* object instead of matching a bag of words; this is what a
 plain CLIP lacks on compositions it never saw.
 
@@ -26,72 +27,28 @@ import torch
 
 from encoders.tokenizer import Tokenizer, trim_padding
 from encoders.training.data import swap_left_right
+from encoders.training.negatives import Substitutes, fix_articles, hard_negatives, learn_substitutes
 
-# Common colour words (English basic colour terms and a few frequent synonyms). Generic on
-# purpose: the trainer knows nothing of any data set, only that colours are attributes.
+# Common colour words (English basic colour terms and a few frequent synonyms): the seed of
+# colour detection. A data set's other colour words are found from its captions: a word that
+# substitutes for two of these ("lime" in "a lime ring" / "a pink ring") is a colour too.
 COLOUR_WORDS = frozenset(
     {"red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white",
      "grey", "gray", "violet", "cyan", "magenta", "beige", "turquoise", "gold", "silver", "navy"}
 )  # fmt: skip
-# Spellings of one colour: swapping one for the other would make a "negative" that is true.
-SAME_COLOUR = {"gray": "grey"}
-_WORD = re.compile(r"[A-Za-z]+|[^A-Za-z]+")
-_ARTICLE = re.compile(r"\b([Aa]n?) ([A-Za-z])")
 
 
-_COLOUR_WORD = re.compile(r"\b(?:" + "|".join(sorted(COLOUR_WORDS)) + r")\b\s*", re.IGNORECASE)
+def colour_words(substitutes: Substitutes) -> frozenset[str]:
+    """COLOUR_WORDS and every word that substitutes for at least two of them."""
+    return COLOUR_WORDS | {
+        w for w, others in substitutes.items() if len(others & COLOUR_WORDS) >= 2
+    }
 
 
-def strip_colours(caption: str) -> str:
+def strip_colours(caption: str, colours: Collection[str] = COLOUR_WORDS) -> str:
     """The caption without its colour words, articles fixed ("an orange star" → "a star")."""
-
-    def article(match: re.Match[str]) -> str:
-        word = "an" if match.group(2).lower() in "aeiou" else "a"
-        return f"{word.capitalize() if match.group(1)[0] == 'A' else word} {match.group(2)}"
-
-    return _ARTICLE.sub(article, _COLOUR_WORD.sub("", caption)).strip()
-
-
-def _colour(word: str) -> str:
-    """One name per colour ("Gray" → "grey")."""
-    return SAME_COLOUR.get(word.lower(), word.lower())
-
-
-def hard_negatives(
-    caption: str,
-    colours: Sequence[str],
-    rng: random.Random,
-    count: int = 2,
-    known: Collection[str] = (),
-) -> list[str]:
-    """Up to ``count`` captions that describe a *different* scene with the same words.
-
-    Two different colours in a caption are swapped between their objects; a left/right
-    relation is reversed; a lone colour is replaced by another colour of ``colours`` —
-    preferring replacements that are ``known`` captions already, so that a cached text tower
-    has fewer new texts to encode.
-    """
-    tokens = _WORD.findall(caption)
-    colour_at = [i for i, t in enumerate(tokens) if t.lower() in COLOUR_WORDS]
-    found: list[str] = []
-    distinct = {_colour(tokens[i]) for i in colour_at}
-    if len(distinct) >= 2:
-        first = colour_at[0]
-        second = next(i for i in colour_at if _colour(tokens[i]) != _colour(tokens[first]))
-        swapped = list(tokens)
-        swapped[first], swapped[second] = tokens[second], tokens[first]
-        found.append("".join(swapped))
-    mirrored = swap_left_right(caption)
-    if mirrored != caption and len(distinct) >= 2:
-        found.append(mirrored)  # "x left of y" ≠ "x right of y" when x and y differ
-    if colour_at and len(found) < count:
-        position = rng.choice(colour_at)
-        others = [c for c in colours if _colour(c) not in distinct]
-        rng.shuffle(others)
-        replaced = ["".join(tokens[:position] + [c] + tokens[position + 1 :]) for c in others]
-        replaced.sort(key=lambda text: text not in known)  # stable: known ones first
-        found.extend(replaced[: count - len(found)])
-    return found[:count]
+    pattern = re.compile(r"\b(?:" + "|".join(sorted(colours)) + r")\b\s*", re.IGNORECASE)
+    return fix_articles(pattern.sub("", caption)).strip()
 
 
 @dataclass
@@ -139,14 +96,17 @@ def build_caption_table(
     originals = [add(c) for c in dict.fromkeys(captions)]
     mirrors = {i: add(swap_left_right(texts[i])) for i in list(originals)}
     sources = sorted(set(originals) | set(mirrors.values()))
-    colours = sorted({w.lower() for t in texts for w in _WORD.findall(t)} & COLOUR_WORDS)
+    wanted = negatives_per_caption > 0 or colourless
+    substitutes = learn_substitutes(texts[i] for i in originals) if wanted else {}
     rng = random.Random(seed)
     known = set(texts)
+    count = negatives_per_caption
     negative_rows = {
-        i: [add(n) for n in hard_negatives(texts[i], colours, rng, negatives_per_caption, known)]
-        for i in sources
+        i: [add(n) for n in hard_negatives(texts[i], substitutes, rng, count, known)]
+        for i in (sources if count > 0 else [])
     }
-    stripped = {i: strip_colours(texts[i]) for i in sources} if colourless else {}
+    colours = colour_words(substitutes)
+    stripped = {i: strip_colours(texts[i], colours) for i in sources} if colourless else {}
     colourless_of = {i: add(text) for i, text in stripped.items() if text and text != texts[i]}
     negatives = torch.full((len(texts), max(negatives_per_caption, 1)), -1, dtype=torch.long)
     for i, row in negative_rows.items():

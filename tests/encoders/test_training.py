@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
 import socket
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from safetensors.torch import load_file
 from encoders.clip import create_model
 from encoders.config import load_config
 from encoders.tokenizer import get_tokenizer
-from encoders.training.captions import build_caption_table, hard_negatives, strip_colours
+from encoders.training.captions import build_caption_table, strip_colours
 from encoders.training.loop import TrainOptions
 from encoders.training.main import TrainRequest, train_from_files
 from encoders.training.optim import (
@@ -61,21 +60,6 @@ def test_cosine_schedule_warms_up_then_decays_to_min():
     assert schedule.lr(60) == pytest.approx(0.55)  # half-way through the cosine
     assert schedule.lr(110) == pytest.approx(0.1) and schedule.lr(500) == pytest.approx(0.1)
     assert estimate_total_steps(10, 20.0, 2.0, 60.0) == 30
-
-
-def test_hard_negatives_swap_attributes_between_objects():
-    rng = random.Random(0)
-    two = hard_negatives("a red circle left of a blue square", ["red", "blue", "green"], rng)
-    assert "a blue circle left of a red square" in two
-    assert "a red circle right of a blue square" in two
-    one = hard_negatives("a photo of a red star", ["red", "blue", "green"], rng, count=2)
-    assert one and all(n != "a photo of a red star" and n.endswith(" star") for n in one)
-    assert hard_negatives("a photo of a dog", ["red"], rng) == []
-    spellings = ["grey", "gray", "blue"]  # one colour, two spellings: never a negative
-    assert hard_negatives("a grey star", spellings, rng) == ["a blue star"]
-    either = {"a blue cat and a grey dog", "a gray cat and a blue dog"}
-    negatives = hard_negatives("a gray cat and a grey dog", spellings, rng)
-    assert len(negatives) == 1 and negatives[0] in either
 
 
 def test_colourless_captions_pair_with_greyscale_images():
