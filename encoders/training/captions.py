@@ -18,6 +18,7 @@ on — is taken away from a fraction of every batch (measured in docs/training.m
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from collections.abc import Collection, Sequence
@@ -45,10 +46,15 @@ def colour_words(substitutes: Substitutes) -> frozenset[str]:
     }
 
 
+@functools.lru_cache(maxsize=8)
+def _colour_pattern(colours: frozenset[str]) -> re.Pattern[str]:
+    """One regex per colour set, built once (a table strips tens of thousands of captions)."""
+    return re.compile(r"\b(?:" + "|".join(sorted(colours)) + r")\b\s*", re.IGNORECASE)
+
+
 def strip_colours(caption: str, colours: Collection[str] = COLOUR_WORDS) -> str:
     """The caption without its colour words, articles fixed ("an orange star" → "a star")."""
-    pattern = re.compile(r"\b(?:" + "|".join(sorted(colours)) + r")\b\s*", re.IGNORECASE)
-    return fix_articles(pattern.sub("", caption)).strip()
+    return fix_articles(_colour_pattern(frozenset(colours)).sub("", caption)).strip()
 
 
 @dataclass
