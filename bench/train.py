@@ -206,13 +206,16 @@ class OpenClipEncoder:
 
 
 def score(encoder, data: Path) -> dict:
-    """Seen / held-out zero-shot top-1 and text→image R@1 and R@10 on the test split."""
+    """Seen / held-out zero-shot top-1 and text→image R@1 and R@10 on the test split (held-out
+    None, and seen over every class, when the data holds no classes out)."""
     items = read_captioned(data / "test.tsv", label_col="label")
     classes = (data / "classes.txt").read_text().split("\n")
     zeroshot = evaluate_zeroshot(encoder, items, [c for c in classes if c])
     retrieval = evaluate_retrieval(encoder, items, ks=(1, 10))
     words = (zeroshot.get("attributes") or {}).get("held_out", {}).get("right")
-    return {"seen": zeroshot["seen"]["top1"], "held_out": zeroshot["held_out"]["top1"],
+    split = "held_out" in zeroshot  # data without held-out classes (digits): all are "seen"
+    return {"seen": zeroshot["seen"]["top1"] if split else zeroshot["top1"],
+            "held_out": zeroshot["held_out"]["top1"] if split else None,
             "held_out_words": words,  # per word of the class name: colour, shape right
             "t2i_r1": retrieval["text_to_image_R@1"],
             "t2i_r10": retrieval["text_to_image_R@10"]}  # fmt: skip

@@ -220,15 +220,15 @@ def _text_from_dict(d: dict[str, Any], lock: Any = None) -> TextConfig:
     )
 
 
-# Our built-ins. `tiny` trains on a 2-core CPU in minutes: 64 px images in 8 px patches
-# (an 8×8 grid — small patches are one of the ViT small-data remedies) and short captions.
-# Its ViT is 128 wide and 4 deep, the size that learned most per CPU-minute
-# (docs/decisions.md, 2026-11-23, "The tiny ViT").
+# Our built-ins. `tiny` trains on a 2-core CPU in minutes: 64 px images in 16 px patches (a
+# 4×4 grid: ~3× the samples per CPU-second of 8 px patches, which learned more in a fixed
+# time on two data families — docs/training.md, "Patch size") and short captions. Its ViT
+# is 128 wide and 4 deep (docs/decisions.md, 2026-11-23, "The tiny ViT").
 BUILTIN: dict[str, CLIPConfig] = {
     "tiny": CLIPConfig(
         embed_dim=256,
         vision=VisionConfig(
-            image_size=64, patch_size=8, width=128, layers=4, head_width=64, init="sincos"
+            image_size=64, patch_size=16, width=128, layers=4, head_width=64, init="sincos"
         ),
         text=TextConfig(context_length=32, width=256, heads=4, layers=4),
         name="tiny",

@@ -57,7 +57,11 @@ def accumulate_whole_batch(
 
 def _forward(module: nn.Module, batch: tuple, part: slice) -> Outputs:
     images, text, negatives, _ = batch
-    return module(images[part], text[part], None if negatives is None else negatives[part])
+    if negatives is None:
+        return module(images[part], text[part], None)
+    per_image = len(negatives) // len(images)  # each image's negatives are consecutive rows
+    rows = slice(part.start * per_image, part.stop * per_image)
+    return module(images[part], text[part], negatives[rows])
 
 
 def _whole_batch_loss(

@@ -126,7 +126,7 @@ def prepare_data(
     """
     device = train_device(options.device)
     images, captions = _images(items, model.config.vision.image_size, options, device)
-    negatives = 2 if options.hard_negatives else 0
+    negatives = max(2, options.negatives_per_image) if options.hard_negatives else 0
     table = build_caption_table(
         captions, tokenizer, negatives, seed=options.seed, colourless=options.grey_fraction > 0
     )

@@ -44,10 +44,14 @@ class TrainOptions:
     minutes: float | None = None
     accum: int = 1  # passes per optimiser step (accumulate.py): batch_size × accum × processes
     hard_negatives: bool = True
+    # hard negatives scored per image and step: 1 is drawn from its caption's two; N > 1 uses
+    # its caption's first N (the table then prepares N per caption)
+    negatives_per_image: int = 1
     min_scale: float = 0.6
     flip: bool = True
     grey_fraction: float = 0.25  # pairs shown greyscale with their colourless caption
     warmup_fraction: float = 0.4  # a long warm-up: measured in docs/training.md
+    grad_clip: float = 0.0  # clip the global gradient norm to this; 0 = no clipping
     checkpoint_every: int = 0  # steps; 0 = only at the end
     val_every: int = 0  # steps; 0 = about ten times per run
     seed: int = 0
@@ -143,9 +147,12 @@ def make_batch(
     if not options.hard_negatives:
         return images, _on(device, _trim(data, text)), None, None
     rows = data.table.negatives[caption_index]  # (B, K), −1 = none
-    valid_per_row = (rows >= 0).sum(dim=1)
-    pick = (torch.rand(len(rows), generator=generator) * valid_per_row.clamp(min=1)).long()
-    negative_index = rows.gather(1, pick[:, None]).squeeze(1)
+    if options.negatives_per_image > 1:
+        negative_index = rows[:, : options.negatives_per_image].reshape(-1)
+    else:
+        valid_per_row = (rows >= 0).sum(dim=1)
+        pick = (torch.rand(len(rows), generator=generator) * valid_per_row.clamp(min=1)).long()
+        negative_index = rows.gather(1, pick[:, None]).squeeze(1)
     mask = negative_index >= 0
     negatives = _text_input(data, negative_index.clamp(min=0))
     if data.text_features is None:  # trim captions and negatives to one common length
@@ -210,7 +217,8 @@ def optimise(
     options: TrainOptions,
 ) -> StepResult:
     """One optimiser step on ``batch``, in ``accum`` micro-batch passes when asked
-    (``accumulate``: the loss stays the whole batch's; DDP syncs on the last pass only).
+    (``accumulate``: the loss stays the whole batch's; DDP syncs on the last pass only),
+    the gradient's global norm clipped to ``grad_clip`` when that is set.
 
     The loss is computed in float32 whatever the autocast. If a pass's loss is not finite,
     on any rank, the gradients are dropped and the optimiser does not step: the weights and
@@ -224,6 +232,8 @@ def optimise(
     values = torch.stack(losses)
     updated = _finite_everywhere(values)
     if updated:
+        if options.grad_clip > 0:
+            nn.utils.clip_grad_norm_(module.parameters(), options.grad_clip)
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return StepResult(sum(v / chunks for v in values.tolist()), updated)

@@ -172,3 +172,67 @@ def test_accumulation_gives_the_whole_batch_gradient():
 
 def _flat_grad(param: torch.nn.Parameter) -> torch.Tensor:
     return (torch.zeros_like(param) if param.grad is None else param.grad).flatten()
+
+
+@pytest.mark.parametrize("clip", [0.0, 1e-3])
+def test_grad_clip_bounds_the_step_by_the_global_norm(clip: float):
+    """With ``grad_clip`` the whole gradient is rescaled to that norm before the update (one
+    SGD step of lr 1 moves the weights by exactly the clipped gradient); without it, by the
+    raw gradient, whose norm is far above 1e-3 at a random start."""
+    torch.manual_seed(0)
+    model = create_model(load_config("tiny").with_image_size(32))
+    module = ContrastiveModule(model, cached_text=False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    start = [p.detach().clone() for p in params]
+    batch = (torch.randn(8, 3, 32, 32), torch.randint(1, 400, (8, 8)), None, None)
+    sgd = torch.optim.SGD(params, lr=1.0)
+    assert optimise(module, sgd, batch, TrainOptions(grad_clip=clip)).updated
+    pairs = zip(start, params, strict=True)
+    moved = torch.cat([(before - p.detach()).flatten() for before, p in pairs])
+    if clip:
+        assert moved.norm().item() == pytest.approx(clip, rel=1e-3)
+    else:
+        assert moved.norm().item() > 100 * 1e-3
+
+
+def test_several_hard_negatives_per_image_keep_their_images_rows():
+    """``negatives_per_image`` N > 1: each image's caption brings its first N negatives (N
+    consecutive rows, masked where a caption has fewer), and accumulation slices them with
+    their images — ``accum`` 2 gives the same update as one pass over the whole batch."""
+    from encoders.tokenizer import get_tokenizer
+    from encoders.training.captions import build_caption_table
+
+    config = load_config("tiny").with_image_size(32)
+    tokenizer = get_tokenizer(config.text)
+    colours, shapes = ("red", "blue", "green", "pink"), ("circle", "square", "star", "heart")
+    captions = [f"a {c} {s}" for c in colours for s in shapes]
+    table = build_caption_table(captions, tokenizer, negatives_per_caption=3)
+    images = torch.zeros(len(captions), 3, 32, 32, dtype=torch.uint8)
+    data = steps.TrainData(images, captions, table)
+    options = TrainOptions(negatives_per_image=3, grey_fraction=0.0, flip=False, min_scale=1.0)
+    index = torch.arange(8)
+    batch = steps.make_batch(data, index, options, torch.Generator())
+    _, text, negatives, mask = batch
+    expected = table.negatives[table.index_of(captions[:8])][:, :3].reshape(-1)
+    assert negatives.shape[0] == 24 and torch.equal(mask, expected >= 0) and mask.all()
+    assert torch.equal(negatives, table.tokens[expected.clamp(min=0)][:, : negatives.shape[1]])
+
+    torch.manual_seed(0)
+    model = create_model(config)
+    module = ContrastiveModule(model, cached_text=False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    pixels = torch.randn(8, 3, 32, 32)
+    batch = (pixels, text, negatives, mask)
+
+    def moved(accum: int) -> torch.Tensor:
+        start = [p.detach().clone() for p in params]
+        sgd = torch.optim.SGD(params, lr=1.0)
+        assert optimise(module, sgd, batch, TrainOptions(accum=accum)).updated
+        delta = torch.cat([(b - p.detach()).flatten() for b, p in zip(start, params, strict=True)])
+        with torch.no_grad():
+            for b, p in zip(start, params, strict=True):
+                p.copy_(b)
+        return delta
+
+    whole, accumulated = moved(1), moved(2)
+    assert (accumulated - whole).norm() < 0.01 * whole.norm()

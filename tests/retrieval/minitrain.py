@@ -23,13 +23,15 @@ from encoders.transforms import eval_transform
 
 
 def fixture_config() -> CLIPConfig:
-    """The fixture's architecture: `tiny` with the 192-wide, 6-deep ViT it was tuned with.
+    """The fixture's architecture: `tiny` with the 192-wide, 6-deep ViT in 8 px patches it
+    was tuned with.
 
     Pinned here so the retrieval and UI tests do not change when `tiny`'s training recipe
-    does (`tiny` became 128 × 4 for the 5-minute trainer; this loop is plain contrastive
-    steps without its remedies, and 160 of them need the wider ViT)."""
+    does (`tiny` became 128 × 4, then 16 px patches, for the 5-minute trainer; this loop is
+    plain contrastive steps without its remedies, and 160 of them need the wider ViT)."""
     tiny = load_config("tiny")
-    return replace(tiny, vision=replace(tiny.vision, width=192, layers=6, init="clip"))
+    vision = replace(tiny.vision, width=192, layers=6, patch_size=8, init="clip")
+    return replace(tiny, vision=vision)
 
 
 def train_tiny(
