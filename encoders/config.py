@@ -221,7 +221,7 @@ def _text_from_dict(d: dict[str, Any], lock: Any = None) -> TextConfig:
 
 
 # Our built-ins. `tiny` trains on a 2-core CPU in minutes: 64 px images in 16 px patches (a
-# 4×4 grid: ~3× the samples per CPU-second of 8 px patches, which learned more in a fixed
+# 4×4 grid: ~2.7× the samples per CPU-second of 8 px patches, which learned more in a fixed
 # time on two data families — docs/training.md, "Patch size") and short captions. Its ViT
 # is 128 wide and 4 deep (docs/decisions.md, 2026-11-23, "The tiny ViT").
 BUILTIN: dict[str, CLIPConfig] = {

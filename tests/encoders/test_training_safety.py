@@ -14,7 +14,9 @@ from encoders.clip import create_model
 from encoders.config import load_config
 from encoders.errors import VitrieveError
 from encoders.loss import contrastive_loss
+from encoders.tokenizer import get_tokenizer
 from encoders.training import loop, steps
+from encoders.training.captions import build_caption_table
 from encoders.training.devices import (
     attention_context,
     autocast,
@@ -199,9 +201,6 @@ def test_several_hard_negatives_per_image_keep_their_images_rows():
     """``negatives_per_image`` N > 1: each image's caption brings its first N negatives (N
     consecutive rows, masked where a caption has fewer), and accumulation slices them with
     their images — ``accum`` 2 gives the same update as one pass over the whole batch."""
-    from encoders.tokenizer import get_tokenizer
-    from encoders.training.captions import build_caption_table
-
     config = load_config("tiny").with_image_size(32)
     tokenizer = get_tokenizer(config.text)
     colours, shapes = ("red", "blue", "green", "pink"), ("circle", "square", "star", "heart")
