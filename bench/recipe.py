@@ -150,8 +150,8 @@ def main() -> None:
         "--steps",
         type=int,
         default=3200,
-        help="optimiser steps of 64 (3,200: docs/training.md's fixed-sample tables; a 5-minute "
-        "run of tiny in 16 px patches got 5,300-6,400 on a 2-core machine)",
+        help="optimiser steps of the device's default batch unless --set batch_size=N (the "
+        "fixed-sample tables of docs/training.md say which batch each used)",
     )
     parser.add_argument("--families", nargs="+", default=["A", "B"], help=f"A, B and/or {DIGITS}")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])

@@ -283,7 +283,7 @@ def main() -> None:
         "--batch-size",
         type=int,
         default=None,
-        help="Per step, both trainers (default: the device's, 64 on the CPU)",
+        help="Per step, both trainers (default: the device's, encoders/training/devices.py)",
     )
     parser.add_argument("--train", type=int, default=20000)
     parser.add_argument("--test", type=int, default=3000)

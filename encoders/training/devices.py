@@ -48,8 +48,9 @@ class DeviceDefaults:
 
 
 DEVICE_DEFAULTS = {
-    # batch 64: more optimiser steps in a budget beat bigger batches (measured, 2-core CPU)
-    "cpu": DeviceDefaults(batch_size=64, decode_workers=2),
+    # batch 128: in a 5-minute budget on a 2-core CPU it learned more than 64 (more samples/s,
+    # more in-batch negatives) on both data families; 256 no better (docs/training.md)
+    "cpu": DeviceDefaults(batch_size=128, decode_workers=2),
     # batch 256: where a GPU stops being launch-bound for the tiny ViT (not yet measured here)
     "cuda": DeviceDefaults(batch_size=256, decode_workers=min(16, os.cpu_count() or 2)),
 }
@@ -81,11 +82,22 @@ def train_device(spec: str | torch.device | None) -> torch.device:
     return local
 
 
-def with_device_defaults(options: TrainOptions, device: torch.device) -> TrainOptions:
-    """``TrainOptions`` with the device's defaults filled in where they were left open."""
+def with_device_defaults(
+    options: TrainOptions, device: torch.device, pairs: int | None = None
+) -> TrainOptions:
+    """``TrainOptions`` with the device's defaults filled in where they were left open.
+
+    ``pairs``: how many pairs one process has for a step's micro-batches; a default batch
+    larger than that shrinks to it, so a small photo set trains without being told a batch
+    size (a batch the user asked for is kept, and the trainer says when it cannot fit).
+    """
     if options.batch_size is not None:
         return options
-    return replace(options, batch_size=default_batch_size(device))
+    batch = default_batch_size(device)
+    if pairs is not None and 0 < pairs < batch:
+        log.info("batch %d (the default, %d) for %d training pairs", pairs, batch, pairs)
+        batch = pairs
+    return replace(options, batch_size=batch)
 
 
 def attention_context(device: torch.device) -> AbstractContextManager:

@@ -77,14 +77,15 @@ class Trainer:
         started: float | None = None,
     ) -> None:
         self.device = train_device(options.device)
-        self.options = options = with_device_defaults(options, self.device)
+        self.rank, self.world_size = world()
+        per_step = len(data.images) // (max(options.accum, 1) * self.world_size)
+        self.options = options = with_device_defaults(options, self.device, per_step)
         self.model = model.to(self.device)
         self.data = data.placed(self.device)
         self.started = started  # perf_counter() when setup began: budgets include it
         self.run_dir, self.callback, self.validate = run_dir, callback, validate
         if run_dir is not None:
             run_dir.mkdir(parents=True, exist_ok=True)
-        self.rank, self.world_size = world()
         self.module = self._module(data.text_features is not None)
         self.optimizer = make_optimizer(
             model, options.lr, options.weight_decay, fused=fused_adamw(self.device)

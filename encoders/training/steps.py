@@ -35,8 +35,7 @@ class TrainOptions:
     """How to train (not what): loss, batch, schedule, augmentation, checkpointing."""
 
     loss: str = "clip"
-    # pairs per process per micro-batch; None: the device's default (devices.DEVICE_DEFAULTS:
-    # 64 on the CPU, where small batches = more steps in a budget, measured)
+    # pairs per process per micro-batch; None: the device's default (devices.DEVICE_DEFAULTS)
     batch_size: int | None = None
     lr: float = 2e-3
     weight_decay: float = 0.1

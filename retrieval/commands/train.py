@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from encoders.errors import VitrieveError
+from encoders.training.devices import DEVICE_DEFAULTS
 from encoders.training.finetune import FinetuneOptions
 from encoders.training.main import TrainRequest
 from encoders.training.steps import TrainOptions
@@ -120,7 +121,9 @@ def train_options(
     minutes: float | None = typer.Option(None, "--minutes", help="Wall-clock budget."),
     batch_size: int | None = _default(
         "batch_size",
-        "Pairs per process per micro-batch (default: the device's: 64 on the CPU, 256 on a GPU).",
+        "Pairs per process per micro-batch (default: the device's: "
+        f"{DEVICE_DEFAULTS['cpu'].batch_size} on the CPU, "
+        f"{DEVICE_DEFAULTS['cuda'].batch_size} on a GPU).",
         min=2,
     ),
     lr: float = _default("lr", "Peak learning rate (after warm-up)."),

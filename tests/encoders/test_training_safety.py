@@ -110,7 +110,7 @@ def test_a_checkpoint_is_never_written_from_nan_weights(make_trainer, small_opti
 def test_defaults_have_one_source_and_depend_on_the_device():
     assert TrainOptions().batch_size is None  # filled in per device
     cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)  # cuda: only the object
-    assert with_device_defaults(TrainOptions(), cpu).batch_size == default_batch_size(cpu) == 64
+    assert with_device_defaults(TrainOptions(), cpu).batch_size == default_batch_size(cpu) == 128
     assert with_device_defaults(TrainOptions(), cuda).batch_size == default_batch_size(cuda)
     assert with_device_defaults(TrainOptions(batch_size=8), cuda).batch_size == 8
     for function, name in ((make_optimizer, "weight_decay"), (warmup_steps, "fraction")):
@@ -118,6 +118,16 @@ def test_defaults_have_one_source_and_depend_on_the_device():
     model = create_model(load_config("tiny"))
     optimizer = make_optimizer(model, 1e-3, TrainOptions().weight_decay)
     assert optimizer.param_groups[0]["weight_decay"] == TrainOptions().weight_decay == 0.1
+
+
+def test_a_default_batch_larger_than_the_data_shrinks_to_it(make_trainer, small_options):
+    # 160 pairs in 2 micro-batches a step: 80 per pass, under the CPU default (128)
+    options = small_options(batch_size=None, accum=2, epochs=1, checkpoint_every=0)
+    trainer = make_trainer(None, options)
+    assert trainer.options.batch_size == 80 < default_batch_size(torch.device("cpu"))
+    assert trainer.run().step == 1
+    with pytest.raises(VitrieveError, match="fewer than one optimiser step"):
+        make_trainer(None, small_options(batch_size=200, epochs=1))  # asked for: kept
 
 
 def test_metrics_record_the_share_of_step_time_spent_waiting_for_data(
