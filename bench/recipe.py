@@ -15,7 +15,7 @@ runs like these (``--jobs 2`` runs two at a time, one thread each, on a 2-core m
     python bench/recipe.py --families A B --seeds 0 1 2 --jobs 2         # the defaults
     python bench/recipe.py --families A B --seeds 0 1 2 --jobs 2 --set warmup_fraction=0.05
     python bench/recipe.py --families A B --seeds 0 1 2 --minutes 5   # as a user trains
-    python bench/recipe.py --families digits --seeds 0 1 2 --steps 800  # ~40 epochs of scans
+    python bench/recipe.py --families digits --seeds 0 1 2 --steps 400  # ~40 epochs of scans
 """
 
 from __future__ import annotations
