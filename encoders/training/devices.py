@@ -94,8 +94,9 @@ def with_device_defaults(
     if options.batch_size is not None:
         return options
     batch = default_batch_size(device)
-    if pairs is not None and 0 < pairs < batch:
-        log.info("batch %d (the default, %d) for %d training pairs", pairs, batch, pairs)
+    if pairs is not None and 2 <= pairs < batch:  # one pair has no negatives: left to fail
+        log.info("batch %d instead of the default %d: the data has %d pairs a pass", pairs,
+                 batch, pairs)  # fmt: skip
         batch = pairs
     return replace(options, batch_size=batch)
 
