@@ -16,10 +16,10 @@ import time
 import open_clip
 import torch
 
-from encoders.checkpoint import from_openclip_state_dict
-from encoders.clip import create_model
-from encoders.config import load_config
-from encoders.encoder import Encoder
+from encoders.model.clip import create_model
+from encoders.model.config import load_config
+from encoders.runtime.encoder import Encoder
+from encoders.weights.checkpoint import from_openclip_state_dict
 
 
 def matmul_peak_gflops(size: int = 2048, repeats: int = 5, device: str = "cpu") -> float:

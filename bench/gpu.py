@@ -33,13 +33,13 @@ import torch.nn.functional as F
 from encode import matmul_peak_gflops, vit_gflops_per_image
 from PIL import Image
 
-from encoders.checkpoint import from_openclip_state_dict
-from encoders.clip import create_model
-from encoders.config import load_config
-from encoders.encoder import Encoder
-from indexer.gpu_decode import GpuJpegDecoder, prepare
-from indexer.images import decode_image
-from indexer.pipeline import IndexOptions, IndexProgress, index_library
+from encoders.model.clip import create_model
+from encoders.model.config import load_config
+from encoders.runtime.encoder import Encoder
+from encoders.weights.checkpoint import from_openclip_state_dict
+from indexer.decode.gpu_decode import GpuJpegDecoder, prepare
+from indexer.decode.images import decode_image
+from indexer.pipeline.local import IndexOptions, IndexProgress, index_library
 
 CACHE = Path.home() / ".cache" / "vitrieve-bench"
 QUERY = "a red bicycle by the sea"
@@ -181,7 +181,7 @@ def pillow_full(path: Path, size: int = 224) -> tuple[int, ...]:
 
 
 def pillow_draft(path: Path, size: int = 224) -> tuple[int, ...]:
-    """vitrieve's CPU path: DCT-scaled decode (``indexer.images``)."""
+    """vitrieve's CPU path: DCT-scaled decode (``indexer.decode.images``)."""
     return decode_image(path, target_size=size, thumb_size=256).image.size
 
 

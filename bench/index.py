@@ -29,12 +29,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from encoders.checkpoint import save_checkpoint
-from encoders.clip import create_model
-from encoders.config import load_config
-from encoders.encoder import Encoder
-from indexer.images import decode_image
-from indexer.pipeline import IndexOptions, IndexReport, index_library
+from encoders.model.clip import create_model
+from encoders.model.config import load_config
+from encoders.runtime.encoder import Encoder
+from encoders.weights.checkpoint import save_checkpoint
+from indexer.decode.images import decode_image
+from indexer.pipeline.local import IndexOptions, IndexReport, index_library
 
 # Common sensor sizes (width, height): 1.2, 3, 5, 8 and 12 megapixels.
 SIZES = [(1280, 960), (2048, 1536), (2592, 1944), (3264, 2448), (4000, 3000)]

@@ -144,7 +144,7 @@ def set_threads(threads: int) -> dict:
 
 def engine_load(library_dir: Path, clients: int, seconds: float, threads: int = 1) -> LoadReport:
     """N threads searching one shared Searcher (what the UI's sessions do)."""
-    from retrieval.library import Library
+    from retrieval.library.handle import Library
 
     settings = set_threads(threads)
     with Library.open(library_dir) as library:
@@ -204,12 +204,12 @@ def ui_load(url: str, clients: int, seconds: float, browsers: int | None = None)
 
 def demo_library(folder: Path, photos: int = 300) -> Path:
     """The demo's photos indexed with a random-weight tiny model (timing needs no training)."""
-    from encoders.checkpoint import save_checkpoint
-    from encoders.clip import create_model
-    from encoders.config import load_config
-    from encoders.encoder import Encoder
-    from indexer.pipeline import IndexOptions, index_library
-    from retrieval.demo import write_demo_photos
+    from encoders.model.clip import create_model
+    from encoders.model.config import load_config
+    from encoders.runtime.encoder import Encoder
+    from encoders.weights.checkpoint import save_checkpoint
+    from indexer.pipeline.local import IndexOptions, index_library
+    from retrieval.service.demo import write_demo_photos
 
     checkpoint = folder / "model"
     save_checkpoint(create_model(load_config("tiny")), checkpoint)

@@ -3,7 +3,7 @@
 A wall-clock budget mixes the recipe with the machine's load; this trains ``tiny`` for a fixed
 number of steps with chosen ``TrainOptions`` and scores each run the way ``bench/train.py``
 does (zero-shot top-1 on seen / held-out compositions, text→image R@1). Each (family, seed)
-trains and tests on its own data: family A or B (``encoders.datasets.STYLES``) rendered with
+trains and tests on its own data: family A or B (``encoders.data.datasets.STYLES``) rendered with
 that seed, so the held-out compositions differ between seeds as well as the model's start.
 A third family, ``digits``, is real: scikit-learn's 1,797 handwritten 8×8 scans (upscaled,
 split by the seed, ten classes and none held out, so its figure is top-1 over all of them).
@@ -37,9 +37,9 @@ from concurrent.futures import ProcessPoolExecutor  # noqa: E402
 
 from train import make_data, run_ours, score  # noqa: E402
 
-from encoders.digits import write_digits  # noqa: E402
-from encoders.encoder import Encoder  # noqa: E402
-from encoders.tokenizer import get_tokenizer  # noqa: E402
+from encoders.data.digits import write_digits  # noqa: E402
+from encoders.model.tokenizer import get_tokenizer  # noqa: E402
+from encoders.runtime.encoder import Encoder  # noqa: E402
 from encoders.training.data import read_captioned  # noqa: E402
 from encoders.training.devices import (  # noqa: E402
     default_batch_size,
@@ -51,7 +51,7 @@ from encoders.training.main import TrainRequest, build_config, build_model, prep
 from encoders.training.steps import TrainOptions  # noqa: E402
 
 NAMES = [f.name for f in fields(TrainOptions)]
-DIGITS = "digits"  # a third family: sklearn's real 8×8 digit scans (encoders/digits.py)
+DIGITS = "digits"  # a third family: sklearn's real 8×8 digit scans (encoders/data/digits.py)
 
 
 def parse_setting(text: str) -> tuple[str, object]:

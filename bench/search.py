@@ -6,7 +6,7 @@ SQLite store. The model is the default architecture, ViT-B-32, with random weigh
 timing does not depend on what the weights learned. Each query is a new text (no cache hit);
 the report shows the median and p90 of every step, and a cached second page for comparison.
 
-The default line runs what the product serves with (``retrieval.serving``: the CLI's search
+The default line runs what the product serves with (``retrieval.service.serving``: the CLI's search
 commands and the UI call the same ``configure_serving``) and the default index kind at this
 size. ``--compare`` adds, in the same process and interleaved round by round: two-thread
 serving (torch at 2 threads for the query encoding; the exact scan in 2 parts on 2 plain
@@ -36,16 +36,16 @@ import faiss
 import numpy as np
 from sqlalchemy import insert
 
-from encoders.clip import create_model
-from encoders.config import load_config
-from encoders.encoder import Encoder
-from indexer.flat import FlatBackend
-from indexer.schema import FileRow
-from indexer.store import MetadataStore
-from indexer.vectors import VectorIndex
-from retrieval.calibration import compute_calibration
-from retrieval.searcher import Searcher
-from retrieval.serving import DEFAULT_SERVING, ServingConfig, configure_serving
+from encoders.model.clip import create_model
+from encoders.model.config import load_config
+from encoders.runtime.encoder import Encoder
+from indexer.store.metadata import MetadataStore
+from indexer.store.schema import FileRow
+from indexer.vectors.flat import FlatBackend
+from indexer.vectors.index import VectorIndex
+from retrieval.search.calibration import compute_calibration
+from retrieval.search.searcher import Searcher
+from retrieval.service.serving import DEFAULT_SERVING, ServingConfig, configure_serving
 
 WORDS = ("red", "blue", "dog", "beach", "car", "mountain", "birthday", "cat", "snow", "city",
          "sunset", "bicycle", "tree", "kitchen", "boat", "concert", "garden", "bridge")  # fmt: skip

@@ -25,8 +25,8 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from encoders.config import load_config  # noqa: E402
-from encoders.tokenizer import get_tokenizer  # noqa: E402
+from encoders.model.config import load_config  # noqa: E402
+from encoders.model.tokenizer import get_tokenizer  # noqa: E402
 from encoders.training.data import (  # noqa: E402
     augment_batch,
     normalize_batch,

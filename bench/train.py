@@ -3,7 +3,8 @@
 On the synthetic shapes (≥ 20k pairs, 64 px) both trainers get the same wall-clock budget,
 the same device, the same architecture (our default config, written as an open_clip JSON
 config), the same batch size and bf16; both checkpoints are then scored by the same
-evaluation code (``retrieval.evaluate``): zero-shot top-1 on seen and held-out colour–shape
+evaluation code (``retrieval.evaluation.evaluate``): zero-shot top-1 on seen and held-out
+colour–shape
 compositions and text→image R@1 / R@10. Prints samples/s of each and the ratios; never
 asserts timings. Rounds alternate which trainer goes first (a machine warming up, or other
 jobs coming and going, then favour neither).
@@ -35,15 +36,15 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from encoders.datasets import write_synthetic  # noqa: E402
-from encoders.device import resolve_device  # noqa: E402
-from encoders.encoder import Encoder  # noqa: E402
+from encoders.data.datasets import write_synthetic  # noqa: E402
+from encoders.runtime.device import resolve_device  # noqa: E402
+from encoders.runtime.encoder import Encoder  # noqa: E402
 from encoders.training.data import read_captioned  # noqa: E402
 from encoders.training.devices import default_batch_size, device_defaults  # noqa: E402
 from encoders.training.main import TrainRequest, build_config  # noqa: E402
 from encoders.training.optim import warmup_steps  # noqa: E402
 from encoders.training.steps import TrainOptions  # noqa: E402
-from retrieval.evaluate import evaluate_retrieval, evaluate_zeroshot  # noqa: E402
+from retrieval.evaluation.evaluate import evaluate_retrieval, evaluate_zeroshot  # noqa: E402
 
 PYTHON = sys.executable
 OPENCLIP_RUNNER = """
@@ -59,7 +60,7 @@ RATE = re.compile(r"Batch \(t\): [\d.]+, ([\d.]+)/s")
 def make_data(
     data: Path, train: int, test: int, size: int, style: str = "A", seed: int = 0
 ) -> Path:
-    """The synthetic set of family ``style`` (``encoders.datasets.STYLES``), written once."""
+    """The synthetic set of family ``style`` (``encoders.data.datasets.STYLES``), written once."""
     if not (data / "train.tsv").is_file():
         print(
             f"writing synthetic set {style} ({train} + {test} at {size} px, seed {seed}) to {data}"
@@ -92,7 +93,7 @@ def run_ours(
 def openclip_config(data: Path, out: Path) -> Path:
     """The architecture ``vitrieve train`` builds by default, as an open_clip model config
     (same towers, same sizes); written before either trainer runs."""
-    from encoders.hf_text import resolve_hf_path
+    from encoders.model.hf_text import resolve_hf_path
 
     config = build_config(TrainRequest(data=data / "train.tsv", out=out)).to_dict()
     model = {k: config[k] for k in ("embed_dim", "quick_gelu", "vision_cfg", "text_cfg")}
@@ -178,7 +179,8 @@ def run_openclip(
 
 
 class OpenClipEncoder:
-    """The slice of ``Encoder`` that ``retrieval.evaluate`` uses, over an open_clip model."""
+    """The slice of ``Encoder`` that ``retrieval.evaluation.evaluate`` uses, over an open_clip
+    model."""
 
     def __init__(self, config: Path, weights: Path, device: str = "cpu") -> None:
         import open_clip

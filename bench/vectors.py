@@ -22,7 +22,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from indexer.vectors import VectorIndex
+from indexer.vectors.index import VectorIndex
 
 
 def clustered(n: int, dim: int, seed: int = 0, per_cluster: int = 1000, intrinsic: int = 24):
@@ -80,9 +80,9 @@ def recall_at_10(found: np.ndarray, truth: np.ndarray, base: np.ndarray, queries
 
 
 def synthetic_embeddings(checkpoint: Path, n: int) -> np.ndarray:
-    """Real model embeddings of the project's synthetic scenes (``encoders.synthetic``)."""
-    from encoders.encoder import Encoder
-    from encoders.synthetic import allowed_classes, scene_for
+    """Real model embeddings of the project's synthetic scenes (``encoders.data.synthetic``)."""
+    from encoders.data.synthetic import allowed_classes, scene_for
+    from encoders.runtime.encoder import Encoder
 
     encoder = Encoder.load(checkpoint)
     allowed = allowed_classes(0, "test")

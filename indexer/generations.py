@@ -23,8 +23,8 @@ import numpy as np
 
 from encoders.atomic import atomic_write_bytes
 from indexer.layout import Generation, Manifest, staging_dir, vectors_path, write_manifest
-from indexer.store import MetadataStore
-from indexer.vectors import VectorIndex
+from indexer.store.metadata import MetadataStore
+from indexer.vectors.index import VectorIndex
 
 log = logging.getLogger(__name__)
 

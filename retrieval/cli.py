@@ -23,8 +23,8 @@ try:  # a typer that vendors click: its usage errors derive from this public bas
 except ImportError:  # older typer raises click's own
     from click import ClickException
 
-from encoders.device import DeviceError
 from encoders.errors import VitrieveError
+from encoders.runtime.device import DeviceError
 from retrieval.commands import data as data_commands
 from retrieval.commands import demo as demo_commands
 from retrieval.commands import evaluate as evaluate_commands

@@ -65,11 +65,11 @@ DEMO_PHOTOS = 48
 
 @pytest.fixture(scope="session")
 def demo_library(trained_tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small demo library (``retrieval.demo`` photos: albums, formats, dates, an edit
+    """A small demo library (``retrieval.service.demo`` photos: albums, formats, dates, an edit
     and a broken file) indexed with ``trained_tiny``; returns the library directory."""
-    from encoders.encoder import Encoder
-    from indexer.pipeline import IndexOptions, index_library
-    from retrieval.demo import write_demo_photos
+    from encoders.runtime.encoder import Encoder
+    from indexer.pipeline.local import IndexOptions, index_library
+    from retrieval.service.demo import write_demo_photos
 
     photos = tmp_path_factory.mktemp("demo") / "photos"
     write_demo_photos(photos, DEMO_PHOTOS, size_px=96)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from retrieval.serving import configure_serving
+from retrieval.service.serving import configure_serving
 from ui import auth, state
 
 VIEWS = Path(__file__).parent / "views"

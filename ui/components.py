@@ -15,8 +15,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from retrieval.export import COLUMNS as EXPORT_COLUMNS
-from retrieval.export import export_string
+from retrieval.labels.export import COLUMNS as EXPORT_COLUMNS
+from retrieval.labels.export import export_string
 from ui import media
 
 STRONG, WEAK = "#2e7d32", "#9e9e9e"
@@ -116,8 +116,8 @@ def first_run(reason: str | None = None) -> None:
 
 
 def _start_demo() -> None:
-    from retrieval import jobs
-    from retrieval.demo import default_cache
+    from retrieval.service import jobs
+    from retrieval.service.demo import default_cache
     from ui import state
 
     try:
@@ -136,7 +136,7 @@ def _duration(seconds: float | None) -> str:
 @st.fragment(run_every=1.0)
 def live_job(job_dir: Path) -> None:
     """A background job's progress, redrawn every second; the page reruns when it ends."""
-    from retrieval import jobs
+    from retrieval.service import jobs
 
     status = jobs.read_status(job_dir)
     if status is None or not status.running:
@@ -200,7 +200,7 @@ def labels_download(library: Any, label_set: str) -> None:
 
 def duplicate_groups(library: Any) -> None:
     """Near-identical photos found from the stored vectors, largest groups first."""
-    from retrieval.duplicates import DEFAULT_THRESHOLD
+    from retrieval.search.duplicates import DEFAULT_THRESHOLD
 
     threshold = st.slider(
         "Similarity threshold", 0.90, 1.0, DEFAULT_THRESHOLD, 0.005,

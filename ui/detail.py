@@ -9,8 +9,8 @@ from typing import Any
 import streamlit as st
 
 from encoders.errors import VitrieveError
-from retrieval.query import parse_query
-from retrieval.uploads import explain_jpeg
+from retrieval.search.query import parse_query
+from retrieval.service.uploads import explain_jpeg
 from ui import media
 
 SELECTED = "selected_id"

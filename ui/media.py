@@ -2,7 +2,7 @@
 
 ``Library.file_path`` and ``Library.thumbnail_path`` refuse ids that are not in the library and
 paths that would leave it, so nothing here can be made to read another file. Uploads are
-size-capped and decoded by the indexer's safe decoder (through ``retrieval.uploads``).
+size-capped and decoded by the indexer's safe decoder (through ``retrieval.service.uploads``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import streamlit as st
 from PIL import Image
 
 from encoders.errors import VitrieveError
-from retrieval.uploads import MAX_UPLOAD_BYTES, decode_upload, display_jpeg
+from retrieval.service.uploads import MAX_UPLOAD_BYTES, decode_upload, display_jpeg
 
 log = logging.getLogger(__name__)
 

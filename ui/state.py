@@ -3,7 +3,7 @@
 The library comes from ``--library`` after ``--`` on the ``streamlit run`` command line, or from
 the Library page (kept in session state and in the URL's ``?library=``; the picker can open any
 library directory anyway, so the URL grants nothing new — files are still only served through
-the opened library's own accessors). Opening goes through ``retrieval.library.Library``;
+the opened library's own accessors). Opening goes through ``retrieval.library.handle.Library``;
 a missing or broken library becomes a message on the page, never a traceback.
 """
 
@@ -16,18 +16,18 @@ from pathlib import Path
 
 import streamlit as st
 
-from encoders.device import DEFAULT_DEVICE
-from encoders.encoder import Encoder
 from encoders.errors import VitrieveError
+from encoders.runtime.device import DEFAULT_DEVICE
+from encoders.runtime.encoder import Encoder
 from indexer.layout import read_manifest
-from retrieval import jobs
-from retrieval.library import (
+from retrieval.library.handle import (
     DEFAULT_LIBRARY_DIR,
     Library,
     find_library,
     library_model,
     library_version,
 )
+from retrieval.service import jobs
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from contextlib import nullcontext
 import torch
 from torch import nn
 
-from encoders.loss import contrastive_loss
 from encoders.training.devices import attention_context, autocast
+from encoders.training.loss import contrastive_loss
 
 # (image embeddings, caption embeddings, hard-negative embeddings, logit scale, logit bias)
 Outputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]

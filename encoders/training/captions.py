@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-from encoders.tokenizer import Tokenizer, trim_padding
+from encoders.model.tokenizer import Tokenizer, trim_padding
 from encoders.training.data import swap_left_right
 from encoders.training.negatives import Substitutes, fix_articles, hard_negatives, learn_substitutes
 

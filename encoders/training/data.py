@@ -27,7 +27,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from encoders.errors import VitrieveError
-from encoders.transforms import CLIP_MEAN, CLIP_STD
+from encoders.model.transforms import CLIP_MEAN, CLIP_STD
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from encoders.device import DeviceError, resolve_device
+from encoders.runtime.device import DeviceError, resolve_device
 
 if TYPE_CHECKING:
     from encoders.training.steps import TrainOptions

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from encoders.device import DEFAULT_DEVICE, DeviceError, resolve_device
+from encoders.runtime.device import DEFAULT_DEVICE, DeviceError, resolve_device
 
 
 def setup_distributed(

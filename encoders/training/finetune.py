@@ -19,13 +19,13 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
 
-from encoders.checkpoint import load_checkpoint, save_checkpoint
-from encoders.device import DEFAULT_DEVICE, resolve_device
 from encoders.errors import VitrieveError
+from encoders.model.vit import VisionTransformer
+from encoders.runtime.device import DEFAULT_DEVICE, resolve_device
 from encoders.training.data import IMAGE_SUFFIXES, augment_batch, normalize_batch, preload_images
 from encoders.training.devices import autocast, fused_adamw
 from encoders.training.optim import CosineSchedule, make_optimizer, warmup_steps
-from encoders.vit import VisionTransformer
+from encoders.weights.checkpoint import load_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class FinetuneOptions:
     seed: int = 0
     weight_decay: float = 0.05
     warmup_fraction: float = 0.05  # fine-tuning starts from trained weights: a short warm-up
-    device: str = DEFAULT_DEVICE  # auto | cpu | cuda | cuda:N (encoders.device)
+    device: str = DEFAULT_DEVICE  # auto | cpu | cuda | cuda:N (encoders.runtime.device)
 
 
 class Classifier(nn.Module):

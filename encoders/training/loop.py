@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from encoders.clip import CLIP
 from encoders.errors import VitrieveError
+from encoders.model.clip import CLIP
 from encoders.training.clock import Clock, Progress, broadcast, world
 from encoders.training.devices import (
     device_defaults,
@@ -122,7 +122,7 @@ class Trainer:
         """Continue from ``RUN_DIR/checkpoint``: weights, optimizer, RNG, schedule, position."""
         from safetensors.torch import load_file
 
-        from encoders.checkpoint import WEIGHTS_FILE
+        from encoders.weights.checkpoint import WEIGHTS_FILE
 
         directory = self.checkpoint_dir
         assert directory is not None

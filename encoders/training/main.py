@@ -15,13 +15,12 @@ from pathlib import Path
 
 import torch
 
-from encoders.checkpoint import load_checkpoint
-from encoders.clip import CLIP, create_model
-from encoders.config import CLIPConfig, TextConfig, load_config
-from encoders.encoder import bf16_supported
 from encoders.errors import VitrieveError
-from encoders.hf_text import HFTextTower
-from encoders.tokenizer import Tokenizer, get_tokenizer
+from encoders.model.clip import CLIP, create_model
+from encoders.model.config import CLIPConfig, TextConfig, load_config
+from encoders.model.hf_text import HFTextTower
+from encoders.model.tokenizer import Tokenizer, get_tokenizer
+from encoders.runtime.encoder import bf16_supported
 from encoders.training.captions import build_caption_table
 from encoders.training.data import CaptionedItem, preload_images, read_captioned
 from encoders.training.devices import device_defaults, train_device
@@ -31,6 +30,7 @@ from encoders.training.state import TrainState, saved_options
 from encoders.training.stream import PRELOAD_LIMIT_BYTES, StreamedImages, preload_bytes
 from encoders.training.threads import pick_threads
 from encoders.training.validate import ZeroShotValidator
+from encoders.weights.checkpoint import load_checkpoint
 
 log = logging.getLogger(__name__)
 

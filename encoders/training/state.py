@@ -17,9 +17,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from encoders.atomic import atomic_write, atomic_write_text
-from encoders.checkpoint import save_checkpoint
-from encoders.clip import CLIP
 from encoders.errors import VitrieveError
+from encoders.model.clip import CLIP
+from encoders.weights.checkpoint import save_checkpoint
 
 STATE_TENSORS = "training_state.safetensors"
 STATE_JSON = "training_state.json"

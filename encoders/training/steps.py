@@ -19,14 +19,14 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from encoders.clip import CLIP
-from encoders.device import DEFAULT_DEVICE
-from encoders.loss import contrastive_loss
-from encoders.tokenizer import trim_padding
+from encoders.model.clip import CLIP
+from encoders.model.tokenizer import trim_padding
+from encoders.runtime.device import DEFAULT_DEVICE
 from encoders.training.accumulate import accumulate_whole_batch
 from encoders.training.captions import CaptionTable
 from encoders.training.data import augment_batch
 from encoders.training.devices import attention_context, autocast, keeps_data_on_device
+from encoders.training.loss import contrastive_loss
 from encoders.training.stream import StreamedImages
 
 
@@ -55,7 +55,7 @@ class TrainOptions:
     val_every: int = 0  # steps; 0 = about ten times per run
     seed: int = 0
     threads: int = 0  # intra-op threads; 0 = measured (budget runs) or torch's default
-    device: str = DEFAULT_DEVICE  # auto | cpu | cuda | cuda:N (encoders.device)
+    device: str = DEFAULT_DEVICE  # auto | cpu | cuda | cuda:N (encoders.runtime.device)
     stream: bool | None = None  # decode in loader workers; None: when too big to preload
 
 

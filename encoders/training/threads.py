@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from encoders.clip import CLIP
+from encoders.model.clip import CLIP
 
 log = logging.getLogger(__name__)
 

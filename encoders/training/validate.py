@@ -1,6 +1,7 @@
 """In-training validation: zero-shot top-1 on labelled validation images, cheaply and often.
 
-The full metrics live in ``retrieval.evaluate`` (which runs on saved checkpoints); this is the
+The full metrics live in ``retrieval.evaluation.evaluate`` (which runs on saved checkpoints); this
+is the
 small in-loop version for the learning curves: images preloaded once, the class prompts
 re-encoded each time (the text tower is training too), top-1 overall and — when the data has a
 ``held_out`` column — on seen and held-out compositions separately.
@@ -12,12 +13,15 @@ from collections.abc import Sequence
 
 import torch
 
-from encoders.clip import CLIP
-from encoders.tokenizer import Tokenizer, trim_padding
+from encoders.model.clip import CLIP
+from encoders.model.tokenizer import Tokenizer, trim_padding
 from encoders.training.data import CaptionedItem, normalize_batch, preload_images
 from encoders.training.devices import autocast
 
-TEMPLATES = ("a {}.", "a photo of a {}.")  # the same prompts as retrieval.evaluate's default
+TEMPLATES = (
+    "a {}.",
+    "a photo of a {}.",
+)  # the same prompts as retrieval.evaluation.evaluate's default
 
 
 class ZeroShotValidator:

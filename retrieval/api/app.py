@@ -19,15 +19,15 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 
-from encoders.device import DEFAULT_DEVICE
+from encoders.runtime.device import DEFAULT_DEVICE
 from retrieval.api import errors, image_routes, label_routes, misc_routes, search_routes
 from retrieval.api.deps import ServerState, any_reader, library_name
 from retrieval.api.libraries import Libraries
 from retrieval.api.metrics import Metrics, MetricsMiddleware
 from retrieval.api.middleware import BodyLimit, SecurityHeaders
 from retrieval.api.schemas import ErrorBody, Health
-from retrieval.serving import configure_serving
-from retrieval.uploads import MAX_UPLOAD_BYTES
+from retrieval.service.serving import configure_serving
+from retrieval.service.uploads import MAX_UPLOAD_BYTES
 
 ENV_SETTINGS = "VITRIEVE_SERVE"
 FORM_OVERHEAD = 256 * 1024  # multipart boundaries and fields around the images

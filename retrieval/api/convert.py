@@ -6,12 +6,12 @@ from datetime import datetime
 
 from fastapi.concurrency import run_in_threadpool
 
-from indexer.store import FileRecord
+from indexer.store.metadata import FileRecord
 from retrieval.api.schemas import ImageOut, LabelOut, SearchHit, SearchPage, SearchParams
 from retrieval.commands.common import end_of_day
-from retrieval.jobs import JobStatus
-from retrieval.query import Filters, Query
-from retrieval.results import SearchResponse, SearchResult
+from retrieval.search.query import Filters, Query
+from retrieval.search.results import SearchResponse, SearchResult
+from retrieval.service.jobs import JobStatus
 
 
 def _naive(moment: datetime | None) -> datetime | None:

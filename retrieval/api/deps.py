@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from indexer.keys import ApiKey
+from indexer.store.keys import ApiKey
 from retrieval.api.errors import ApiError
 from retrieval.api.libraries import Libraries, LibraryHandle
-from retrieval.library import Library
+from retrieval.library.handle import Library
 
 KEYS_TTL_S = 1.0  # how long "is any key configured?" is remembered (keys are checked each time)
 bearer = HTTPBearer(auto_error=False, description="An API key from `vitrieve keys create`.")

@@ -16,7 +16,7 @@ from retrieval.api import convert
 from retrieval.api.deps import base_url, reader
 from retrieval.api.errors import ApiError
 from retrieval.api.schemas import ImageOut
-from retrieval.library import Library
+from retrieval.library.handle import Library
 
 router = APIRouter(tags=["images"])
 ImageId = Annotated[int, Path(ge=0, le=2**63 - 1, description="An indexed image's id.")]

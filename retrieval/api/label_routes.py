@@ -1,5 +1,6 @@
 """Zero-shot labels over HTTP: classify uploads, label the whole library as a background job
-(``retrieval.jobs``), follow the job, and export labels as ``vitrieve export`` writes them."""
+(``retrieval.service.jobs``), follow the job, and export labels as ``vitrieve export`` writes
+them."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from retrieval import jobs
 from retrieval.api import convert
 from retrieval.api.deps import base_url, reader, server, writer
 from retrieval.api.errors import ApiError
@@ -23,16 +23,22 @@ from retrieval.api.schemas import (
     LabelJobRequest,
     Verdict,
 )
-from retrieval.export import export_string
-from retrieval.library import Library
-from retrieval.zeroshot import DEFAULT_NULL_Z, DEFAULT_TEMPLATES, ZeroShotClassifier, parse_labels
+from retrieval.labels.export import export_string
+from retrieval.labels.zeroshot import (
+    DEFAULT_NULL_Z,
+    DEFAULT_TEMPLATES,
+    ZeroShotClassifier,
+    parse_labels,
+)
+from retrieval.library.handle import Library
+from retrieval.service import jobs
 
 router = APIRouter(tags=["labels"])
 EXPORT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
 
 
 class ExportRow(BaseModel):
-    """One row of a label export (``retrieval.export``'s columns)."""
+    """One row of a label export (``retrieval.labels.export``'s columns)."""
 
     path: str
     label_set: str

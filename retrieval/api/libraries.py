@@ -12,11 +12,11 @@ import logging
 import threading
 from pathlib import Path
 
-from encoders.device import DEFAULT_DEVICE
 from encoders.errors import VitrieveError
-from indexer.keys import KeyStore
+from encoders.runtime.device import DEFAULT_DEVICE
 from indexer.layout import read_manifest
-from retrieval.library import Library, find_library, library_version
+from indexer.store.keys import KeyStore
+from retrieval.library.handle import Library, find_library, library_version
 
 log = logging.getLogger(__name__)
 

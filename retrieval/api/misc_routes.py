@@ -5,14 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 
-from encoders.device import describe
-from retrieval import jobs
+from encoders.runtime.device import describe
 from retrieval.api.deps import handle, reader, server
 from retrieval.api.errors import ApiError
 from retrieval.api.label_routes import job_out
 from retrieval.api.payloads import body_schema, decode_uploads, read_body
 from retrieval.api.schemas import EmbedOut, EmbedRequest, StatusOut
-from retrieval.library import Library
+from retrieval.library.handle import Library
+from retrieval.service import jobs
 
 router = APIRouter(tags=["library"])
 

@@ -2,7 +2,7 @@
 
 FastAPI describes one body type per route; search, embed and classify take JSON or a form
 with files, so they read the request here and describe both in ``body_schema``. Uploads are
-size-checked (413) and decoded by ``retrieval.uploads`` (the indexer's safe decoder).
+size-checked (413) and decoded by ``retrieval.service.uploads`` (the indexer's safe decoder).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from starlette.datastructures import UploadFile
 
 from encoders.errors import VitrieveError
 from retrieval.api.errors import ApiError, clean
-from retrieval.uploads import decode_upload
+from retrieval.service.uploads import decode_upload
 
 M = TypeVar("M", bound=BaseModel)
 MAX_FILES = 8

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from retrieval.zeroshot import DEFAULT_NULL_Z
+from retrieval.labels.zeroshot import DEFAULT_NULL_Z
 
 MAX_K = 200
 MAX_OFFSET = 10_000

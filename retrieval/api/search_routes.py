@@ -14,8 +14,8 @@ from retrieval.api.deps import base_url, reader, server
 from retrieval.api.errors import ApiError
 from retrieval.api.payloads import body_schema, decode_uploads, read_body
 from retrieval.api.schemas import SearchPage, SearchParams, SearchRequest, SimilarParams
-from retrieval.library import Library
-from retrieval.query import Query as EngineQuery
+from retrieval.library.handle import Library
+from retrieval.search.query import Query as EngineQuery
 
 router = APIRouter(tags=["search"])
 ImageId = Annotated[int, Path(ge=0, le=2**63 - 1, description="An indexed image's id.")]

@@ -22,8 +22,8 @@ from typing import Any, TypeVar
 
 import typer
 
-from encoders.device import DEFAULT_DEVICE, describe, resolve_device
 from encoders.errors import VitrieveError
+from encoders.runtime.device import DEFAULT_DEVICE, describe, resolve_device
 from indexer.layout import DEFAULT_LIBRARY_DIR, MANIFEST_FILE
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -94,9 +94,9 @@ class ModelChoice:
     precision: str = "auto"
     device: str = DEFAULT_DEVICE
 
-    def load(self):  # -> encoders.encoder.Encoder
+    def load(self):  # -> encoders.runtime.encoder.Encoder
         """The model: a checkpoint directory, or a name / config .json with ``--weights``."""
-        from encoders.encoder import Encoder
+        from encoders.runtime.encoder import Encoder
 
         if self.reference is None:
             raise VitrieveError("no model: give --model")
@@ -153,9 +153,9 @@ def library_dir(library: Path | None) -> Path:
 
 
 def open_library(library: Path | None, model: ModelChoice | None = None):
-    """The Library (retrieval.library) as a context manager, with ``--model`` overriding the
+    """The Library (retrieval.library.handle) as a context manager, with ``--model`` overriding the
     recorded model; the library's model runs on ``model.device``."""
-    from retrieval.library import Library
+    from retrieval.library.handle import Library
 
     model = model or ModelChoice(None)
     encoder = model.load() if model.reference is not None else None

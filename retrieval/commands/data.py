@@ -9,8 +9,8 @@ from pathlib import Path
 
 import typer
 
-from encoders.datasets import STYLES, WrittenDataset, write_synthetic
-from encoders.digits import write_digits
+from encoders.data.datasets import STYLES, WrittenDataset, write_synthetic
+from encoders.data.digits import write_digits
 
 SYNTH = {n: p.default for n, p in inspect.signature(write_synthetic).parameters.items()}
 DIGITS = {n: p.default for n, p in inspect.signature(write_digits).parameters.items()}

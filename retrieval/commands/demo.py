@@ -14,7 +14,7 @@ import typer
 
 from retrieval.commands.common import DEVICE_OPTION, JSON_OPTION
 from retrieval.commands.ui import serve
-from retrieval.demo import DemoSettings, build_demo, default_cache
+from retrieval.service.demo import DemoSettings, build_demo, default_cache
 
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(DemoSettings)}  # the demo's own
 

@@ -65,7 +65,7 @@ def _read_classes(classes: Path | None, data: Path, items) -> list[str]:
 
 def _attribute_lines(result: dict) -> list[str]:
     """Per-word accuracy: one line per subset, with what the wrong predictions got wrong."""
-    from retrieval.diagnostics import error_label
+    from retrieval.evaluation.diagnostics import error_label
 
     attributes = result["attributes"]
     if attributes is None:
@@ -136,7 +136,7 @@ def zeroshot(
     word 1 right, word 2 right, which one the errors got wrong), and with --confusion N the N
     most confused class pairs.
     """
-    from retrieval.evaluate import DEFAULT_TEMPLATES, evaluate_zeroshot
+    from retrieval.evaluation.evaluate import DEFAULT_TEMPLATES, evaluate_zeroshot
 
     items = read_captioned(data, cols.sep, cols.image_col, cols.caption_col, label_col)
     names = _read_classes(classes, data, items)
@@ -167,7 +167,7 @@ def retrieval(
     model: ModelChoice,
 ) -> None:
     """Text→image and image→text recall@1/5/10 (a hit is an item with the query's caption)."""
-    from retrieval.evaluate import RECALL_KS, evaluate_retrieval
+    from retrieval.evaluation.evaluate import RECALL_KS, evaluate_retrieval
 
     items = read_captioned(data, cols.sep, cols.image_col, cols.caption_col)
     result = evaluate_retrieval(model.load(), items)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import typer
 
-from encoders.device import describe
 from encoders.errors import VitrieveError
+from encoders.runtime.device import describe
 from retrieval.commands.common import (
     JSON_OPTION,
     LIBRARY_OPTION,
@@ -18,7 +18,7 @@ from retrieval.commands.common import (
     open_library,
     takes,
 )
-from retrieval.query import is_file
+from retrieval.search.query import is_file
 
 
 def register(app: typer.Typer) -> None:
@@ -48,7 +48,7 @@ def explain(
     model: ModelChoice,
 ) -> None:
     """Heatmap of which part of a photo matched the text, one PNG per image."""
-    from retrieval.explain import METHODS
+    from retrieval.search.explain import METHODS
 
     if method not in METHODS:
         raise typer.BadParameter(f"--method must be one of {', '.join(METHODS)}")
@@ -99,8 +99,8 @@ def _outputs(out: Path, paths: list[Path]) -> list[Path]:
 
 def _explain_one(encoder, query: str, path: Path, out: Path, method: str) -> dict:
     """Write one heatmap; its facts for the output (image, out, hottest box, grid)."""
-    from indexer.images import decode_image
-    from retrieval.explain import write_heatmap
+    from indexer.decode.images import decode_image
+    from retrieval.search.explain import write_heatmap
 
     with open(path, "rb") as handle:
         picture = decode_image(handle, target_size=FULL_RESOLUTION).image

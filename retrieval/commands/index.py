@@ -19,8 +19,8 @@ from rich.progress import (
 
 from encoders.errors import VitrieveError
 from indexer.layout import default_library, read_manifest, vectors_path
-from indexer.pipeline import IndexOptions, IndexProgress, IndexReport, index_library
-from indexer.reports import DEFAULT_INDEX_BATCH as BATCH
+from indexer.pipeline.local import IndexOptions, IndexProgress, IndexReport, index_library
+from indexer.pipeline.reports import DEFAULT_INDEX_BATCH as BATCH
 from retrieval.commands.common import (
     DEVICE_OPTION,
     JSON_OPTION,
@@ -101,9 +101,9 @@ def index(
 
 
 def _ray_engine(address: str | None):
-    """``indexer.distributed.index_with_ray`` with the cluster address bound."""
+    """``indexer.pipeline.ray_engine.index_with_ray`` with the cluster address bound."""
     try:
-        module = importlib.import_module("indexer.distributed")
+        module = importlib.import_module("indexer.pipeline.ray_engine")
     except ImportError as exc:
         raise VitrieveError(
             f"--engine ray is unavailable ({exc}); install vitrieve[distributed]"
@@ -183,8 +183,8 @@ def _print_summary(result: IndexReport, list_all: bool, device: str) -> None:
 
 def status(library: Path | None = LIBRARY_OPTION, json_out: bool = JSON_OPTION) -> None:
     """Counts per status, failures with reasons, the model and the index of a library."""
-    from indexer.store import MetadataStore
-    from indexer.vectors import VectorIndex
+    from indexer.store.metadata import MetadataStore
+    from indexer.vectors.index import VectorIndex
 
     library = library_dir(library)
     manifest = read_manifest(library)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from indexer.keys import ApiKey, KeyStore
+from indexer.store.keys import ApiKey, KeyStore
 from retrieval.commands.common import (
     JSON_OPTION,
     LIBRARY_OPTION,

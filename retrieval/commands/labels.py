@@ -8,8 +8,8 @@ from pathlib import Path
 
 import typer
 
-from encoders.device import describe
 from encoders.errors import VitrieveError
+from encoders.runtime.device import describe
 from retrieval.commands.common import (
     JSON_OPTION,
     LIBRARY_OPTION,
@@ -19,9 +19,8 @@ from retrieval.commands.common import (
     open_library,
     takes,
 )
-from retrieval.export import FORMATS, export_string
-from retrieval.query import is_file
-from retrieval.zeroshot import (
+from retrieval.labels.export import FORMATS, export_string
+from retrieval.labels.zeroshot import (
     ABSTAIN,
     DEFAULT_NULL_Z,
     DEFAULT_SET,
@@ -29,6 +28,7 @@ from retrieval.zeroshot import (
     ZeroShotClassifier,
     parse_labels,
 )
+from retrieval.search.query import is_file
 
 
 @dataclass(frozen=True)

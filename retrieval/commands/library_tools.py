@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from encoders.device import describe
+from encoders.runtime.device import describe
 from retrieval.commands.common import (
     DEVICE_OPTION,
     JSON_OPTION,
@@ -19,7 +19,7 @@ from retrieval.commands.common import (
     open_library,
     takes,
 )
-from retrieval.duplicates import DEFAULT_THRESHOLD
+from retrieval.search.duplicates import DEFAULT_THRESHOLD
 
 
 def register(app: typer.Typer) -> None:
@@ -66,7 +66,7 @@ def eval_search(
     model: ModelChoice,
 ) -> None:
     """Recall@k and nDCG@10 of a library's full search pipeline (index, cut-off, filters)."""
-    from retrieval.search_eval import evaluate_search, read_ground_truth
+    from retrieval.evaluation.search_eval import evaluate_search, read_ground_truth
 
     queries = read_ground_truth(truth)
     with open_library(library, model) as lib:

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from encoders.checkpoint import save_checkpoint
 from encoders.errors import VitrieveError
-from encoders.pretrained import load_openclip
-from indexer.images import decode_image
+from encoders.weights.checkpoint import save_checkpoint
+from encoders.weights.pretrained import load_openclip
+from indexer.decode.images import decode_image
 from retrieval.commands.common import ModelChoice, model_choice, takes
 
 

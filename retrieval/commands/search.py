@@ -9,8 +9,8 @@ from pathlib import Path
 
 import typer
 
-from encoders.device import describe
 from encoders.errors import VitrieveError
+from encoders.runtime.device import describe
 from retrieval.commands.common import (
     DATE_FORMATS,
     JSON_OPTION,
@@ -22,9 +22,9 @@ from retrieval.commands.common import (
     open_library,
     takes,
 )
-from retrieval.query import Filters, Query, is_file
-from retrieval.searcher import DEFAULT_THRESHOLD, SORTS, SearchResponse
-from retrieval.serving import configure_serving
+from retrieval.search.query import Filters, Query, is_file
+from retrieval.search.searcher import DEFAULT_THRESHOLD, SORTS, SearchResponse
+from retrieval.service.serving import configure_serving
 
 FILTER_HELP = "Filters"
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import typer
 
 from encoders.errors import VitrieveError
-from indexer.keys import KeyStore
+from indexer.store.keys import KeyStore
 from retrieval.commands.common import DEVICE_OPTION, library_dir
-from retrieval.library import Library
+from retrieval.library.handle import Library
 
 DEFAULT_PORT = 8765
 WORKER_START_S = 300  # how long a worker process may take to load the model and answer

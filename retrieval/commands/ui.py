@@ -2,7 +2,7 @@
 
 Streamlit runs as a child process (``python -m streamlit run ui/app.py -- --library LIB``) so
 the CLI stays a thin launcher: headless, XSRF protection and CORS checks on, no static file
-serving, uploads capped at the same limit ``retrieval.uploads`` enforces, telemetry off, and
+serving, uploads capped at the same limit ``retrieval.service.uploads`` enforces, telemetry off, and
 on loopback unless ``--host`` says otherwise (then tracebacks stay in the server's log).
 See docs/security.md.
 """
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import typer
 
-from encoders.device import DEFAULT_DEVICE
 from encoders.errors import VitrieveError
+from encoders.runtime.device import DEFAULT_DEVICE
 from retrieval.commands.common import DEVICE_OPTION, library_option
-from retrieval.uploads import MAX_UPLOAD_BYTES
+from retrieval.service.uploads import MAX_UPLOAD_BYTES
 
 MAX_UPLOAD_MB = MAX_UPLOAD_BYTES // 2**20  # Streamlit's server.maxUploadSize is in MiB
 LOOPBACK = ("127.0.0.1", "localhost", "::1")

@@ -22,9 +22,9 @@ CORS_ORIGIN = "https://photos.example"
 
 
 def _index(photos: Path, count: int, checkpoint: Path, start: int = 0) -> Path:
-    from encoders.encoder import Encoder
-    from indexer.pipeline import IndexOptions, index_library
-    from retrieval.demo import write_demo_photos
+    from encoders.runtime.encoder import Encoder
+    from indexer.pipeline.local import IndexOptions, index_library
+    from retrieval.service.demo import write_demo_photos
 
     write_demo_photos(photos, count, size_px=96)
     report = index_library(photos, Encoder.load(checkpoint), model_ref=str(checkpoint),

@@ -17,7 +17,7 @@ NEW_PHOTOS = 24
 
 
 def test_searches_during_an_indexing_run(open_server: str, api_libraries, trained_tiny: Path):
-    from retrieval.demo import write_demo_photos
+    from retrieval.service.demo import write_demo_photos
 
     base = f"{open_server}/v1/libraries/alt"
     before = httpx.get(f"{base}/status").json()["images"]

@@ -41,7 +41,7 @@ def _an_id(client: httpx.Client) -> int:
      (None, "../library.db"), (None, "/etc/passwd"), (None, "thumbs/../library.db")],
 )  # fmt: skip
 def test_tampered_rows_serve_nothing(client: httpx.Client, api_libraries, path, thumb) -> None:
-    from retrieval.library import Library
+    from retrieval.library.handle import Library
 
     with Library.open(api_libraries.main) as library:
         root = library.root

@@ -10,7 +10,7 @@ import httpx
 
 
 def _library_root(library_dir: Path) -> Path:
-    from retrieval.library import Library
+    from retrieval.library.handle import Library
 
     with Library.open(library_dir) as library:
         return library.root

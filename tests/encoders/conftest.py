@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from encoders.checkpoint import save_checkpoint
-from encoders.clip import create_model
-from encoders.config import load_config
-from encoders.datasets import write_synthetic
-from encoders.synthetic import render_object
-from encoders.tokenizer import get_tokenizer
+from encoders.data.datasets import write_synthetic
+from encoders.data.synthetic import render_object
+from encoders.model.clip import create_model
+from encoders.model.config import load_config
+from encoders.model.tokenizer import get_tokenizer
 from encoders.training.data import read_captioned
 from encoders.training.loop import Trainer, TrainOptions
 from encoders.training.main import prepare_data
+from encoders.weights.checkpoint import save_checkpoint
 
 SMALL_ITEMS = 160  # 5 steps of 32 per epoch
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from encoders.clip import create_model
-from encoders.config import load_config
-from encoders.tokenizer import get_tokenizer
+from encoders.model.clip import create_model
+from encoders.model.config import load_config
+from encoders.model.tokenizer import get_tokenizer
 from encoders.training.data import read_captioned
 from encoders.training.distributed import cleanup_distributed, setup_distributed
 from encoders.training.loop import Trainer, TrainOptions

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from encoders.config import CLIPConfig, load_config, openclip_config_names
 from encoders.errors import VitrieveError
+from encoders.model.config import CLIPConfig, load_config, openclip_config_names
 
 
 @pytest.mark.parametrize("name", ["ViT-B-32", "ViT-B-16", "ViT-S-32", "ViT-L-14"])
@@ -62,7 +62,7 @@ def test_defaults_have_one_source_and_mean_what_open_clip_means() -> None:
 
     from open_clip.model import CLIPTextCfg, CLIPVisionCfg
 
-    from encoders.config import TextConfig, VisionConfig
+    from encoders.model.config import TextConfig, VisionConfig
 
     parsed = CLIPConfig.from_dict({"embed_dim": 64, "vision_cfg": {}, "text_cfg": {}})
     assert parsed.vision == VisionConfig() and parsed.text == TextConfig()

@@ -9,8 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
+from encoders.data.synthetic import SceneObject, render_scene
 from encoders.errors import VitrieveError
-from encoders.synthetic import SceneObject, render_scene
+from encoders.model.transforms import eval_transform
 from encoders.training.data import (
     CaptionDataset,
     augment_batch,
@@ -20,7 +21,6 @@ from encoders.training.data import (
     read_captioned_counted,
     swap_left_right,
 )
-from encoders.transforms import eval_transform
 
 
 def _image(path, colour=(200, 30, 30), size=16):

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from encoders.device import DeviceError, describe, is_out_of_memory, resolve_device
+from encoders.runtime.device import DeviceError, describe, is_out_of_memory, resolve_device
 
 
 def test_cpu_and_auto_resolve_on_any_machine():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from encoders.digits import DIGIT_WORDS, digit_image, write_digits
+from encoders.data.digits import DIGIT_WORDS, digit_image, write_digits
 from encoders.training.data import read_captioned
 
 

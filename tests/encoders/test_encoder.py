@@ -9,11 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from encoders.checkpoint import save_checkpoint
-from encoders.clip import create_model
-from encoders.config import load_config
-from encoders.encoder import Encoder, bf16_supported
 from encoders.errors import VitrieveError
+from encoders.model.clip import create_model
+from encoders.model.config import load_config
+from encoders.runtime.encoder import Encoder, bf16_supported
+from encoders.weights.checkpoint import save_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def test_compiled_towers_give_the_eager_embeddings(tiny_ckpt) -> None:
 
 
 def test_batch_size_defaults_by_device(tiny_ckpt) -> None:
-    from encoders.encoder import DEFAULT_BATCH, default_batch_size
+    from encoders.runtime.encoder import DEFAULT_BATCH, default_batch_size
 
     assert Encoder.load(tiny_ckpt, device="cpu").batch_size == DEFAULT_BATCH["cpu"] == 64
     assert default_batch_size(torch.device("cuda", 0)) == DEFAULT_BATCH["cuda"] >= 256
@@ -119,7 +119,7 @@ def test_out_of_memory_halves_the_batch_and_goes_on(tiny_ckpt, monkeypatch, capl
         return real(self, batch)
 
     monkeypatch.setattr(Encoder, "_encode_image_batch", once_too_big)
-    with caplog.at_level("WARNING", logger="encoders.encoder"):
+    with caplog.at_level("WARNING", logger="encoders.runtime.encoder"):
         got = encoder.encode_image_tensors(images)
     assert sizes == [8, 4, 4, 2] and encoder.batch_size == 4
     assert "out of memory" in caplog.text and "going on with 4" in caplog.text
@@ -147,7 +147,7 @@ def test_out_of_memory_at_batch_one_and_other_errors_are_raised(tiny_ckpt, monke
 
 
 def test_bf16_check_falls_back_to_fp32_when_embeddings_drift(monkeypatch) -> None:
-    import encoders.encoder as module
+    import encoders.runtime.encoder as module
 
     monkeypatch.setattr(module, "MIN_BF16_COSINE", 1.01)  # no bf16 run can pass this
     encoder = Encoder(create_model(load_config("tiny")), precision="bf16", device="cpu")

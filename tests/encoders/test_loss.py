@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from encoders.loss import clip_loss, contrastive_loss, siglip_loss
+from encoders.training.loss import clip_loss, contrastive_loss, siglip_loss
 
 # Two images and two captions in 2-D: image 0 = x-axis, image 1 = y-axis; caption 1 is tilted.
 IMAGE = torch.tensor([[1.0, 0.0], [0.0, 1.0]])

@@ -7,11 +7,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from encoders.clip import create_model
-from encoders.config import load_config
-from encoders.encoder import Encoder
-from encoders.packed import PackedLinear, packed_copy
-from encoders.tokenizer import trim_padding
+from encoders.model.clip import create_model
+from encoders.model.config import load_config
+from encoders.model.tokenizer import trim_padding
+from encoders.runtime.encoder import Encoder
+from encoders.runtime.packed import PackedLinear, packed_copy
 
 needs_onednn = pytest.mark.skipif(
     not torch.backends.mkldnn.is_available(), reason="oneDNN is not available"

@@ -6,14 +6,14 @@ import open_clip
 import pytest
 import torch
 
-from encoders.checkpoint import (
+from encoders.model.clip import create_model
+from encoders.model.config import CLIPConfig, load_config
+from encoders.weights.checkpoint import (
     from_openclip_state_dict,
     load_checkpoint,
     save_checkpoint,
     to_openclip_state_dict,
 )
-from encoders.clip import create_model
-from encoders.config import CLIPConfig, load_config
 
 TOLERANCE = 1e-4
 CAPTIONS = ["a cat", "a red bicycle by the sea", "invoices from 2023", ""]
@@ -101,7 +101,7 @@ def test_openclip_weights_file_loads_through_checkpoint_dir(tmp_path) -> None:
     """The user feature: an open_clip weights file → our checkpoint → same embeddings."""
     from safetensors.torch import save_file
 
-    from encoders.checkpoint import load_openclip_weights
+    from encoders.weights.checkpoint import load_openclip_weights
 
     torch.manual_seed(0)
     config = load_config("tiny")

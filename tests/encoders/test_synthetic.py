@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from encoders.datasets import write_synthetic
-from encoders.drawing import COLOURS, SHAPES, mask_bbox
-from encoders.synthetic import (
+from encoders.data.datasets import write_synthetic
+from encoders.data.drawing import COLOURS, SHAPES, mask_bbox
+from encoders.data.synthetic import (
     SceneObject,
     class_names,
     held_out_pairs,

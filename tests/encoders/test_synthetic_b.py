@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from encoders import synthetic, synthetic_b
-from encoders.datasets import write_synthetic
-from encoders.drawing import mask_bbox
+from encoders.data import synthetic, synthetic_b
+from encoders.data.datasets import write_synthetic
+from encoders.data.drawing import mask_bbox
 
 
 def _rows(path: Path) -> list[dict[str, str]]:

@@ -15,9 +15,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from encoders.clip import create_model
-from encoders.config import load_config
-from encoders.tokenizer import get_tokenizer
+from encoders.model.clip import create_model
+from encoders.model.config import load_config
+from encoders.model.tokenizer import get_tokenizer
 from encoders.training.captions import build_caption_table, strip_colours
 from encoders.training.loop import TrainOptions
 from encoders.training.main import TrainRequest, train_from_files
@@ -204,7 +204,7 @@ def test_ddp_two_processes_end_with_identical_weights(synth: Path, tmp_path: Pat
 def test_a_local_rank_without_a_gpu_of_its_own_is_refused(monkeypatch: pytest.MonkeyPatch):
     """Under torchrun with CUDA each process takes its local rank's GPU; more processes than
     GPUs is a user error, not two processes silently sharing one."""
-    from encoders.device import DeviceError
+    from encoders.runtime.device import DeviceError
     from encoders.training import distributed
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)

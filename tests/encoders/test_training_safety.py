@@ -10,11 +10,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from encoders.clip import create_model
-from encoders.config import load_config
 from encoders.errors import VitrieveError
-from encoders.loss import contrastive_loss
-from encoders.tokenizer import get_tokenizer
+from encoders.model.clip import create_model
+from encoders.model.config import load_config
+from encoders.model.tokenizer import get_tokenizer
 from encoders.training import loop, steps
 from encoders.training.captions import build_caption_table
 from encoders.training.devices import (
@@ -24,6 +23,7 @@ from encoders.training.devices import (
     with_device_defaults,
 )
 from encoders.training.guard import MAX_NONFINITE_STEPS, NonFiniteLoss
+from encoders.training.loss import contrastive_loss
 from encoders.training.optim import make_optimizer, warmup_steps
 from encoders.training.steps import ContrastiveModule, TrainOptions, optimise
 

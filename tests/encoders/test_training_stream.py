@@ -43,9 +43,9 @@ def test_streamed_data_trains_and_resumes_exactly_like_preloaded(
 def test_data_too_big_to_preload_is_streamed(
     synth: Path, small_options, monkeypatch: pytest.MonkeyPatch
 ):
-    from encoders.clip import create_model
-    from encoders.config import load_config
-    from encoders.tokenizer import get_tokenizer
+    from encoders.model.clip import create_model
+    from encoders.model.config import load_config
+    from encoders.model.tokenizer import get_tokenizer
     from encoders.training.data import read_captioned
 
     config = load_config("tiny").with_image_size(32)

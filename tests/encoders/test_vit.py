@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from encoders.config import VisionConfig
-from encoders.vit import VisionTransformer, patchify, resize_pos_embed, sincos_2d
+from encoders.model.config import VisionConfig
+from encoders.model.vit import VisionTransformer, patchify, resize_pos_embed, sincos_2d
 
 
 def test_patchify_cuts_non_overlapping_patches_in_raster_order() -> None:

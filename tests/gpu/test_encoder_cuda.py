@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from encoders.clip import create_model
-from encoders.config import load_config
-from encoders.encoder import DEFAULT_BATCH, Encoder
+from encoders.model.clip import create_model
+from encoders.model.config import load_config
+from encoders.runtime.encoder import DEFAULT_BATCH, Encoder
 
 pytestmark = pytest.mark.gpu
 TEXTS = ["a photo of my cat", "invoices", "a red bicycle by the sea at sunset"]

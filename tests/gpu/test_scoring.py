@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from indexer.vectors import VectorIndex
-from retrieval.duplicates import duplicate_pairs
-from retrieval.scoring import chunk_rows, on_device, pairs_above, similarity_matrix
+from indexer.vectors.index import VectorIndex
+from retrieval.search.duplicates import duplicate_pairs
+from retrieval.search.scoring import chunk_rows, on_device, pairs_above, similarity_matrix
 
 THRESHOLD = 0.9
 
@@ -83,10 +83,10 @@ def test_pairs_above_on_cuda_equal_the_cpu() -> None:
 
 @pytest.mark.gpu
 def test_zero_shot_on_a_cuda_encoder_matches_the_cpu() -> None:
-    from encoders.clip import create_model
-    from encoders.config import load_config
-    from encoders.encoder import Encoder
-    from retrieval.zeroshot import ZeroShotClassifier
+    from encoders.model.clip import create_model
+    from encoders.model.config import load_config
+    from encoders.runtime.encoder import Encoder
+    from retrieval.labels.zeroshot import ZeroShotClassifier
 
     torch.manual_seed(0)
     model = create_model(load_config("tiny"))

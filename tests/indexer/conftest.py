@@ -10,9 +10,9 @@ from library_factory import make_bad_library
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from encoders.checkpoint import save_checkpoint
-    from encoders.clip import create_model
-    from encoders.config import load_config
+    from encoders.model.clip import create_model
+    from encoders.model.config import load_config
+    from encoders.weights.checkpoint import save_checkpoint
 
     directory = tmp_path_factory.mktemp("ckpt") / "tiny"
     save_checkpoint(create_model(load_config("tiny")), directory)
@@ -21,7 +21,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_encoder(tiny_checkpoint: Path):
-    from encoders.encoder import Encoder
+    from encoders.runtime.encoder import Encoder
 
     return Encoder.load(tiny_checkpoint, precision="fp32")
 
@@ -45,7 +45,7 @@ def postgres_url():
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request, tmp_path: Path):
     """A fresh MetadataStore on SQLite and on PostgreSQL (one database per test)."""
-    from indexer.store import MetadataStore
+    from indexer.store.metadata import MetadataStore
 
     if request.param == "sqlite":
         store = MetadataStore.for_library(tmp_path)

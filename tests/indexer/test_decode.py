@@ -8,7 +8,7 @@ from pathlib import Path
 from hostile import CRASH_WIDTH, HANG_WIDTH, HostileTransform
 from library_factory import photo
 
-from indexer.decode import DecodePool, DecodeSettings
+from indexer.decode.workers import DecodePool, DecodeSettings
 
 
 def test_hung_and_crashing_files_do_not_stop_the_run(tmp_path: Path) -> None:

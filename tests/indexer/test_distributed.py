@@ -9,9 +9,9 @@ import pytest
 from library_factory import jpeg_bytes, photo
 
 from indexer.layout import vectors_path
-from indexer.pipeline import IndexOptions, index_library
-from indexer.store import MetadataStore
-from indexer.vectors import VectorIndex
+from indexer.pipeline.local import IndexOptions, index_library
+from indexer.store.metadata import MetadataStore
+from indexer.vectors.index import VectorIndex
 
 
 def unit(rows: np.ndarray) -> np.ndarray:
@@ -19,7 +19,7 @@ def unit(rows: np.ndarray) -> np.ndarray:
 
 
 def test_one_index_from_shards_trains_on_a_sample_and_keeps_the_newest_vector(tmp_path):
-    from indexer.shards import build_from_shards, read_shards, write_shard
+    from indexer.pipeline.shards import build_from_shards, read_shards, write_shard
 
     rng = np.random.default_rng(0)
     vectors = unit(rng.standard_normal((3000, 32)))
@@ -67,7 +67,7 @@ def library_vectors(library: Path) -> tuple[dict[str, np.ndarray], dict[str, str
 @pytest.mark.timeout(300)  # Ray starts in ~10-30 s; the indexing itself takes seconds
 def test_ray_engine_gives_the_local_engines_vectors(tmp_path, tiny_checkpoint, tiny_encoder):
     ray = pytest.importorskip("ray")
-    from indexer.distributed import index_with_ray, shard_dir
+    from indexer.pipeline.ray_engine import index_with_ray, shard_dir
 
     photos = tmp_path / "photos"
     make_photos(photos)

@@ -10,10 +10,10 @@ import faiss
 import numpy as np
 import pytest
 
-from indexer.ann import EXACT_LIMIT
-from indexer.exact import ExactBackend, set_scan_threads
-from indexer.flat import FlatBackend
-from indexer.vectors import VectorIndex
+from indexer.vectors.ann import EXACT_LIMIT
+from indexer.vectors.exact import ExactBackend, set_scan_threads
+from indexer.vectors.flat import FlatBackend
+from indexer.vectors.index import VectorIndex
 
 DIM = 64
 N = 20_000  # well past EXACT_LIMIT: the int8 scan answers, not the small-filter brute force
@@ -146,7 +146,7 @@ def test_a_library_saved_as_index_flat_ip_still_opens_and_converts(data, tmp_pat
 def test_the_certificate_widens_too_few_candidates(data, monkeypatch):
     ids, vectors, queries = data
     index = exact_index(ids, vectors)
-    monkeypatch.setattr("indexer.exact.MIN_CANDIDATES", 1)  # 4·k candidates: often too few
+    monkeypatch.setattr("indexer.vectors.exact.MIN_CANDIDATES", 1)  # 4·k candidates: often too few
     for k in (1, 5):
         assert_same_top_k(index.search(queries, k), truth(ids, vectors, queries, k))
 
@@ -178,7 +178,7 @@ def test_batched_range_search_equals_brute_force(data):
 @pytest.fixture
 def scan_in_parts(monkeypatch):
     """The scan split across scan threads (3 parts: uneven bounds), restored afterwards."""
-    monkeypatch.setattr("indexer.exact.PARALLEL_MIN", 1000)  # N is below the default
+    monkeypatch.setattr("indexer.vectors.exact.PARALLEL_MIN", 1000)  # N is below the default
     set_scan_threads(3)
     yield
     set_scan_threads(1)

@@ -14,10 +14,10 @@ import torch
 from library_factory import photo
 from PIL import Image
 
-from indexer.decode import DecodeSettings, decode_file
-from indexer.images import decode_image
-from indexer.pixels import UInt8Pixels, split_transform
-from indexer.scan import content_hash, hash_bytes, scan
+from indexer.decode.images import decode_image
+from indexer.decode.pixels import UInt8Pixels, split_transform
+from indexer.decode.workers import DecodeSettings, decode_file
+from indexer.pipeline.scan import content_hash, hash_bytes, scan
 
 
 def Row(*values: object) -> SimpleNamespace:  # noqa: N802 - what the scanner reads of a row
@@ -105,7 +105,7 @@ def test_earlier_blake2b_rows_still_recognise_moves_and_touches(tmp_path: Path) 
 
 
 def test_run_reports_cpu_by_stage_and_restores_torch_threads(tmp_path: Path, tiny_encoder) -> None:
-    from indexer.pipeline import IndexOptions, index_library
+    from indexer.pipeline.local import IndexOptions, index_library
 
     for n in range(3):
         photo(640, 480, seed=n).save(tmp_path / f"{n}.jpg", quality=90)

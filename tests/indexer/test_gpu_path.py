@@ -12,10 +12,10 @@ from library_factory import photo
 from PIL import Image
 from test_pipeline import OPTIONS, assert_consistent, library_state
 
-import indexer.pipeline as pipeline
-from encoders.encoder import Encoder
-from indexer.gpu_decode import GpuJpegDecoder
-from indexer.pipeline import index_library
+import indexer.pipeline.local as pipeline
+from encoders.runtime.encoder import Encoder
+from indexer.decode.gpu_decode import GpuJpegDecoder
+from indexer.pipeline.local import index_library
 
 
 @pytest.fixture()
@@ -65,7 +65,7 @@ def test_bad_library_through_the_gpu_path(bad_library, tiny_encoder, decoders, w
     state = _check_bad_library(bad_library, tiny_encoder, replace(OPTIONS, workers=workers))
     # plain, rotated and jpeg_without_suffix.dat are baseline JPEGs: decoded "on the device"
     assert sum(d.decoded_on_device for d in decoders[:1]) == 3 == state["report"].gpu_decoded
-    from indexer.images import decode_image
+    from indexer.decode.images import decode_image
 
     rows, vectors = state["rows"], state["vectors"]
     for name in ("plain.jpg", "rotated.jpg"):
@@ -187,7 +187,7 @@ def test_pipeline_round_trips_on_cuda(
 
 
 def test_nvjpeg_only_on_cuda_and_for_uint8_preprocessing(tiny_encoder) -> None:
-    from indexer.pixels import as_is, split_transform
+    from indexer.decode.pixels import as_is, split_transform
 
     _, per_batch = split_transform(tiny_encoder.transform)
     cuda = torch.device("cuda", 0)  # a device object only: nothing runs on it

@@ -10,7 +10,7 @@ import pytest
 from library_factory import BOMB_LIMIT, jpeg_bytes, photo
 from PIL import Image
 
-from indexer.images import ImageError, decode_image, looks_like_image, make_thumbnail
+from indexer.decode.images import ImageError, decode_image, looks_like_image, make_thumbnail
 
 
 def test_bad_library_decodes_good_and_reports_bad(bad_library) -> None:
@@ -96,7 +96,7 @@ def test_heic_through_pillow_heif(tmp_path: Path) -> None:
 def test_heic_without_pillow_heif_says_what_to_install(tmp_path: Path, monkeypatch) -> None:
     import sys
 
-    import indexer.images as images
+    import indexer.decode.images as images
 
     fake = tmp_path / "x.heic"
     fake.write_bytes(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + b"\0" * 64)

@@ -13,11 +13,11 @@ from library_factory import jpeg_bytes, photo
 from PIL import Image, ImageOps
 from torchvision.io import decode_jpeg
 
-from encoders.transforms import eval_transform
-from indexer.decoded import Decoded
-from indexer.gpu_decode import GpuJpegDecoder, prepare
-from indexer.jpeg_plan import file_stamp, orient, plan_batches, plan_jpeg, read_unchanged
-from indexer.pixels import split_transform
+from encoders.model.transforms import eval_transform
+from indexer.decode.decoded import Decoded
+from indexer.decode.gpu_decode import GpuJpegDecoder, prepare
+from indexer.decode.jpeg_plan import file_stamp, orient, plan_batches, plan_jpeg, read_unchanged
+from indexer.decode.pixels import split_transform
 
 LIMIT = 4_000_000
 

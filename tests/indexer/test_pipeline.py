@@ -15,9 +15,9 @@ from library_factory import BOMB_LIMIT, photo
 
 from encoders.errors import VitrieveError
 from indexer.layout import vectors_path
-from indexer.pipeline import IndexOptions, index_library
-from indexer.store import MetadataStore
-from indexer.vectors import VectorIndex
+from indexer.pipeline.local import IndexOptions, index_library
+from indexer.store.metadata import MetadataStore
+from indexer.vectors.index import VectorIndex
 
 # The CPU decoder: test_vectors_match_direct_encoding compares with the Pillow path at 1e-5
 # (tests/indexer/test_gpu_path.py runs the same round trips on the nvJPEG path).
@@ -76,7 +76,7 @@ def test_bad_library(bad_library, tiny_encoder) -> None:
 
 
 def test_vectors_match_direct_encoding(bad_library, tiny_encoder) -> None:
-    from indexer.images import decode_image
+    from indexer.decode.images import decode_image
 
     run(bad_library.root, tiny_encoder)
     rows, vectors = library_state(bad_library.root / ".vitrieve")
@@ -126,10 +126,10 @@ def test_incremental_add_modify_delete_move_touch(tmp_path: Path, tiny_encoder) 
 
 
 def test_new_model_builds_beside_and_switches(tmp_path: Path, tiny_encoder) -> None:
-    from encoders.checkpoint import save_checkpoint
-    from encoders.clip import create_model
-    from encoders.config import load_config
-    from encoders.encoder import Encoder
+    from encoders.model.clip import create_model
+    from encoders.model.config import load_config
+    from encoders.runtime.encoder import Encoder
+    from encoders.weights.checkpoint import save_checkpoint
 
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -226,7 +226,7 @@ def test_library_belongs_to_one_folder(tmp_path: Path, tiny_encoder) -> None:
 
 def test_batch_size_defaults_by_device() -> None:
     """No --batch-size: the device's own (a GPU needs hundreds per call); given: as given."""
-    from indexer.reports import DEFAULT_INDEX_BATCH
+    from indexer.pipeline.reports import DEFAULT_INDEX_BATCH
 
     assert IndexOptions(device="cpu").batch() == DEFAULT_INDEX_BATCH["cpu"]
     assert IndexOptions(device="cpu", batch_size=7).batch() == 7

@@ -7,8 +7,8 @@ from pathlib import Path
 from library_factory import photo
 from test_pipeline import OPTIONS
 
-from indexer.pipeline import index_library
-from indexer.store import MetadataStore
+from indexer.pipeline.local import index_library
+from indexer.store.metadata import MetadataStore
 
 
 def test_index_into_postgres(bad_library, tiny_encoder, postgres_url: str, tmp_path: Path) -> None:

@@ -13,8 +13,8 @@ from pathlib import Path
 from library_factory import photo
 from test_pipeline import OPTIONS, assert_consistent, library_state
 
-from indexer.images import decode_image
-from indexer.pipeline import index_library
+from indexer.decode.images import decode_image
+from indexer.pipeline.local import index_library
 
 N_PHOTOS = 160
 

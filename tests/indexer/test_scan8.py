@@ -9,9 +9,9 @@ import faiss
 import numpy as np
 import pytest
 
-from indexer.exact import ExactBackend
-from indexer.scan8 import Int8Scan
-from indexer.vector_io import read_container, write_container
+from indexer.vectors.container import read_container, write_container
+from indexer.vectors.exact import ExactBackend
+from indexer.vectors.scan8 import Int8Scan
 
 DIM = 48
 

@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import text
 
 from encoders.errors import VitrieveError
-from indexer.queries import Filters
-from indexer.schema import SCHEMA_VERSION
-from indexer.store import MetadataStore
+from indexer.store.metadata import MetadataStore
+from indexer.store.queries import Filters
+from indexer.store.schema import SCHEMA_VERSION
 
 
 def _fill(store: MetadataStore) -> dict[str, int]:

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from encoders.errors import VitrieveError
-from indexer import ann
-from indexer.vectors import VectorIndex, VectorSearch
+from indexer.vectors.index import VectorIndex, VectorSearch, ann
 
 DIM = 64
 SMALL = ann.ApproxParams("ivfpq", train_min=500)  # trained even on a few thousand vectors

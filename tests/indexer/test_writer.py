@@ -1,4 +1,5 @@
-"""The overlapped commit of the GPU path (``indexer.writer``), exercised on the CPU: batches
+"""The overlapped commit of the GPU path (``indexer.pipeline.writer``), exercised on the CPU:
+batches
 committed in order, one at a time, by one writer thread; progress from the caller's thread; an
 error in the writer thread raised by ``index_library`` with the batches before it kept."""
 
@@ -12,11 +13,11 @@ import pytest
 from library_factory import photo
 from test_pipeline import OPTIONS, assert_consistent, library_state
 
-import indexer.pipeline as pipeline
+import indexer.pipeline.local as pipeline
 from indexer.generations import GenerationIndex
 from indexer.layout import read_manifest
-from indexer.pipeline import IndexProgress, index_library
-from indexer.store import MetadataStore
+from indexer.pipeline.local import IndexProgress, index_library
+from indexer.store.metadata import MetadataStore
 
 N_PHOTOS = 10  # batches of 4: 4, 4, 2
 

@@ -28,7 +28,7 @@ from library_factory import jpeg_bytes, photo
 from test_pipeline import assert_consistent, library_state
 
 from indexer.layout import vectors_path
-from indexer.store import MetadataStore
+from indexer.store.metadata import MetadataStore
 
 KILLPOINT = Path(__file__).with_name("killpoint.py")
 CLI = [sys.executable, "-c", "from retrieval.cli import main; main()"]
@@ -37,9 +37,9 @@ __all__ = ["assert_consistent", "library_state"]
 
 def make_checkpoint(directory: Path) -> Path:
     """A tiny random-weight checkpoint (seconds): the tests check plumbing, not quality."""
-    from encoders.checkpoint import save_checkpoint
-    from encoders.clip import create_model
-    from encoders.config import load_config
+    from encoders.model.clip import create_model
+    from encoders.model.config import load_config
+    from encoders.weights.checkpoint import save_checkpoint
 
     save_checkpoint(create_model(load_config("tiny")), directory)
     return directory
@@ -161,7 +161,7 @@ def label_snapshot(library: Path) -> dict[tuple[str, int], list]:
 
 def check_crashed(library: Path, labels: dict | None = None) -> None:
     """What holds right after a kill: openable, no orphaned vector, nothing lost, labels."""
-    from retrieval.library import Library
+    from retrieval.library.handle import Library
 
     with Library.open(library) as opened:  # what a reader sees: must open
         assert opened.count() == len(opened.index.ids())

@@ -49,7 +49,7 @@ def _half_write(path: Path) -> None:
 def plant_commit(how: str, counter: Counter) -> None:
     from sqlalchemy import event
 
-    from indexer.store import MetadataStore
+    from indexer.store.metadata import MetadataStore
 
     real = MetadataStore.record_batch
 
@@ -90,7 +90,7 @@ def plant_stage(counter: Counter) -> None:
 
 def plant_save(how: str, counter: Counter) -> None:
     from encoders import atomic
-    from indexer import vectors
+    from indexer.vectors import index as vectors
 
     real_save = vectors.VectorIndex.save
     real_fsync_dir = atomic.fsync_dir

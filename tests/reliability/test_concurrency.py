@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 from faultkit import CLI, Photos, check_complete, index_command, make_checkpoint, reap, start
 
-from encoders.encoder import Encoder
-from indexer.pipeline import IndexOptions, index_library
-from retrieval.library import Library
+from encoders.runtime.encoder import Encoder
+from indexer.pipeline.local import IndexOptions, index_library
+from retrieval.library.handle import Library
 
 QUERIES = ["a photo", "a red gradient", "something blue", "noise -green"]
 

@@ -33,8 +33,8 @@ from faultkit import (
     walkill_env,
 )
 
-from encoders.encoder import Encoder
-from indexer.pipeline import IndexOptions, index_library
+from encoders.runtime.encoder import Encoder
+from indexer.pipeline.local import IndexOptions, index_library
 
 BATCH = 8
 # Rounds cycle through these; "external" is a SIGKILL from the test at a random moment,

@@ -33,9 +33,9 @@ from faultkit import (
 )
 from library_factory import photo
 
-from encoders.encoder import Encoder
-from indexer.images import decode_image
-from indexer.pipeline import IndexOptions, index_library
+from encoders.runtime.encoder import Encoder
+from indexer.decode.images import decode_image
+from indexer.pipeline.local import IndexOptions, index_library
 
 OPTIONS = IndexOptions(workers=0, batch_size=4)
 

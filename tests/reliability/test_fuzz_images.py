@@ -25,8 +25,8 @@ from make_bad_corpus import BAD_DIR, CORPUS
 from PIL import Image
 from typer.testing import CliRunner
 
-from indexer.decode import DecodePool, DecodeSettings
-from indexer.images import ImageError, decode_image
+from indexer.decode.images import ImageError, decode_image
+from indexer.decode.workers import DecodePool, DecodeSettings
 
 TARGET = 64  # the tiny model's input size: decoding reduces towards it
 # Pillow warns about every oddity it tolerates in a mangled file: noise for a fuzzer
@@ -247,9 +247,9 @@ def test_decode_workers_record_every_file_and_survive_hangs(tmp_path: Path, scal
 def test_vitrieve_index_records_every_bad_file(tmp_path: Path, figures) -> None:
     """A whole ``vitrieve index`` run over the corpus (plus good photos): exit 0, a summary,
     every bad file recorded as failed with its reason, every good one indexed."""
-    from encoders.checkpoint import save_checkpoint
-    from encoders.clip import create_model
-    from encoders.config import load_config
+    from encoders.model.clip import create_model
+    from encoders.model.config import load_config
+    from encoders.weights.checkpoint import save_checkpoint
     from retrieval.cli import app
 
     checkpoint = tmp_path / "ckpt"

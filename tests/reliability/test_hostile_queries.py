@@ -22,9 +22,9 @@ from fuzz_budget import fuzz_for
 from hypothesis import strategies as st
 
 from encoders.errors import VitrieveError
-from retrieval.library import Library
-from retrieval.query import Filters, Query
-from retrieval.results import SearchResponse
+from retrieval.library.handle import Library
+from retrieval.search.query import Filters, Query
+from retrieval.search.results import SearchResponse
 
 SPECIALS = [
     "'; DROP TABLE files; --", '" OR 1=1 --', "1; DELETE FROM labels", "%", "_", "%%", "\\", "*",

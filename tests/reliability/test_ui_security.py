@@ -1,7 +1,7 @@
 """UI security: nothing outside the library can be read or served, whatever id, row, symlink,
 URL or request the UI is given; the server keeps XSRF on and listens on loopback by default.
 
-Three levels: ``retrieval.library.Library`` (the one gate every file read goes through),
+Three levels: ``retrieval.library.handle.Library`` (the one gate every file read goes through),
 the Streamlit app under ``AppTest`` (pages fed tampered rows and URLs), and a running
 ``vitrieve ui`` server over HTTP (its static, media, component and upload endpoints).
 """
@@ -17,7 +17,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from encoders.errors import VitrieveError
-from retrieval.library import Library
+from retrieval.library.handle import Library
 
 REPO = Path(__file__).resolve().parents[2]
 APP = str(REPO / "ui" / "app.py")

@@ -24,11 +24,11 @@ from cli_run import assert_clean_outcome, run_main
 from fuzz_budget import fuzz_for
 from hypothesis import strategies as st
 
-from encoders.checkpoint import CONFIG_FILE, WEIGHTS_FILE, save_checkpoint
-from encoders.clip import create_model
-from encoders.config import BUILTIN, CLIPConfig
 from encoders.errors import VitrieveError
-from encoders.limits import MAX_PARAMETERS, parameter_count
+from encoders.model.clip import create_model
+from encoders.model.config import BUILTIN, CLIPConfig
+from encoders.model.limits import MAX_PARAMETERS, parameter_count
+from encoders.weights.checkpoint import CONFIG_FILE, WEIGHTS_FILE, save_checkpoint
 
 HEADROOM = 1 << 30  # bytes of address space the loads may add to what torch already mapped
 # torch warns that the protocol-5 pickle is unusual before refusing it: expected here
@@ -199,8 +199,8 @@ DRIVER = r"""
 import json, resource, sys, time
 from pathlib import Path
 import torch
-from encoders.checkpoint import load_checkpoint, read_state_dict
-from encoders.config import load_config
+from encoders.weights.checkpoint import load_checkpoint, read_state_dict
+from encoders.model.config import load_config
 from encoders.errors import VitrieveError
 vm = int(next(l for l in open("/proc/self/status") if l.startswith("VmSize")).split()[1]) * 1024
 resource.setrlimit(resource.RLIMIT_AS, (vm + int(sys.argv[1]), resource.RLIM_INFINITY))

@@ -2,7 +2,7 @@
 
 Streamlit's ``type=`` filter and its upload-size check in the browser are hints a crafted
 request skips; ``AppTest``'s uploader skips them too, so these tests feed hostile files straight
-to the pages' handlers, and to ``retrieval.uploads.decode_upload`` under them.
+to the pages' handlers, and to ``retrieval.service.uploads.decode_upload`` under them.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from streamlit.testing.v1 import AppTest
 
 from encoders.errors import VitrieveError
 from retrieval.commands.ui import MAX_UPLOAD_MB, streamlit_command
-from retrieval.uploads import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, decode_upload
+from retrieval.service.uploads import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, decode_upload
 
 APP = str(Path(__file__).resolve().parents[2] / "ui" / "app.py")
 

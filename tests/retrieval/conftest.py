@@ -20,8 +20,8 @@ class SynthLibrary:
 @pytest.fixture(scope="session")
 def synth_library(tmp_path_factory: pytest.TempPathFactory, trained_tiny: Path) -> SynthLibrary:
     """48 photos (4 colours × 4 shapes × 3) in colour folders + 2 resized JPEG copies."""
-    from encoders.encoder import Encoder
-    from indexer.pipeline import IndexOptions, index_library
+    from encoders.runtime.encoder import Encoder
+    from indexer.pipeline.local import IndexOptions, index_library
 
     root = tmp_path_factory.mktemp("synth") / "photos"
     photos = write_photos(root, per_class=3)
@@ -36,7 +36,7 @@ def synth_library(tmp_path_factory: pytest.TempPathFactory, trained_tiny: Path) 
 
 @pytest.fixture(scope="session")
 def library(synth_library: SynthLibrary):
-    from retrieval.library import Library
+    from retrieval.library.handle import Library
 
     lib = Library.open(synth_library.path)
     yield lib

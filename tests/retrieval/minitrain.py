@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from encoders.checkpoint import save_checkpoint
-from encoders.clip import create_model
-from encoders.config import CLIPConfig, load_config
-from encoders.loss import clip_loss
-from encoders.synthetic import allowed_classes, scene_for
-from encoders.tokenizer import get_tokenizer, trim_padding
-from encoders.transforms import eval_transform
+from encoders.data.synthetic import allowed_classes, scene_for
+from encoders.model.clip import create_model
+from encoders.model.config import CLIPConfig, load_config
+from encoders.model.tokenizer import get_tokenizer, trim_padding
+from encoders.model.transforms import eval_transform
+from encoders.training.loss import clip_loss
+from encoders.weights.checkpoint import save_checkpoint
 
 
 def fixture_config() -> CLIPConfig:

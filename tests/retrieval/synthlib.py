@@ -9,7 +9,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from encoders.synthetic import SceneObject, render_scene
+from encoders.data.synthetic import SceneObject, render_scene
 
 EXIF_IFD, DATETIME_ORIGINAL = 0x8769, 0x9003
 COLOURS = ("red", "blue", "green", "yellow")

@@ -129,7 +129,7 @@ def test_eval_search(synth_library, tmp_path) -> None:
 def test_device_cpu_reaches_the_model(synth_library, monkeypatch) -> None:
     import torch
 
-    from retrieval.library import Library
+    from retrieval.library.handle import Library
 
     opened: list = []
     real_open = Library.open.__func__

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from encoders.errors import VitrieveError
-from retrieval.diagnostics import (
+from retrieval.evaluation.diagnostics import (
     attribute_accuracy,
     confused_pairs,
     diagnose,

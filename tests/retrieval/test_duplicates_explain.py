@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from encoders.data.synthetic import SceneObject, render_scene
 from encoders.errors import VitrieveError
-from encoders.synthetic import SceneObject, render_scene
-from retrieval.duplicates import find_duplicates
-from retrieval.explain import explain, write_heatmap
+from retrieval.search.duplicates import find_duplicates
+from retrieval.search.explain import explain, write_heatmap
 
 
 def test_duplicates_finds_planted_copies_and_nothing_else(library, synth_library) -> None:

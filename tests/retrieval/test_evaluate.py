@@ -11,15 +11,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from encoders.checkpoint import save_checkpoint
-from encoders.clip import create_model
-from encoders.config import load_config
-from encoders.datasets import write_synthetic
-from encoders.drawing import COLOURS
-from encoders.synthetic import render_object
+from encoders.data.datasets import write_synthetic
+from encoders.data.drawing import COLOURS
+from encoders.data.synthetic import render_object
+from encoders.model.clip import create_model
+from encoders.model.config import load_config
 from encoders.training.data import CaptionedItem
+from encoders.weights.checkpoint import save_checkpoint
 from retrieval.cli import app
-from retrieval.evaluate import (
+from retrieval.evaluation.evaluate import (
     class_embeddings,
     evaluate_retrieval,
     evaluate_zeroshot,

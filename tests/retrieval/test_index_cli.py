@@ -14,9 +14,9 @@ from retrieval.cli import app
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from encoders.checkpoint import save_checkpoint
-    from encoders.clip import create_model
-    from encoders.config import load_config
+    from encoders.model.clip import create_model
+    from encoders.model.config import load_config
+    from encoders.weights.checkpoint import save_checkpoint
 
     directory = tmp_path_factory.mktemp("ckpt") / "tiny"
     save_checkpoint(create_model(load_config("tiny")), directory)
@@ -66,7 +66,7 @@ def test_threads_option_sets_encoder_threads_for_the_run(
 ) -> None:
     import torch
 
-    from encoders.encoder import Encoder
+    from encoders.runtime.encoder import Encoder
 
     seen: list[int] = []
 

@@ -11,12 +11,12 @@ import pytest
 import torch
 from PIL import Image
 
-from encoders.checkpoint import save_checkpoint
-from encoders.clip import create_model
-from encoders.config import load_config
-from encoders.encoder import Encoder
-from indexer import pipeline
-from retrieval import jobs
+from encoders.model.clip import create_model
+from encoders.model.config import load_config
+from encoders.runtime.encoder import Encoder
+from encoders.weights.checkpoint import save_checkpoint
+from indexer.pipeline import local as pipeline
+from retrieval.service import jobs
 
 
 @pytest.mark.parametrize("requested", [None, 1])

@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from encoders.config import load_config
-from encoders.encoder import Encoder
+from encoders.model.config import load_config
+from encoders.runtime.encoder import Encoder
 
 
 def _vitrieve(*args: str) -> subprocess.CompletedProcess:

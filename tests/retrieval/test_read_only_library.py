@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from indexer.store import DB_FILE, MetadataStore
-from retrieval.library import Library
+from indexer.store.metadata import DB_FILE, MetadataStore
+from retrieval.library.handle import Library
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
@@ -87,7 +87,7 @@ def test_a_read_only_database_is_never_written(tmp_path: Path, folder: str):
 def test_a_read_only_library_from_before_the_keys_table_still_opens(tmp_path: Path):
     """A library written by an earlier vitrieve (schema 1: no API keys table) on read-only
     storage is read as it is, with no keys, rather than refused until someone upgrades it."""
-    from indexer.keys import KeyStore
+    from indexer.store.keys import KeyStore
 
     writable = MetadataStore.for_library(tmp_path)
     writable.close()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from encoders.errors import VitrieveError
-from retrieval.query import Filters, Query, parse_query
+from retrieval.search.query import Filters, Query, parse_query
 
 COLOURS = ("red", "blue", "green", "yellow")
 
@@ -138,7 +138,7 @@ def test_file_access_stays_inside_the_library(library, synth_library, tmp_path: 
         library.file_path(10**9)
     with pytest.raises(VitrieveError, match="not an image id"):
         library.file_path("../../etc/passwd")
-    from retrieval.library_paths import inside as _inside
+    from retrieval.library.paths import inside as _inside
 
     secret = tmp_path / "secret.txt"
     secret.write_text("no")
@@ -154,7 +154,7 @@ def test_file_access_stays_inside_the_library(library, synth_library, tmp_path: 
 
 
 def test_missing_or_broken_library_is_one_clear_error(tmp_path: Path) -> None:
-    from retrieval.library import Library
+    from retrieval.library.handle import Library
 
     with pytest.raises(VitrieveError, match="no library"):
         Library.open(tmp_path / "nowhere")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from encoders.errors import VitrieveError
-from retrieval.calibration import Calibration, Null, QueryStats
-from retrieval.search_eval import ndcg_at_k, read_ground_truth, recall_at_k
+from retrieval.evaluation.search_eval import ndcg_at_k, read_ground_truth, recall_at_k
+from retrieval.search.calibration import Calibration, Null, QueryStats
 
 
 def test_recall_and_ndcg_by_hand() -> None:

@@ -8,8 +8,8 @@ import faiss
 import torch
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from indexer.exact import scan_threads
-from retrieval.serving import DEFAULT_SERVING, ServingConfig, configure_serving
+from indexer.vectors.exact import scan_threads
+from retrieval.service.serving import DEFAULT_SERVING, ServingConfig, configure_serving
 
 
 def test_configure_serving_pins_torch_faiss_and_blas_threads():

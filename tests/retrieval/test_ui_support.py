@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 
 from encoders.errors import VitrieveError
-from retrieval import jobs
 from retrieval.commands.ui import MAX_UPLOAD_MB, streamlit_command
-from retrieval.demo import DONE_MARKER, demo_scene, write_demo_photos
-from retrieval.uploads import decode_upload
+from retrieval.service import jobs
+from retrieval.service.demo import DONE_MARKER, demo_scene, write_demo_photos
+from retrieval.service.uploads import decode_upload
 
 
 def test_job_progress_is_persisted_and_read_back(tmp_path: Path) -> None:

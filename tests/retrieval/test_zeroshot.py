@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
+from encoders.data.synthetic import render_object
 from encoders.errors import VitrieveError
-from encoders.synthetic import render_object
-from indexer.schema import LabelRow
-from retrieval.export import export_string, label_rows, read_export
-from retrieval.query import Filters
-from retrieval.zeroshot import ABSTAIN, ZeroShotClassifier, label_library, parse_labels
+from indexer.store.schema import LabelRow
+from retrieval.labels.export import export_string, label_rows, read_export
+from retrieval.labels.zeroshot import ABSTAIN, ZeroShotClassifier, label_library, parse_labels
+from retrieval.search.query import Filters
 
 COLOURS = ["red", "blue", "green", "yellow"]
 

@@ -30,8 +30,8 @@ def _texts(app: AppTest) -> str:
 @pytest.fixture
 def empty_library(tmp_path: Path, trained_tiny: Path) -> Path:
     """A library whose photo folder holds no images yet."""
-    from encoders.encoder import Encoder
-    from indexer.pipeline import IndexOptions, index_library
+    from encoders.runtime.encoder import Encoder
+    from indexer.pipeline.local import IndexOptions, index_library
 
     photos = tmp_path / "no-photos"
     photos.mkdir()
@@ -52,7 +52,7 @@ def test_each_page_renders(demo_library: Path, page: str) -> None:
 
 def _objects(path: str) -> set[str]:
     """What the demo generator drew in a demo photo (IMG_0007.jpg, IMG_0007_edit.jpg)."""
-    from retrieval.demo import demo_scene
+    from retrieval.service.demo import demo_scene
 
     index = int(Path(path).stem.split("_")[1]) - 1
     return {o.name for o in demo_scene(index, 96).objects}
@@ -62,7 +62,7 @@ def _common_class(library: Path) -> str:
     """The class drawn most often in the library's photos."""
     from collections import Counter
 
-    from retrieval.library import Library
+    from retrieval.library.handle import Library
 
     with Library.open(library) as opened:
         photos = [p for p in opened.root.rglob("IMG_[0-9]*.*") if "BROKEN" not in p.name]
@@ -130,7 +130,7 @@ def test_bad_library_path_is_a_message(bad: str) -> None:
 
 def test_unknown_id_is_refused(demo_library: Path) -> None:
     """A crafted id (or one that names a file outside the library) shows nothing."""
-    from retrieval.library import Library
+    from retrieval.library.handle import Library
     from ui import media
 
     with Library.open(demo_library) as library:
@@ -148,7 +148,7 @@ def test_unknown_id_is_refused(demo_library: Path) -> None:
 def _png(colour: str, shape: str) -> bytes:
     import io
 
-    from encoders.synthetic import render_object
+    from encoders.data.synthetic import render_object
 
     buffer = io.BytesIO()
     render_object(colour, shape, 96, seed=3).save(buffer, format="PNG")
@@ -206,8 +206,8 @@ def test_first_run_screen_builds_the_demo(
     import json
     import shutil
 
-    from retrieval import jobs
-    from retrieval.demo import MODEL_MARKER, DemoSettings
+    from retrieval.service import jobs
+    from retrieval.service.demo import MODEL_MARKER, DemoSettings
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     settings = DemoSettings(cache=tmp_path / "vitrieve" / "demo", photos=300)
@@ -232,8 +232,8 @@ def test_classify_page_agrees_with_the_cli(demo_library: Path, tmp_path: Path) -
     checkbox used to start off), and its labels table and download are ``vitrieve export``'s
     format with every label (it used to be file,label,score with the best label only, which
     ``read_export`` could not read)."""
-    from retrieval.export import COLUMNS, export_string, read_export
-    from retrieval.library import Library
+    from retrieval.labels.export import COLUMNS, export_string, read_export
+    from retrieval.library.handle import Library
 
     with Library.open(demo_library) as library:
         ids = [int(i) for i in library.ids()[:3]]
@@ -253,7 +253,7 @@ def test_classify_page_agrees_with_the_cli(demo_library: Path, tmp_path: Path) -
 
 def test_model_page_describes_the_loaded_model(demo_library: Path) -> None:
     """The Model page shows what the model is as loaded (its config, not only the file's)."""
-    from retrieval.library import Library
+    from retrieval.library.handle import Library
 
     with Library.open(demo_library) as library:
         text = library.encoder.config.to_dict()["text_cfg"]

@@ -10,15 +10,15 @@ import pandas as pd
 import streamlit as st
 
 from encoders.errors import VitrieveError
-from retrieval import jobs
-from retrieval.query import Filters
-from retrieval.zeroshot import (
+from retrieval.labels.zeroshot import (
     ABSTAIN,
     DEFAULT_NULL_Z,
     DEFAULT_TEMPLATES,
     ZeroShotClassifier,
     parse_labels,
 )
+from retrieval.search.query import Filters
+from retrieval.service import jobs
 from ui import components, media, state
 
 MAX_IMAGES = 24  # images classified on the page at once (the whole library goes to a job)

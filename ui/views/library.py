@@ -10,8 +10,8 @@ import pandas as pd
 import streamlit as st
 
 from encoders.errors import VitrieveError
-from retrieval import jobs
-from retrieval.library import DEFAULT_LIBRARY_DIR
+from retrieval.library.handle import DEFAULT_LIBRARY_DIR
+from retrieval.service import jobs
 from ui import components, state
 
 st.title("Library")

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from encoders.checkpoint import CONFIG_FILE
 from encoders.errors import VitrieveError
-from retrieval.library import model_dir
+from encoders.weights.checkpoint import CONFIG_FILE
+from retrieval.library.handle import model_dir
 from ui import state
 
 st.title("Model")

@@ -9,7 +9,7 @@ from typing import Any
 import streamlit as st
 
 from encoders.errors import VitrieveError
-from retrieval.query import Filters, Query
+from retrieval.search.query import Filters, Query
 from ui import components, detail, media, state
 
 PAGE = 24  # results per "load more"

@@ -1,0 +1,1 @@
+"""Checkpoints (safetensors + JSON config) and open_clip pretrained weights."""

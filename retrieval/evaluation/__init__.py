@@ -1,0 +1,1 @@
+"""Model metrics (zero-shot accuracy, retrieval recall) and search-pipeline evaluation."""

@@ -1,0 +1,1 @@
+"""Zero-shot labels of a library and their export."""

@@ -1,0 +1,2 @@
+"""A library opened for reading: the handle that wires encoder, vectors and store; the files it may
+serve."""

@@ -1,0 +1,290 @@
+"""Library: opens a library directory and wires Encoder + VectorIndex + MetadataStore.
+
+It is the one object the CLI and the UI hold. Opening is cheap (manifest, SQL, FAISS file);
+the model is loaded on first use, and the relevance calibration is computed on the first
+search (then kept in ``calibration.npz``). Files are only ever served through ``file_path`` and
+``thumbnail_path``, which refuse anything outside the library, whatever id or row they get.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from encoders.errors import VitrieveError
+from encoders.runtime.device import DEFAULT_DEVICE
+from encoders.runtime.encoder import Encoder
+from indexer.layout import (
+    DEFAULT_LIBRARY_DIR,
+    MANIFEST_FILE,
+    VECTORS_FILE,
+    Manifest,
+    read_manifest,
+    vectors_path,
+)
+from indexer.store.metadata import DB_FILE, FileRecord, MetadataStore
+from indexer.store.queries import Filters, Label
+from indexer.vectors.index import VectorIndex
+from retrieval.library.paths import image_key, inside
+from retrieval.search.calibration import CALIBRATION_FILE, Calibration, load_or_compute
+from retrieval.search.searcher import Searcher
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LibraryStats:
+    """What a library holds, for ``status``-like pages."""
+
+    path: str
+    root: str
+    model_ref: str | None
+    model_id: str | None
+    index_kind: str
+    vectors: int
+    counts: dict[str, int]  # files per status
+    formats: dict[str, int] = field(default_factory=dict)  # indexed files per format
+    taken_by_month: dict[str, int] = field(default_factory=dict)  # "2024-07" → images
+    label_sets: list[str] = field(default_factory=list)
+
+
+def find_library(path: Path) -> Path:
+    """``path`` itself when it is a library, else ``path/.vitrieve`` (a photo folder's)."""
+    path = Path(path).expanduser()
+    for candidate in (path, path / DEFAULT_LIBRARY_DIR):
+        if (candidate / MANIFEST_FILE).is_file():
+            return candidate.resolve()
+    raise VitrieveError(f"no library at {path} (no {MANIFEST_FILE}): index a photo folder first")
+
+
+def _writable(path: Path) -> bool:
+    """Whether the library's folder and database can be written (not on a read-only file
+    system, not immutable, not someone else's files)."""
+    db = path / DB_FILE
+    return os.access(path, os.W_OK) and (not db.exists() or os.access(db, os.W_OK))
+
+
+class Library:
+    """One opened library: its manifest, metadata store, vector index and (lazily) model."""
+
+    def __init__(
+        self, path: Path, manifest: Manifest, store: MetadataStore, index: VectorIndex,
+        encoder: Encoder | None = None, device: str = DEFAULT_DEVICE,
+    ) -> None:  # fmt: skip
+        self.path, self.manifest, self.store, self.index = path, manifest, store, index
+        self.device = device
+        self.root = Path(manifest.root).resolve()
+        self._encoder = encoder
+
+    @classmethod
+    def open(
+        cls, path: Path, db_url: str | None = None, encoder: Encoder | None = None,
+        device: str = DEFAULT_DEVICE,
+    ) -> Library:  # fmt: skip
+        """Open the library at ``path`` (or ``path/.vitrieve``); VitrieveError when it is
+        missing or broken. ``encoder`` overrides the model named in ``library.json``;
+        ``device`` is where the library's own model runs when it is loaded."""
+        path = find_library(Path(path))
+        manifest = read_manifest(path)
+        if manifest is None:
+            raise VitrieveError(f"no library at {path}")
+        url = db_url or manifest.database
+        read_only = url is None and not _writable(path)
+        if read_only:
+            log.info("%s is read-only: opening its database without writing", path)
+        store = MetadataStore.for_library(path, url, read_only=read_only)
+        vectors = vectors_path(path)
+        if vectors.exists():
+            index = VectorIndex.load(vectors)
+        else:  # a library whose first indexing run has not finished: empty, still usable
+            dim = manifest.active.embed_dim if manifest.active else 1
+            index = VectorIndex.create(dim, kind="flat")
+        if encoder is not None and manifest.active is not None:
+            _check_model(encoder, manifest)
+        return cls(path, manifest, store, index, encoder, device=device)
+
+    # --- the collaborators -----------------------------------------------------------------
+
+    @property
+    def encoder(self) -> Encoder:
+        """The library's model, loaded on first use."""
+        if self._encoder is None:
+            self._encoder = _load_encoder(self.path, self.manifest, self.device)
+        return self._encoder
+
+    @cached_property
+    def calibration(self) -> Calibration:
+        return load_or_compute(self.path / CALIBRATION_FILE, self.encoder, self.index)
+
+    @cached_property
+    def searcher(self) -> Searcher:
+        return Searcher(self.encoder, self.index, self.store, self.calibration)
+
+    def duplicates(self, threshold: float | None = None) -> list:
+        """Near-duplicate groups (``retrieval.search.duplicates``), confirmed on the thumbnails; the
+        similarities are computed on the library's device."""
+        from retrieval.search.duplicates import DEFAULT_THRESHOLD, find_duplicates
+
+        return find_duplicates(
+            self.index, self.store, threshold or DEFAULT_THRESHOLD, self.thumbnail_path,
+            device=self.device,
+        )  # fmt: skip
+
+    def label(self, classifier: Any, label_set: str, progress: Any = None) -> Any:
+        """Label every image with a ``ZeroShotClassifier`` into ``label_set``, from the stored
+        vectors (``retrieval.labels.zeroshot.label_library``); its ``LabelReport``."""
+        from retrieval.labels.zeroshot import label_library
+
+        return label_library(self.index, self.store, classifier, label_set, progress=progress)
+
+    def label_rows(self, label_set: str | None = None) -> list[tuple[str, str, str, float]]:
+        """``(path, label_set, label, score)`` of every label (of one set), as exported."""
+        from retrieval.labels.export import label_rows
+
+        return label_rows(self.store, label_set)
+
+    def labels(self, ids: Any = None, label_set: str | None = None) -> dict[int, list[Label]]:
+        """Every label per image (all images or ``ids``; all sets or one), best first."""
+        return self.store.read_labels(label_set, ids)
+
+    def failures(self, limit: int | None = None) -> list[tuple[str, str]]:
+        """``(path, reason)`` of the files that could not be indexed, by path."""
+        return self.store.failures(limit)
+
+    def ids(self, filters: Filters | None = None) -> np.ndarray:
+        """Sorted ids of the searchable images (passing ``filters``)."""
+        if filters is None or filters.is_empty():
+            return np.sort(np.asarray(self.index.ids(), np.int64))
+        return self.store.filter_ids(filters)
+
+    def vectors(self, ids: Any) -> np.ndarray:
+        """The stored embeddings of ``ids`` (nothing decoded), in order."""
+        return self.index.reconstruct(np.asarray(ids, np.int64))
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(self, *_exc: Any) -> None:
+        self.close()
+
+    # --- files -----------------------------------------------------------------------------
+
+    def count(self) -> int:
+        """Number of searchable images (vectors in the index)."""
+        return len(self.index)
+
+    def record(self, file_id: int | str) -> FileRecord:
+        """The row of an image in the library; VitrieveError for an unknown or deleted id."""
+        key = image_key(file_id)
+        rows = self.store.get_files([key])
+        if not rows or rows[0].status == "deleted":
+            raise VitrieveError(f"unknown image id {key}")
+        return rows[0]
+
+    def file_path(self, file_id: int | str) -> Path:
+        """The image file of ``file_id``: always a regular file inside the photo root."""
+        record = self.record(file_id)
+        return inside(self.root, record.path, f"image {record.id}")
+
+    def thumbnail_path(self, file_id: int | str) -> Path | None:
+        """The thumbnail of ``file_id``: a ``.webp`` file under the library's ``thumbs/``
+        (never ``library.db`` or another file of the library, whatever the row says); None
+        when it has none."""
+        record = self.record(file_id)
+        if not record.thumb:
+            return None
+        try:
+            thumb = inside(self.path, record.thumb, f"thumbnail of {record.id}")
+        except VitrieveError:
+            return None
+        if thumb.suffix != ".webp" or not thumb.is_relative_to((self.path / "thumbs").resolve()):
+            log.warning("thumbnail of %s is not under thumbs/: %r", record.id, record.thumb)
+            return None
+        return thumb
+
+    def id_for_path(self, path: Path | str) -> int | None:
+        """The id of an indexed file given its path (absolute or relative to the root)."""
+        candidate = Path(path).expanduser()
+        try:
+            relative = (
+                candidate.resolve().relative_to(self.root) if candidate.is_absolute() else candidate
+            )
+        except (ValueError, OSError):
+            return None
+        return self.store.indexed_id(relative.as_posix())
+
+    def stats(self) -> LibraryStats:
+        """Counts per status and format, dates per month, label sets, model and index."""
+        active = self.manifest.active
+        months = Counter(d.strftime("%Y-%m") for d in self.store.taken_dates())
+        return LibraryStats(
+            path=str(self.path), root=str(self.root),
+            model_ref=active.model_ref if active else None,
+            model_id=active.model_id if active else None,
+            index_kind=self.index.kind, vectors=len(self.index),
+            counts=self.store.status_counts(), formats=self.store.format_counts(),
+            taken_by_month=dict(sorted(months.items())), label_sets=self.store.label_sets(),
+        )  # fmt: skip
+
+
+def _check_model(encoder: Encoder, manifest: Manifest) -> None:
+    assert manifest.active is not None
+    if encoder.model_id != manifest.active.model_id:
+        raise VitrieveError(
+            f"the library was indexed with model {manifest.active.model_id}, not "
+            f"{encoder.model_id}: search it with its own model (or re-index)"
+        )
+    if encoder.embed_dim != manifest.active.embed_dim:
+        raise VitrieveError("the model's embedding size does not match the library's vectors")
+
+
+def library_version(path: Path) -> tuple[float, ...]:
+    """Changes whenever indexing rewrote the library at ``path`` (its manifest, vectors or
+    database): a long-running server reopens its cached handle when it does."""
+    names = (MANIFEST_FILE, VECTORS_FILE, DB_FILE)
+    return tuple((path / n).stat().st_mtime if (path / n).exists() else 0.0 for n in names)
+
+
+def library_model(path: Path, device: str = DEFAULT_DEVICE) -> Encoder:
+    """The model of the library at ``path`` on ``device``, without opening its database (a
+    long-running server loads it once and shares it between reopenings of the library)."""
+    path = find_library(Path(path))
+    manifest = read_manifest(path)
+    if manifest is None:
+        raise VitrieveError(f"no library at {path}")
+    return _load_encoder(path, manifest, device)
+
+
+def model_dir(library: Path, manifest: Manifest) -> Path | None:
+    """The checkpoint folder of the library's model (its ``model_ref``: absolute, or relative
+    to the current folder or to the library); None when it is not there."""
+    if manifest.active is None:
+        return None
+    reference = Path(manifest.active.model_ref).expanduser()
+    candidates = [reference] if reference.is_absolute() else [reference, library / reference]
+    return next((c for c in candidates if c.is_dir()), None)
+
+
+def _load_encoder(library: Path, manifest: Manifest, device: str) -> Encoder:
+    """The checkpoint named in ``library.json`` (absolute, or relative to the cwd or library)."""
+    if manifest.active is None:
+        raise VitrieveError(f"library {library} has no indexed images yet (no model recorded)")
+    checkpoint = model_dir(library, manifest)
+    if checkpoint is not None:
+        encoder = Encoder.load(checkpoint, device=device)
+        _check_model(encoder, manifest)
+        return encoder
+    raise VitrieveError(
+        f"the library's model {manifest.active.model_ref} was not found (moved or deleted?): "
+        "open the library with that model given explicitly"
+    )
