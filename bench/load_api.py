@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from load import REPO, LoadReport, run_threads, summarise
+from loadkit import REPO, LoadReport, run_threads, summarise
 
 LIMIT = 24  # results per search, as the engine target asks for
 

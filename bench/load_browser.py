@@ -11,7 +11,7 @@ import asyncio
 import time
 from pathlib import Path
 
-from load import LoadReport, queries, summarise
+from loadkit import LoadReport, queries, summarise
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
