@@ -13,11 +13,18 @@ A job carries the file's path and stamp (size, modification time), not its bytes
 per file through the worker pool's result pipe would cap the rate, so the embedding process
 reads the file again (from the page cache) and uses it only if it is still the file the
 worker hashed (``read_unchanged``); a file changed meanwhile goes to the CPU decoder.
+
+The GPU's resizes are planned here too (``resize_steps``): CUDA's bicubic antialias kernel keeps
+its filter weights in a block's 48 KiB of shared memory and refuses a pass that reduces an axis
+by more than about 47× (a panorama's thumbnail, a 12,000-pixel image's), which used to surface
+only after the file had been decoded; such a resize now goes in steps of at most
+``MAX_RESIZE_STEP``× per axis.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +39,7 @@ from indexer.decode.images import exif_taken_at
 EXIF_ORIENTATION = 0x0112
 GPU_MODES = ("RGB", "L")  # Pillow's modes for YCbCr and greyscale JPEGs; CMYK stays on the CPU
 END_OF_IMAGE = b"\xff\xd9"
+MAX_RESIZE_STEP = 32  # per-axis reduction of one GPU antialias pass (the kernel fails past ~47×)
 
 
 @dataclass(frozen=True)
@@ -138,3 +146,29 @@ def plan_batches(pixel_counts: Sequence[int], max_batch: int, max_pixels: int) -
     if current:
         batches.append(current)
     return batches
+
+
+def short_side_size(height: int, width: int, size: int) -> tuple[int, int]:
+    """(h, w) with the short side ``size``: torchvision's ``resize(image, size)`` rule (the long
+    side truncated), so the GPU path and the CPU transform crop the same image."""
+    if height <= width:
+        return size, int(size * width / height)
+    return int(size * height / width), size
+
+
+def resize_steps(
+    size: tuple[int, int], target: tuple[int, int], max_step: float = MAX_RESIZE_STEP
+) -> list[tuple[int, int]]:
+    """The sizes (h, w) a resize from ``size`` to ``target`` passes through, ``target`` last:
+    as few passes as keep each axis's reduction per pass within ``max_step``, the reduction
+    split evenly (geometrically) between them. Enlarged axes need no extra pass."""
+    reductions = [s / t for s, t in zip(size, target, strict=True) if s > t]
+    passes = max([math.ceil(math.log(r) / math.log(max_step) - 1e-9) for r in reductions] + [1])
+    steps = [
+        tuple(
+            max(round(s * (t / s) ** (k / passes)), t) if s > t else t
+            for s, t in zip(size, target, strict=True)
+        )
+        for k in range(1, passes)
+    ]
+    return [*steps, tuple(target)]
