@@ -126,15 +126,16 @@ def index_with_ray(
     """Like ``index_library``, with decode → embed on Ray (``address`` None: local Ray).
 
     ``model_ref`` must be a checkpoint directory the workers can read; ``concurrency`` is the
-    number of actors (default: ``options.workers``, at least 1), ``threads`` the torch threads
-    (and Ray CPUs) of each."""
+    number of actors (default: the decoder count of ``options.schedule``, divided by
+    ``threads``; at least 1), ``threads`` the torch threads (and Ray CPUs) of each."""
     photos, library = resolve_paths(photos, library)
     request = Request(photos, library, db_url, encoder, model_ref, options, progress)
     if not Path(model_ref).is_dir():
         raise VitrieveError(f"the Ray engine needs a checkpoint directory, not {model_ref!r}")
     if threads < 1:
         raise VitrieveError(f"threads per Ray actor must be at least 1, got {threads}")
-    plan = RayPlan(address, concurrency or max(1, options.workers), threads)
+    workers, _ = options.schedule()
+    plan = RayPlan(address, concurrency or max(1, workers // threads), threads)
     with open_library(request) as (store, manifest):
         return _run(request, store, manifest, plan)
 

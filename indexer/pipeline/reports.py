@@ -5,6 +5,7 @@ Shared by the local engine (``pipeline``) and the Ray engine (``distributed``).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -21,16 +22,14 @@ DEFAULT_INDEX_BATCH = {"cpu": 32, "cuda": 256}
 class IndexOptions:
     """How to run: parallelism, batch size, limits."""
 
-    workers: int = 2  # decoder processes; 0 decodes in this process (no time limit)
+    workers: int | None = None  # decoder processes (None: one per core); 0: in this process
     batch_size: int | None = None  # images per model call and per commit; None: the device's
     timeout: float = DEFAULT_TIMEOUT  # seconds one file may take to decode
     max_pixels: int = DEFAULT_MAX_PIXELS
     thumb_size: int = 256
     index_kind: str = "auto"
     retry_failed: bool = False  # decode failed files again (e.g. after a time-out)
-    # torch threads of the encoder during the run (0: leave torch's setting). 1 leaves the
-    # other core to the decoders and never stalls at a parallel barrier when the cores are shared.
-    encoder_threads: int = 0
+    encoder_threads: int = 0  # torch threads of the encoder during the run (0: one per core)
     # where JPEGs are decoded: nvJPEG on a CUDA device (``gpu_decode``); give the Encoder the same
     device: str = DEFAULT_DEVICE
 
@@ -40,6 +39,28 @@ class IndexOptions:
             return self.batch_size
         kind = resolve_device(self.device).type
         return DEFAULT_INDEX_BATCH.get(kind, DEFAULT_INDEX_BATCH["cpu"])
+
+    def schedule(self, cores: int | None = None) -> tuple[int, int]:
+        """(decoder processes, encoder torch threads) on ``cores`` (default: the cores this
+        process may run on), for what was left at 0/None: one of each per core.
+
+        The encoder takes every core; the decoders run at a lower priority (``decode.workers``)
+        and take what it leaves, so neither waits for a core the other does not use. On a
+        CPU they share the cores: decoding costs a fifth of encoding's CPU time per image, and
+        a decoder per core keeps every core busy while the encoder waits for a batch. Where a
+        GPU encodes (and decodes JPEGs) the CPU's work is reading, hashing and planning each
+        file: a decoder per core is what keeps the GPU fed."""
+        cores = cores or available_cores()
+        workers = cores if self.workers is None else self.workers
+        return workers, self.encoder_threads or cores
+
+
+def available_cores() -> int:
+    """The cores this process may run on (``taskset`` and cgroup CPU sets included)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
 
 
 @dataclass

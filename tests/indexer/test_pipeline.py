@@ -230,3 +230,40 @@ def test_batch_size_defaults_by_device() -> None:
 
     assert IndexOptions(device="cpu").batch() == DEFAULT_INDEX_BATCH["cpu"]
     assert IndexOptions(device="cpu", batch_size=7).batch() == 7
+
+
+def test_decoders_and_encoder_threads_follow_the_cores(monkeypatch) -> None:
+    """Left at their defaults, a decoder per core and every core for the encoder (the decoders
+    run niced below it); what is set stays as set; the cores are the ones this process may use."""
+    assert IndexOptions().schedule(cores=16) == (16, 16)
+    assert IndexOptions(device="cuda").schedule(cores=64) == (64, 64)  # feeding a GPU
+    assert IndexOptions(workers=0).schedule(cores=4) == (0, 4)  # in-process decoding
+    assert IndexOptions(workers=3, encoder_threads=1).schedule(cores=8) == (3, 1)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    assert IndexOptions().schedule() == (3, 3)  # taskset -c 0-2
+
+
+def test_the_run_uses_the_scheduled_threads_and_restores_them(tmp_path: Path, tiny_encoder) -> None:
+    import torch
+
+    from indexer.pipeline.stages import Stages
+
+    for n in range(3):
+        photo(48, 40, seed=n).save(tmp_path / f"{n}.jpg")
+    seen: list[int] = []
+    real = Stages.encode
+
+    def spy(self, batch) -> None:
+        seen.append(torch.get_num_threads())
+        real(self, batch)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(Stages, "encode", spy)
+            patch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+            run(tmp_path, tiny_encoder)
+        assert seen and set(seen) == {2} and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -1,7 +1,7 @@
-"""The overlapped commit of the GPU path (``indexer.pipeline.writer``), exercised on the CPU:
-batches
-committed in order, one at a time, by one writer thread; progress from the caller's thread; an
-error in the writer thread raised by ``index_library`` with the batches before it kept."""
+"""The overlapped commit of the GPU path (``indexer.pipeline.stages.Committer``), exercised on
+the CPU: batches committed in order, one at a time, by one writer thread; progress from the
+caller's thread; an error in the writer thread raised by ``index_library`` with the batches
+before it kept."""
 
 from __future__ import annotations
 
