@@ -1,27 +1,30 @@
 """In-training validation: zero-shot top-1 on labelled validation images, cheaply and often.
 
-The full metrics live in ``retrieval.evaluation.evaluate`` (which runs on saved checkpoints); this
-is the
-small in-loop version for the learning curves: images preloaded once, the class prompts
-re-encoded each time (the text tower is training too), top-1 overall and — when the data has a
-``held_out`` column — on seen and held-out compositions separately.
+The full metrics live in ``retrieval.evaluation.evaluate`` (which runs on saved checkpoints);
+this is the small in-loop version for the learning curves: images preloaded once, the class
+prompts tokenised once and re-encoded each time (the text tower is training too), top-1
+overall and — when the data has a ``held_out`` column — on seen and held-out compositions
+separately. The class embeddings come from the one zero-shot builder
+(``encoders.runtime.zeroshot``) with evaluation's templates, so the curves and ``vitrieve eval
+zeroshot`` score the same way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from encoders.model.clip import CLIP
 from encoders.model.tokenizer import Tokenizer, trim_padding
+from encoders.runtime.zeroshot import (
+    CAPTION_TEMPLATES,
+    build_zero_shot_classifier,
+    zero_shot_prompts,
+)
 from encoders.training.data import CaptionedItem, normalize_batch, preload_images
 from encoders.training.devices import autocast
-
-TEMPLATES = (
-    "a {}.",
-    "a photo of a {}.",
-)  # the same prompts as retrieval.evaluation.evaluate's default
 
 
 class ZeroShotValidator:
@@ -33,7 +36,7 @@ class ZeroShotValidator:
         tokenizer: Tokenizer,
         image_size: int,
         limit: int = 1000,
-        templates: Sequence[str] = TEMPLATES,
+        templates: Sequence[str] = CAPTION_TEMPLATES,
     ) -> None:
         labelled = [item for item in items if item.label][:limit]
         if not labelled:
@@ -47,9 +50,9 @@ class ZeroShotValidator:
         self.held_out = torch.tensor(
             [item.extra.get("held_out", "0") in ("1", "true") for item in labelled]
         )
-        prompts = [t.format(c) for c in self.classnames for t in templates]
-        self.tokens = trim_padding(tokenizer(prompts), tokenizer.pad_id)
-        self.templates = len(templates)
+        self.templates = tuple(templates)
+        self.prompts = zero_shot_prompts(self.classnames, self.templates)
+        self.tokens = trim_padding(tokenizer(self.prompts), tokenizer.pad_id)
 
     @torch.inference_mode()
     def __call__(self, model: CLIP) -> dict[str, float]:
@@ -58,10 +61,13 @@ class ZeroShotValidator:
         was_training = model.training
         model.eval()
         device = next(model.parameters()).device
+
+        def encode_prompts(prompts: list[str]) -> np.ndarray:
+            assert prompts == self.prompts  # tokenised once, in __init__
+            return model.encode_text(self.tokens.to(device)).float().cpu().numpy()
+
         with autocast(device):
-            text = model.encode_text(self.tokens.to(device)).float()
-            classes = text.view(len(self.classnames), self.templates, -1).mean(dim=1)
-            classes = torch.nn.functional.normalize(classes, dim=-1)
+            classes = build_zero_shot_classifier(encode_prompts, self.classnames, self.templates)
             images = torch.cat(
                 [
                     model.encode_image(normalize_batch(self.images[i : i + 256].to(device)))
@@ -71,7 +77,7 @@ class ZeroShotValidator:
                 ]
             )
         model.train(was_training)
-        correct = (images @ classes.cpu().T).argmax(dim=1) == self.targets
+        correct = (images @ torch.from_numpy(classes).T).argmax(dim=1) == self.targets
         result = {"top1": correct.float().mean().item()}
         if self.held_out.any():
             result["top1_seen"] = correct[~self.held_out].float().mean().item()

@@ -136,11 +136,12 @@ def zeroshot(
     word 1 right, word 2 right, which one the errors got wrong), and with --confusion N the N
     most confused class pairs.
     """
-    from retrieval.evaluation.evaluate import DEFAULT_TEMPLATES, evaluate_zeroshot
+    from encoders.runtime.zeroshot import CAPTION_TEMPLATES
+    from retrieval.evaluation.evaluate import evaluate_zeroshot
 
     items = read_captioned(data, cols.sep, cols.image_col, cols.caption_col, label_col)
     names = _read_classes(classes, data, items)
-    templates = template or DEFAULT_TEMPLATES
+    templates = template or CAPTION_TEMPLATES
     result = evaluate_zeroshot(model.load(), items, names, templates, confusion)
     if as_json:
         typer.echo(json.dumps({**result, "device": model.device_name}))

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import typer
 
+from encoders.atomic import atomic_write_text
 from encoders.errors import VitrieveError
 from encoders.runtime.device import describe
+from encoders.runtime.zeroshot import DEFAULT_TEMPLATES
 from retrieval.commands.common import (
     JSON_OPTION,
     LIBRARY_OPTION,
@@ -24,7 +26,6 @@ from retrieval.labels.zeroshot import (
     ABSTAIN,
     DEFAULT_NULL_Z,
     DEFAULT_SET,
-    DEFAULT_TEMPLATES,
     ZeroShotClassifier,
     parse_labels,
 )
@@ -181,4 +182,4 @@ def export(
     if out is None:
         typer.echo(text, nl=False)
     else:
-        out.write_text(text, encoding="utf-8")
+        atomic_write_text(out, text)

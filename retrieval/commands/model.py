@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
+from encoders.atomic import atomic_write
 from encoders.errors import VitrieveError
 from encoders.weights.checkpoint import save_checkpoint
 from encoders.weights.pretrained import load_openclip
@@ -64,9 +65,20 @@ def embed(
         vectors = encoder.encode_images([_decode(p, size) for p in images])
     else:
         vectors = encoder.encode_texts(texts or _read_lines(texts_file))
-    np.save(out, vectors)
+    _save_npy(out, vectors)
     rows, dim = (int(n) for n in vectors.shape)
     typer.echo(json.dumps({"out": str(out), "rows": rows, "dim": dim, "device": model.device_name}))
+
+
+def _save_npy(out: Path, vectors: np.ndarray) -> None:
+    """``np.save``'s file (``.npy`` appended when the name lacks it), written atomically."""
+    target = out if out.name.endswith(".npy") else out.with_name(out.name + ".npy")
+
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as handle:
+            np.save(handle, vectors)
+
+    atomic_write(target, write)
 
 
 def _decode(path: Path, size: int):

@@ -4,8 +4,9 @@ The metric functions are pure numpy (embeddings or logits in, numbers out), so t
 checked against hand computations; the runners feed them from any ``Encoder`` — ours or a
 converted open_clip model — and captioned items from ``encoders.training.data``.
 
-Zero-shot: each class embedding is the normalised mean of its prompt-template embeddings
-(CLIP's prompt ensembling); top-1, top-5 and mean per-class recall (balanced accuracy).
+Zero-shot: class embeddings from ``encoders.runtime.zeroshot.build_zero_shot_classifier``
+(CLIP's prompt ensembling, ``CAPTION_TEMPLATES`` unless told); top-1, top-5 and mean
+per-class recall (balanced accuracy).
 Retrieval: a hit is an item whose caption *equals* the query's — synthetic captions repeat,
 so text→image counts any image with that exact caption as relevant.
 """
@@ -20,12 +21,12 @@ import torch
 
 from encoders.errors import VitrieveError
 from encoders.runtime.encoder import Encoder
+from encoders.runtime.zeroshot import CAPTION_TEMPLATES, build_zero_shot_classifier
 from encoders.training.data import CaptionedItem, open_rgb
 from retrieval.evaluation.diagnostics import diagnose
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TEMPLATES = ("a {}.", "a photo of a {}.")
 RECALL_KS = (1, 5, 10)
 CHUNK = 1024  # query rows scored at once: bounds memory to CHUNK × gallery floats
 
@@ -96,20 +97,6 @@ def _top_indices(scores: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(part, order, axis=1)
 
 
-def class_embeddings(
-    encoder: Encoder, classnames: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES
-) -> np.ndarray:
-    """(C, D): per class, the normalised mean of its normalised template embeddings."""
-    if not classnames or not templates:
-        raise VitrieveError("zero-shot evaluation needs at least one class and one template")
-    if any("{}" not in t for t in templates):
-        raise VitrieveError("every template must contain {} where the class name goes")
-    prompts = [t.format(c) for c in classnames for t in templates]
-    vectors = encoder.encode_texts(prompts).reshape(len(classnames), len(templates), -1)
-    mean = vectors.mean(axis=1)
-    return mean / np.linalg.norm(mean, axis=1, keepdims=True).clip(min=1e-12)
-
-
 def encode_items(encoder: Encoder, items: Sequence[CaptionedItem], batch: int = 256) -> np.ndarray:
     """Embed the items' images in order (N, D). An unreadable image is a ``VitrieveError``."""
     outputs = []
@@ -135,7 +122,7 @@ def evaluate_zeroshot(
     encoder: Encoder,
     items: Sequence[CaptionedItem],
     classnames: Sequence[str],
-    templates: Sequence[str] = DEFAULT_TEMPLATES,
+    templates: Sequence[str] = CAPTION_TEMPLATES,
     confusion: int = 0,
 ) -> dict:
     """Zero-shot metrics on labelled items; with a ``held_out`` column, also per subset.
@@ -154,7 +141,8 @@ def evaluate_zeroshot(
     if not usable:
         raise VitrieveError("no items with a label from the class list to evaluate")
     targets = np.array([index[item.label] for item in usable])
-    logits = encode_items(encoder, usable) @ class_embeddings(encoder, classnames, templates).T
+    classes = build_zero_shot_classifier(encoder, classnames, templates)
+    logits = encode_items(encoder, usable) @ classes.T
     result: dict = {
         **zeroshot_metrics(logits, targets),
         "classes": len(classnames),

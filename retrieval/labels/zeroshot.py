@@ -2,7 +2,8 @@
 
 Each label becomes one embedding: the mean of its normalised embeddings under a set of prompt
 templates ("a photo of a {}.", "a drawing of a {}.", …), normalised again — CLIP's prompt
-ensembling, which smooths away the quirks of any one wording. Probabilities are a softmax of
+ensembling (``encoders.runtime.zeroshot``: the one builder and ``DEFAULT_TEMPLATES``, which
+this module re-exports for the CLI, the UI and the API). Probabilities are a softmax of
 cosine × the model's learned temperature.
 
 Abstaining: a softmax always sums to 1, so it cannot say "none". An image abstains when its
@@ -29,6 +30,7 @@ from PIL import Image
 
 from encoders.errors import VitrieveError
 from encoders.runtime.encoder import Encoder
+from encoders.runtime.zeroshot import DEFAULT_TEMPLATES, build_zero_shot_classifier
 from indexer.decode.images import decode_image
 from indexer.store.metadata import MetadataStore
 from indexer.vectors.index import VectorSearch
@@ -41,14 +43,6 @@ ABSTAIN = "(none)"
 DEFAULT_SET = "labels"
 DEFAULT_NULL_Z = 2.2  # best label vs unrelated text, in std devs (tuned on the synthetic set)
 BATCH = 4096
-# A CLIP-like prompt ensemble (the paper's ImageNet set, abridged to the photo-relevant ones).
-DEFAULT_TEMPLATES: tuple[str, ...] = (
-    "a photo of a {}.", "a picture of a {}.", "a {}.", "a photo of the {}.",
-    "a close-up photo of a {}.", "a bright photo of a {}.", "a dark photo of a {}.",
-    "a good photo of a {}.", "a cropped photo of a {}.", "a drawing of a {}.",
-    "a rendering of a {}.", "a photo of a small {}.", "a photo of a large {}.",
-    "there is a {} in the picture.",
-)  # fmt: skip
 
 Progress = Callable[[int, int], None]  # (done, total)
 
@@ -97,24 +91,15 @@ class ZeroShotClassifier:
         if len(set(labels)) != len(labels):
             raise VitrieveError("labels must be distinct")
         templates = list(templates) or ["{}"]
-        bad = [t for t in templates if "{}" not in t]
-        if bad:
-            raise VitrieveError(f"a template needs a {{}} where the label goes: {bad[0]!r}")
         self.encoder, self.labels, self.templates = encoder, labels, templates
         self.abstain_threshold, self.null_z = abstain_threshold, null_z
-        self.label_vectors = self._ensemble(labels, templates)  # (L, D)
+        self.label_vectors = build_zero_shot_classifier(encoder, labels, templates)  # (L, D)
         self.null_vectors = encoder.encode_texts(list(NULL_CAPTIONS))  # (M, D)
         self.unrelated = unrelated_to(self.label_vectors, self.null_vectors)  # (L, M)
         self.scale = _logit_scale(encoder)
         # label vectors, then the caption bank's, once on the encoder's device
         targets = np.concatenate([self.label_vectors, self.null_vectors])
         self._targets = on_device(targets, encoder.device)
-
-    def _ensemble(self, labels: Sequence[str], templates: Sequence[str]) -> np.ndarray:
-        prompts = [t.format(label) for label in labels for t in templates]
-        vectors = self.encoder.encode_texts(prompts).reshape(len(labels), len(templates), -1)
-        mean = vectors.mean(axis=1)  # (L, D)
-        return (mean / np.linalg.norm(mean, axis=1, keepdims=True)).astype(np.float32)
 
     def probabilities(self, vectors: np.ndarray) -> np.ndarray:
         """(N, D) image vectors → (N, L) probabilities (rows sum to 1)."""

@@ -16,11 +16,11 @@ from encoders.data.drawing import COLOURS
 from encoders.data.synthetic import render_object
 from encoders.model.clip import create_model
 from encoders.model.config import load_config
+from encoders.runtime.zeroshot import build_zero_shot_classifier
 from encoders.training.data import CaptionedItem
 from encoders.weights.checkpoint import save_checkpoint
 from retrieval.cli import app
 from retrieval.evaluation.evaluate import (
-    class_embeddings,
     evaluate_retrieval,
     evaluate_zeroshot,
     mean_per_class_recall,
@@ -113,7 +113,7 @@ def test_zeroshot_runner_ensembles_prompts_and_splits_held_out(colour_items):
     assert result["attributes"] is None  # single-word class names
     assert "confusion" not in result
     assert len(oracle.prompts) == 8 and "a photo of a green shape." in oracle.prompts
-    vectors = class_embeddings(oracle, ["red", "blue"], templates)
+    vectors = build_zero_shot_classifier(oracle, ["red", "blue"], templates)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0)
 
 
