@@ -118,22 +118,39 @@ class _Reader:
             self.stream.codec_context.skip_frame = "DEFAULT"
         return frames
 
-    def frame_at(self, t: float) -> VideoFrame | None:
-        """The first frame at or after ``t`` (decoding from the keyframe before it)."""
+    def frames_at(self, times: list[float], keyframes: list[float]) -> list[VideoFrame]:
+        """The first frame at or after each of ``times`` (sorted), decoding forward from the
+        keyframe before each one, and seeking only where a keyframe lies between the position
+        reached and the next time (decoding on would cost more than starting there)."""
         import av
 
         if self.truncated:
-            return None
+            return []  # the keyframe pass already met the broken part
+        found: list[VideoFrame] = []
+        position = float("inf")  # where decoding stands; inf: nothing decoded yet, seek first
+        frames = iter(())
         try:
-            self.container.seek(int(t / self.stream.time_base), stream=self.stream, backward=True)
-            self.stream.codec_context.flush_buffers()
-            for frame in self.container.decode(self.stream):
-                self._tick()
-                if frame.time is not None and frame.time >= t - 1e-3:
-                    return self._convert(frame)
+            for t in times:
+                before = max((k for k in keyframes if k <= t), default=0.0)
+                if position > t or before > position:
+                    self.container.seek(
+                        int(before / self.stream.time_base), stream=self.stream, backward=True
+                    )
+                    self.stream.codec_context.flush_buffers()
+                    frames = self.container.decode(self.stream)
+                for frame in frames:
+                    self._tick()
+                    if frame.time is None:
+                        continue
+                    position = frame.time
+                    if frame.time >= t - 1e-3:
+                        found.append(self._convert(frame))
+                        break
+                else:
+                    break  # the stream ended
         except av.error.FFmpegError as exc:
-            self._broken(exc, [])
-        return None
+            self._broken(exc, found)
+        return found
 
     def _convert(self, frame: Any) -> VideoFrame:
         self.rotation = int(getattr(frame, "rotation", 0) or 0) % 360
@@ -174,7 +191,7 @@ def _fill_gaps(
         gap = (stop - start) / (steps + 1)
         wanted += [start + gap * (i + 1) for i in range(steps)]
     wanted = wanted[: max(0, options.max_frames * 4)]  # bounded work even for an endless shot
-    filled = [frame for t in wanted if (frame := reader.frame_at(t)) is not None]
+    filled = reader.frames_at(wanted, [f.t for f in frames]) if wanted else []
     merged = {round(f.t, 3): f for f in frames + filled}
     return [merged[t] for t in sorted(merged)]
 
