@@ -1,4 +1,5 @@
-"""MetadataStore: the SQL side of a library (SQLite in WAL mode by default, PostgreSQL by URL).
+"""MetadataStore: the SQL side of a library (SQLite in WAL mode by default, PostgreSQL by URL;
+the connection is ``database``'s, the records and filters ``queries``').
 
 Queries are built with SQLAlchemy expressions (bound parameters, never string-built SQL).
 Id lists are chunked so that a 100k-file library stays under every driver's parameter limit.
@@ -6,97 +7,72 @@ Id lists are chunked so that a 100k-file library stays under every driver's para
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import quote
+from typing import Any
 
 import numpy as np
-from sqlalchemy import URL, Engine, create_engine, delete, event, exists, insert, select
+from sqlalchemy import URL, Engine, delete, exists, func, insert, select
 from sqlalchemy import update as sql_update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from encoders.errors import VitrieveError
+from encoders.errors import check_text
+from indexer.store.database import DB_FILE, Database, library_url
 from indexer.store.queries import CHUNK as _CHUNK
-from indexer.store.queries import FileRecord, StoreQueries
+from indexer.store.queries import (
+    RECORD_COLUMNS,
+    FileRecord,
+    Filters,
+    Label,
+    check_filters,
+    filter_conditions,
+)
 from indexer.store.queries import chunks as _chunks
 from indexer.store.queries import to_record as _record
-from indexer.store.schema import EmbeddingRow, FileRow, LabelRow, current_version, migrate
+from indexer.store.schema import STATUSES, EmbeddingRow, FileRow, LabelRow
 
 __all__ = ["DB_FILE", "FileRecord", "MetadataStore"]
 
-DB_FILE = "library.db"
-log = logging.getLogger(__name__)
 
-
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")  # readers (search, UI) never block the indexer
-    cursor.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: consistent after any crash
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
-
-
-def _sqlite_url(db: Path, read_only: bool = False) -> URL:
-    """The SQLite URL of ``db``, built from parts: a folder named ``50%`` or ``a#b`` is a
-    path, not URL syntax. ``read_only``: open without writing anything beside the file — on
-    a read-only file system WAL mode cannot create its ``-shm`` file, so the file is opened
-    immutable (no locks; a write-ahead log left by an unfinished run is not read)."""
-    if not read_only:
-        return URL.create("sqlite", database=str(db))
-    wal = db.with_name(db.name + "-wal")
-    if wal.exists() and wal.stat().st_size:
-        log.warning("%s exists: its last changes are not visible to a read-only open", wal)
-    uri = f"file:{quote(db.as_posix(), safe='/')}?mode=ro&immutable=1"  # SQLite URI escapes
-    return URL.create("sqlite", database=uri, query={"uri": "true"})
-
-
-class MetadataStore(StoreQueries):
-    """Files, embeddings metadata and labels of one library (writes here, reads in
-    ``StoreQueries``)."""
+# One class past 300 lines: it is the library's whole SQL interface (reads and writes share its
+# database, chunking and row conversion); a split would be a mixin or one-line delegations.
+class MetadataStore:
+    """Files, embeddings metadata and labels of one library, on a ``Database``."""
 
     def __init__(self, url: str | URL, read_only: bool = False) -> None:
         """``read_only``: never write (SQLite URLs built by ``for_library`` open the file
         immutable); the schema must then be current already."""
-        try:
-            self.engine: Engine = create_engine(url, pool_pre_ping=True)
-        except Exception as exc:  # bad URL or missing driver: one clear message
-            raise VitrieveError(f"cannot use database {url!r}: {exc}") from exc
-        if self.engine.dialect.name == "sqlite" and not read_only:
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        self._session = sessionmaker(self.engine, expire_on_commit=False)
-        self.read_only = read_only
-        try:
-            with self.engine.begin() as connection:
-                self.schema_version = (
-                    current_version(connection) if read_only else migrate(connection)
-                )
-        except VitrieveError:
-            raise
-        except Exception as exc:
-            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]  # no SQLAlchemy help
-            raise VitrieveError(f"cannot open database {self.url}: {reason}") from exc
+        self.db = Database(url, read_only)
 
     @classmethod
     def for_library(
         cls, library: Path, url: str | None = None, read_only: bool = False
     ) -> MetadataStore:
         """The store of a library directory: ``url`` if given, else ``library/library.db``."""
-        if url is None:
-            return cls(_sqlite_url((library / DB_FILE).resolve(), read_only), read_only)
-        return cls(url, read_only)
+        return cls(library_url(library, url, read_only), read_only)
+
+    @property
+    def engine(self) -> Engine:
+        return self.db.engine
 
     @property
     def url(self) -> str:
-        return self.engine.url.render_as_string(hide_password=True)
+        return self.db.url
+
+    @property
+    def read_only(self) -> bool:
+        return self.db.read_only
+
+    @property
+    def schema_version(self) -> int:
+        return self.db.schema_version
 
     def session(self) -> Session:
-        return self._session()
+        return self.db.session()
 
     def close(self) -> None:
-        self.engine.dispose()
+        self.db.close()
 
     # --- what the scanner and pipeline use -------------------------------------------------
 
@@ -262,3 +238,127 @@ class MetadataStore(StoreQueries):
                 .values(status="indexed", indexed_at=datetime.now())
             )
             session.execute(delete(EmbeddingRow).where(EmbeddingRow.generation != new))
+
+    # --- what retrieval, ``vitrieve status`` and zero-shot read ---------------------------
+
+    def get_files(self, ids: Sequence[int] | np.ndarray) -> list[FileRecord]:
+        """Rows for ``ids``, in the given order (ids without a row are left out)."""
+        ids = [int(i) for i in ids]
+        found: dict[int, FileRecord] = {}
+        with self.session() as session:
+            for chunk in _chunks(ids):
+                for row in session.scalars(select(FileRow).where(FileRow.id.in_(chunk))):
+                    found[row.id] = _record(row)
+        return [found[i] for i in ids if i in found]
+
+    def indexed_id(self, path: str) -> int | None:
+        """The id of the indexed file at ``path`` (relative to the photo root, POSIX)."""
+        query = select(FileRow.id).where(FileRow.path == path, FileRow.status == "indexed")
+        with self.session() as session:
+            return session.scalar(query)
+
+    def filter_ids(self, filters: Filters | None = None, **values: Any) -> np.ndarray:
+        """Sorted int64 ids of indexed files passing ``filters`` (or ``Filters(**values)``)."""
+        filters = filters or Filters(**values)
+        check_filters(filters)
+        query = select(FileRow.id).where(*filter_conditions(filters)).order_by(FileRow.id)
+        with self.session() as session:
+            return np.fromiter(session.scalars(query), dtype=np.int64)
+
+    def status_counts(self) -> dict[str, int]:
+        """Number of files per status (every status present, zeros included)."""
+        query = select(FileRow.status, func.count()).group_by(FileRow.status)
+        with self.session() as session:
+            counts = dict(session.execute(query).all())
+        return {s: int(counts.get(s, 0)) for s in STATUSES}
+
+    def format_counts(self) -> dict[str, int]:
+        """Indexed files per format ("unknown" when none was recorded)."""
+        query = select(FileRow.format, func.count()).where(FileRow.status == "indexed")
+        with self.session() as session:
+            rows = session.execute(query.group_by(FileRow.format))
+            return {str(f or "unknown"): int(n) for f, n in rows}
+
+    def taken_dates(self) -> list[datetime]:
+        """When each indexed photo was taken, for those whose date is known."""
+        query = select(FileRow.taken_at).where(
+            FileRow.status == "indexed", FileRow.taken_at.is_not(None)
+        )
+        with self.session() as session:
+            return list(session.scalars(query))
+
+    def failures(self, limit: int | None = None) -> list[tuple[str, str]]:
+        """``(path, reason)`` of failed files, by path."""
+        query = select(FileRow.path, FileRow.error).where(FileRow.status == "failed")
+        with self.session() as session:
+            rows = session.execute(query.order_by(FileRow.path).limit(limit))
+            return [(p, e or "unknown error") for p, e in rows]
+
+    def write_labels(
+        self, label_set: str, rows: Iterable[tuple[int, str, float]], replace: bool = True
+    ) -> None:
+        """Store ``(file_id, label, score)`` rows of a label set; ``replace`` clears the set's
+        earlier labels of those files first."""
+        values = [
+            {"file_id": int(i), "label_set": label_set, "label": lab, "score": float(s)}
+            for i, lab, s in rows
+        ]
+        with self.session() as session, session.begin():
+            if replace:
+                for chunk in _chunks(sorted({v["file_id"] for v in values})):
+                    session.execute(
+                        delete(LabelRow).where(
+                            LabelRow.label_set == label_set, LabelRow.file_id.in_(chunk)
+                        )
+                    )
+            if values:
+                session.execute(insert(LabelRow), values)
+
+    def read_labels(
+        self, label_set: str | None = None, ids: Sequence[int] | np.ndarray | None = None
+    ) -> dict[int, list[Label]]:
+        """The one label reader: every label per file id (all files, or only ``ids``; all
+        sets, or only ``label_set``), best score first."""
+        query = select(LabelRow.file_id, LabelRow.label_set, LabelRow.label, LabelRow.score)
+        if label_set is not None:
+            query = query.where(LabelRow.label_set == check_text(label_set, "a label set name"))
+        if ids is None:
+            batches = [query]
+        else:
+            batches = [query.where(LabelRow.file_id.in_(c)) for c in _chunks([int(i) for i in ids])]
+        out: dict[int, list[Label]] = {}
+        with self.session() as session:
+            for batch in batches:
+                for file_id, name, lab, score in session.execute(batch):
+                    out.setdefault(int(file_id), []).append(Label(name, lab, float(score)))
+        return _best_first(out)
+
+    def files_with_labels(
+        self, ids: Sequence[int] | np.ndarray
+    ) -> tuple[dict[int, FileRecord], dict[int, list[Label]]]:
+        """A results page's file rows and every label of each (best first), in one SQL query
+        by primary key: half the cost of a rows query plus ``read_labels`` (a page is at most
+        a few hundred ids, and the query sits on every search's path)."""
+        width = len(RECORD_COLUMNS)
+        query = select(*RECORD_COLUMNS, LabelRow.label_set, LabelRow.label, LabelRow.score)
+        query = query.outerjoin(LabelRow, LabelRow.file_id == FileRow.id)
+        records: dict[int, FileRecord] = {}
+        labels: dict[int, list[Label]] = {}
+        with self.session() as session:
+            for chunk in _chunks([int(i) for i in ids]):
+                for row in session.execute(query.where(FileRow.id.in_(chunk))):
+                    record = records.get(row[0]) or FileRecord(*row[:width])
+                    records[record.id] = record
+                    if row[width + 1] is not None:  # a label (the outer join's NULLs: none)
+                        name, lab, score = row[width:]
+                        labels.setdefault(record.id, []).append(Label(name, lab, float(score)))
+        return records, _best_first(labels)
+
+    def label_sets(self) -> list[str]:
+        """Names of the label sets stored."""
+        with self.session() as session:
+            return list(session.scalars(select(LabelRow.label_set).distinct()))
+
+
+def _best_first(labels: dict[int, list[Label]]) -> dict[int, list[Label]]:
+    return {k: sorted(v, key=lambda x: -x.score) for k, v in labels.items()}

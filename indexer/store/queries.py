@@ -1,5 +1,5 @@
-"""Read side of the MetadataStore: rows by id or path, the one filter implementation, counts,
-and the one label reader — what retrieval, ``vitrieve status`` and zero-shot use.
+"""What the MetadataStore's reads return (``FileRecord``, ``Label``) and the one filter
+implementation (``Filters`` → SQL conditions), with the id chunking every query uses.
 
 Filters become a set of allowed ids through one SQL query (SQLAlchemy expressions, so every
 value is a bound parameter); the vector index then searches only those ids, so a filtered
@@ -8,14 +8,12 @@ top-k is never a top-k cut that filtering emptied afterwards.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-import numpy as np
-from sqlalchemy import delete, exists, func, insert, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import exists, or_
 
 from encoders.errors import VitrieveError, check_text
 from indexer.store.schema import FileRow, LabelRow
@@ -73,145 +71,16 @@ class Filters:
 
 
 _RECORD_FIELDS = tuple(f.name for f in fields(FileRecord))
-_RECORD_COLUMNS = tuple(getattr(FileRow, name) for name in _RECORD_FIELDS)
+RECORD_COLUMNS = tuple(getattr(FileRow, name) for name in _RECORD_FIELDS)
 
 
 def to_record(row: FileRow) -> FileRecord:
     return FileRecord(**{name: getattr(row, name) for name in _RECORD_FIELDS})
 
 
-def _best_first(labels: dict[int, list[Label]]) -> dict[int, list[Label]]:
-    return {k: sorted(v, key=lambda x: -x.score) for k, v in labels.items()}
-
-
 def chunks(ids: Sequence[int]) -> Iterator[list[int]]:
     for start in range(0, len(ids), CHUNK):
         yield [int(i) for i in ids[start : start + CHUNK]]
-
-
-class StoreQueries:
-    """Queries by id, filters, counts and labels (mixed into ``MetadataStore``)."""
-
-    def session(self) -> Session:  # provided by MetadataStore
-        raise NotImplementedError
-
-    def get_files(self, ids: Sequence[int] | np.ndarray) -> list[FileRecord]:
-        """Rows for ``ids``, in the given order (ids without a row are left out)."""
-        ids = [int(i) for i in ids]
-        found: dict[int, FileRecord] = {}
-        with self.session() as session:
-            for chunk in chunks(ids):
-                for row in session.scalars(select(FileRow).where(FileRow.id.in_(chunk))):
-                    found[row.id] = to_record(row)
-        return [found[i] for i in ids if i in found]
-
-    def indexed_id(self, path: str) -> int | None:
-        """The id of the indexed file at ``path`` (relative to the photo root, POSIX)."""
-        query = select(FileRow.id).where(FileRow.path == path, FileRow.status == "indexed")
-        with self.session() as session:
-            return session.scalar(query)
-
-    def filter_ids(self, filters: Filters | None = None, **values: Any) -> np.ndarray:
-        """Sorted int64 ids of indexed files passing ``filters`` (or ``Filters(**values)``)."""
-        filters = filters or Filters(**values)
-        check_filters(filters)
-        query = select(FileRow.id).where(*filter_conditions(filters)).order_by(FileRow.id)
-        with self.session() as session:
-            return np.fromiter(session.scalars(query), dtype=np.int64)
-
-    def status_counts(self) -> dict[str, int]:
-        """Number of files per status (every status present, zeros included)."""
-        query = select(FileRow.status, func.count()).group_by(FileRow.status)
-        with self.session() as session:
-            counts = dict(session.execute(query).all())
-        return {s: int(counts.get(s, 0)) for s in ("pending", "indexed", "failed", "deleted")}
-
-    def format_counts(self) -> dict[str, int]:
-        """Indexed files per format ("unknown" when none was recorded)."""
-        query = select(FileRow.format, func.count()).where(FileRow.status == "indexed")
-        with self.session() as session:
-            rows = session.execute(query.group_by(FileRow.format))
-            return {str(f or "unknown"): int(n) for f, n in rows}
-
-    def taken_dates(self) -> list[datetime]:
-        """When each indexed photo was taken, for those whose date is known."""
-        query = select(FileRow.taken_at).where(
-            FileRow.status == "indexed", FileRow.taken_at.is_not(None)
-        )
-        with self.session() as session:
-            return list(session.scalars(query))
-
-    def failures(self, limit: int | None = None) -> list[tuple[str, str]]:
-        """``(path, reason)`` of failed files, by path."""
-        query = select(FileRow.path, FileRow.error).where(FileRow.status == "failed")
-        with self.session() as session:
-            rows = session.execute(query.order_by(FileRow.path).limit(limit))
-            return [(p, e or "unknown error") for p, e in rows]
-
-    def write_labels(
-        self, label_set: str, rows: Iterable[tuple[int, str, float]], replace: bool = True
-    ) -> None:
-        """Store ``(file_id, label, score)`` rows of a label set; ``replace`` clears the set's
-        earlier labels of those files first."""
-        values = [
-            {"file_id": int(i), "label_set": label_set, "label": lab, "score": float(s)}
-            for i, lab, s in rows
-        ]
-        with self.session() as session, session.begin():
-            if replace:
-                for chunk in chunks(sorted({v["file_id"] for v in values})):
-                    session.execute(
-                        delete(LabelRow).where(
-                            LabelRow.label_set == label_set, LabelRow.file_id.in_(chunk)
-                        )
-                    )
-            if values:
-                session.execute(insert(LabelRow), values)
-
-    def read_labels(
-        self, label_set: str | None = None, ids: Sequence[int] | np.ndarray | None = None
-    ) -> dict[int, list[Label]]:
-        """The one label reader: every label per file id (all files, or only ``ids``; all
-        sets, or only ``label_set``), best score first."""
-        query = select(LabelRow.file_id, LabelRow.label_set, LabelRow.label, LabelRow.score)
-        if label_set is not None:
-            query = query.where(LabelRow.label_set == check_text(label_set, "a label set name"))
-        if ids is None:
-            batches = [query]
-        else:
-            batches = [query.where(LabelRow.file_id.in_(c)) for c in chunks([int(i) for i in ids])]
-        out: dict[int, list[Label]] = {}
-        with self.session() as session:
-            for batch in batches:
-                for file_id, name, lab, score in session.execute(batch):
-                    out.setdefault(int(file_id), []).append(Label(name, lab, float(score)))
-        return _best_first(out)
-
-    def files_with_labels(
-        self, ids: Sequence[int] | np.ndarray
-    ) -> tuple[dict[int, FileRecord], dict[int, list[Label]]]:
-        """A results page's file rows and every label of each (best first), in one SQL query
-        by primary key: half the cost of a rows query plus ``read_labels`` (a page is at most
-        a few hundred ids, and the query sits on every search's path)."""
-        width = len(_RECORD_COLUMNS)
-        query = select(*_RECORD_COLUMNS, LabelRow.label_set, LabelRow.label, LabelRow.score)
-        query = query.outerjoin(LabelRow, LabelRow.file_id == FileRow.id)
-        records: dict[int, FileRecord] = {}
-        labels: dict[int, list[Label]] = {}
-        with self.session() as session:
-            for chunk in chunks([int(i) for i in ids]):
-                for row in session.execute(query.where(FileRow.id.in_(chunk))):
-                    record = records.get(row[0]) or FileRecord(*row[:width])
-                    records[record.id] = record
-                    if row[width + 1] is not None:  # a label (the outer join's NULLs: none)
-                        name, lab, score = row[width:]
-                        labels.setdefault(record.id, []).append(Label(name, lab, float(score)))
-        return records, _best_first(labels)
-
-    def label_sets(self) -> list[str]:
-        """Names of the label sets stored."""
-        with self.session() as session:
-            return list(session.scalars(select(LabelRow.label_set).distinct()))
 
 
 def filter_conditions(filters: Filters) -> list:

@@ -1,0 +1,83 @@
+"""The connection of a library's metadata store: the engine, its sessions and the schema check.
+
+SQLite in WAL mode by default (``library.db`` in the library folder), PostgreSQL by URL. A
+writable database is migrated to the current schema when opened; a read-only one must be
+readable as it is (``schema.current_version``).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from urllib.parse import quote
+
+from sqlalchemy import URL, Engine, create_engine, event
+from sqlalchemy.orm import sessionmaker
+
+from encoders.errors import VitrieveError
+from indexer.store.schema import current_version, migrate
+
+DB_FILE = "library.db"
+log = logging.getLogger(__name__)
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers (search, UI) never block the indexer
+    cursor.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: consistent after any crash
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def sqlite_url(db: Path, read_only: bool = False) -> URL:
+    """The SQLite URL of ``db``, built from parts: a folder named ``50%`` or ``a#b`` is a
+    path, not URL syntax. ``read_only``: open without writing anything beside the file — on
+    a read-only file system WAL mode cannot create its ``-shm`` file, so the file is opened
+    immutable (no locks; a write-ahead log left by an unfinished run is not read)."""
+    if not read_only:
+        return URL.create("sqlite", database=str(db))
+    wal = db.with_name(db.name + "-wal")
+    if wal.exists() and wal.stat().st_size:
+        log.warning("%s exists: its last changes are not visible to a read-only open", wal)
+    uri = f"file:{quote(db.as_posix(), safe='/')}?mode=ro&immutable=1"  # SQLite URI escapes
+    return URL.create("sqlite", database=uri, query={"uri": "true"})
+
+
+def library_url(library: Path, url: str | None = None, read_only: bool = False) -> str | URL:
+    """The database of a library directory: ``url`` if given, else ``library/library.db``."""
+    return url if url is not None else sqlite_url((library / DB_FILE).resolve(), read_only)
+
+
+class Database:
+    """An engine with its session factory, the schema brought to (or checked at) the current
+    version when opened."""
+
+    def __init__(self, url: str | URL, read_only: bool = False) -> None:
+        """``read_only``: never write (SQLite URLs built by ``library_url`` open the file
+        immutable); the schema must then be current already."""
+        try:
+            self.engine: Engine = create_engine(url, pool_pre_ping=True)
+        except Exception as exc:  # bad URL or missing driver: one clear message
+            raise VitrieveError(f"cannot use database {url!r}: {exc}") from exc
+        if self.engine.dialect.name == "sqlite" and not read_only:
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.session = sessionmaker(self.engine, expire_on_commit=False)
+        self.read_only = read_only
+        try:
+            with self.engine.begin() as connection:
+                self.schema_version = (
+                    current_version(connection) if read_only else migrate(connection)
+                )
+        except VitrieveError:
+            raise
+        except Exception as exc:
+            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]  # no SQLAlchemy help
+            raise VitrieveError(f"cannot open database {self.url}: {reason}") from exc
+
+    @property
+    def url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def close(self) -> None:
+        self.engine.dispose()
