@@ -35,6 +35,12 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def network_refusal(host: str, missing: str, remedy: str) -> VitrieveError:
+    """The one refusal of a front end asked to listen beyond loopback unprotected (the API
+    without a key, the UI without a login): the same words, whichever refuses."""
+    return VitrieveError(f"{missing}: refusing to listen on {host} (not loopback). {remedy}")
+
+
 def serve(
     libraries: list[str] = typer.Option(
         None, "--library", "-l",
@@ -66,9 +72,8 @@ def _serve(libraries, host, port, device, workers, cors_origins, max_upload_mb) 
     specs = [parse_spec(value, n) for n, value in enumerate(values)]
     loopback = is_loopback(host)
     if not loopback and not _any_keys([path for _, path in specs]):
-        raise VitrieveError(
-            f"no API key is configured: refusing to listen on {host} (not loopback). Create "
-            "one first: vitrieve keys create --library LIB"
+        raise network_refusal(
+            host, "no API key is configured", "Create one first: vitrieve keys create --library LIB"
         )
     settings = api.ServeSettings(
         libraries=[(name, str(path)) for name, path in specs], device=device,

@@ -3,8 +3,13 @@
 Streamlit runs as a child process (``python -m streamlit run ui/app.py -- --library LIB``) so
 the CLI stays a thin launcher: headless, XSRF protection and CORS checks on, no static file
 serving, uploads capped at the same limit ``retrieval.service.uploads`` enforces, telemetry off, and
-on loopback unless ``--host`` says otherwise (then tracebacks stay in the server's log).
+on loopback unless ``--host`` says otherwise (then tracebacks stay in the server's log). Beyond
+loopback it refuses to start, as ``vitrieve serve`` does without an API key, unless a login is
+configured (an ``[auth]`` section in Streamlit's secrets) or ``--no-auth-on-network`` says to.
 See docs/security.md.
+
+SIGTERM, SIGHUP or Ctrl-C to the launcher stops the server and everything it started
+(``supervise``): no process outlives ``vitrieve ui`` holding its port or its memory.
 """
 
 from __future__ import annotations
@@ -21,11 +26,23 @@ import typer
 from encoders.errors import VitrieveError
 from encoders.runtime.device import DEFAULT_DEVICE
 from retrieval.commands.common import DEVICE_OPTION, library_option
+from retrieval.commands.serve import is_loopback, network_refusal
+from retrieval.commands.supervise import (
+    Terminated,
+    ignore_stop_signals,
+    start_group,
+    stop_group,
+    stop_signals,
+)
 from retrieval.service.uploads import MAX_UPLOAD_BYTES
 
 MAX_UPLOAD_MB = MAX_UPLOAD_BYTES // 2**20  # Streamlit's server.maxUploadSize is in MiB
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 READY_TIMEOUT_S = 120.0
+NO_LOGIN = "no login is configured"
+LOGIN_REMEDY = (
+    "Add an [auth] section to .streamlit/secrets.toml first (docs/security.md), or pass "
+    "--no-auth-on-network to open every photo and job to whoever reaches the port"
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -36,39 +53,73 @@ def ui(
     library: Path | None = library_option("none: pick or create one in the UI"),
     host: str = typer.Option(
         "127.0.0.1",
-        help="Address to listen on. 0.0.0.0 exposes the UI to the network: put it behind "
-        "authentication first (docs/security.md).",
+        help="Address to listen on. Beyond loopback (e.g. 0.0.0.0) the UI needs a login "
+        "(docs/security.md) or --no-auth-on-network.",
     ),
     port: int = typer.Option(8501, help="Port to listen on."),
     device: str = DEVICE_OPTION,
+    no_auth_on_network: bool = typer.Option(
+        False,
+        "--no-auth-on-network",
+        help="Listen beyond loopback without a login: anyone who reaches the port can see "
+        "every photo and start jobs.",
+    ),
 ) -> None:
     """Open the search, classify and library pages in the browser."""
     if not 0 < port < 65536:
         raise typer.BadParameter(f"port must be 1-65535, got {port}")
-    serve(library, host, port, "vitrieve UI: {url}  (Ctrl-C to stop)", device)
+    serve(library, host, port, "vitrieve UI: {url}  (Ctrl-C to stop)", device,
+          open_on_network=no_auth_on_network)  # fmt: skip
 
 
 def serve(
-    library: Path | None, host: str, port: int, banner: str, device: str = DEFAULT_DEVICE
-) -> None:
-    """Run the UI until it exits or Ctrl-C; print ``banner`` (with ``{url}``) once it answers."""
-    if host not in LOOPBACK:
-        typer.echo(
-            f"warning: listening on {host}: anyone who reaches port {port} can search and view "
-            "your photos; put the UI behind a login (docs/security.md)",
-            err=True,
-        )
-    process = start_ui(library, host, port, device)
-    try:
-        wait_until_ready(process, host, port)
-        typer.echo(banner.format(url=ui_url(host, port)))
-        code = process.wait()
-    except KeyboardInterrupt:
-        process.terminate()
-        process.wait(timeout=10)
-        raise
+    library: Path | None, host: str, port: int, banner: str, device: str = DEFAULT_DEVICE,
+    open_on_network: bool = False,
+) -> None:  # fmt: skip
+    """Run the UI until it exits, Ctrl-C (exit 130) or SIGTERM/SIGHUP (exit 0); print
+    ``banner`` (with ``{url}``) once it answers. ``open_on_network``: listen beyond loopback
+    without a login (else refused)."""
+    check_exposure(host, port, open_on_network)
+    with stop_signals():
+        process = start_ui(library, host, port, device)
+        try:
+            wait_until_ready(process, host, port)
+            typer.echo(banner.format(url=ui_url(host, port)))
+            code = process.wait()
+        except Terminated:
+            code = 0
+        finally:
+            ignore_stop_signals()  # a second Ctrl-C must not cut the clean-up short
+            stop_group(process)
     if code:
         raise typer.Exit(code)
+
+
+def check_exposure(host: str, port: int, open_on_network: bool) -> None:
+    """Refuse a non-loopback ``host`` unless a login is configured or ``open_on_network``
+    (then say on stderr that the UI is open)."""
+    if is_loopback(host) or login_configured():
+        return
+    if not open_on_network:
+        raise network_refusal(host, NO_LOGIN, LOGIN_REMEDY)
+    typer.echo(
+        f"warning: listening on {host} without a login: anyone who reaches port {port} can "
+        "search and view your photos; put the UI behind a login (docs/security.md)",
+        err=True,
+    )
+
+
+def login_configured() -> bool:
+    """Whether the UI will ask for a login: Streamlit's secrets (the files its server reads,
+    in this folder's and the user's ``.streamlit/``) have an ``[auth]`` section, the test
+    ``ui/auth.py`` applies on every page. An unreadable secrets file counts as none."""
+    import streamlit as st
+    from streamlit.errors import StreamlitSecretNotFoundError
+
+    try:
+        return "auth" in st.secrets
+    except (StreamlitSecretNotFoundError, OSError, ValueError):
+        return False
 
 
 def app_script() -> Path:
@@ -99,7 +150,7 @@ def streamlit_command(
         "--server.enableCORS", "true",
         "--server.enableStaticServing", "false",
         "--server.maxUploadSize", str(MAX_UPLOAD_MB),
-        "--client.showErrorDetails", "full" if host in LOOPBACK else "none",
+        "--client.showErrorDetails", "full" if is_loopback(host) else "none",
         "--server.fileWatcherType", "none",
         "--server.runOnSave", "false",
         "--browser.gatherUsageStats", "false",
@@ -115,8 +166,9 @@ def streamlit_command(
 def start_ui(
     library: Path | None, host: str, port: int, device: str = DEFAULT_DEVICE
 ) -> subprocess.Popen:
-    """Start the Streamlit server in the background; the caller waits or stops it."""
-    return subprocess.Popen(streamlit_command(library, host, port, device))
+    """Start the Streamlit server in the background, in a process group of its own; the
+    caller waits for it or stops it (``supervise.stop_group``)."""
+    return start_group(streamlit_command(library, host, port, device))
 
 
 def ui_url(host: str, port: int) -> str:
@@ -140,5 +192,4 @@ def wait_until_ready(
                     return
         except OSError:
             time.sleep(0.3)
-    process.terminate()
     raise VitrieveError(f"the UI server did not answer on {health} within {timeout:.0f}s")

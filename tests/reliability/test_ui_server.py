@@ -212,18 +212,102 @@ def test_server_refuses_oversized_upload_to_a_real_session(ui_server: str) -> No
             browser.close()
 
 
-def test_exposing_the_ui_warns(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    """``--host 0.0.0.0`` says on stderr that the UI is reachable and points to security.md."""
+REFUSAL = "refusing to listen on 0.0.0.0 (not loopback)"  # the API's words (serve.py)
+
+
+def _cli(*args: str):
+    from typer.testing import CliRunner
+
+    from retrieval.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+@pytest.fixture
+def launcher(monkeypatch: pytest.MonkeyPatch) -> list:
+    """``retrieval.commands.ui`` with no Streamlit started: the calls to start it, recorded."""
     from retrieval.commands import ui
 
-    started = []
+    started: list = []
     monkeypatch.setattr(ui, "start_ui", lambda *args: started.append(args) or _Exited())
     monkeypatch.setattr(ui, "wait_until_ready", lambda *args: None)
-    ui.serve(None, "0.0.0.0", 8765, "{url}")
-    ui.serve(None, "127.0.0.1", 8765, "{url}")
-    err = capsys.readouterr().err
-    assert err.count("warning: listening on 0.0.0.0") == 1 and "docs/security.md" in err
-    assert len(started) == 2
+    monkeypatch.setattr(ui, "stop_group", lambda process: None)
+    monkeypatch.setattr(ui, "login_configured", lambda: False)
+    return started
+
+
+def test_exposing_the_ui_without_a_login_is_refused(launcher: list) -> None:
+    """``--host 0.0.0.0`` without an ``[auth]`` section: refused as the API refuses without a
+    key (the same words), nothing started; loopback starts."""
+    from retrieval.commands.serve import network_refusal
+
+    done = _cli("ui", "--host", "0.0.0.0", "--port", "8765")
+    assert done.exit_code == 1 and REFUSAL in done.stderr, done.output
+    assert "--no-auth-on-network" in done.stderr and "[auth]" in done.stderr
+    assert "Traceback" not in done.output and launcher == []
+    assert REFUSAL in str(network_refusal("0.0.0.0", "no API key is configured", "."))
+    for host in ("::", "192.168.1.20", ""):
+        assert _cli("ui", "--host", host, "--port", "8765").exit_code == 1, host
+    assert launcher == []
+    assert _cli("ui", "--host", "127.0.0.1", "--port", "8765").exit_code == 0
+    assert len(launcher) == 1
+
+
+def test_exposing_the_ui_needs_an_explicit_flag_and_warns(launcher: list) -> None:
+    """``--no-auth-on-network`` starts it, with a warning on stderr pointing to security.md;
+    loopback never warns."""
+    done = _cli("ui", "--host", "0.0.0.0", "--port", "8765", "--no-auth-on-network")
+    assert done.exit_code == 0, done.output
+    assert done.stderr.count("warning: listening on 0.0.0.0") == 1
+    assert "docs/security.md" in done.stderr
+    assert launcher and launcher[0][1] == "0.0.0.0"
+    quiet = _cli("ui", "--host", "127.0.0.1", "--port", "8765", "--no-auth-on-network")
+    assert quiet.exit_code == 0 and "warning" not in quiet.stderr
+
+
+def test_exposing_the_ui_with_a_login_starts(launcher: list, monkeypatch) -> None:
+    from retrieval.commands import ui
+
+    monkeypatch.setattr(ui, "login_configured", lambda: True)
+    done = _cli("ui", "--host", "0.0.0.0", "--port", "8765")
+    assert done.exit_code == 0 and "warning" not in done.stderr, done.output
+    assert len(launcher) == 1
+
+
+LOGIN_CHECKS = """
+from retrieval.commands.ui import login_configured
+from ui.auth import auth_configured
+print(login_configured(), auth_configured())
+"""
+
+
+@pytest.mark.parametrize(
+    ("secrets", "expected"),
+    [
+        (None, "False False"),
+        ("[vitrieve]\nallowed_emails = ['me@example.org']\n", "False False"),
+        ("[auth]\nredirect_uri = 'http://localhost:8501/oauth2callback'\n"
+         "cookie_secret = 'x'\n", "True True"),
+        ("[auth\nbroken", "False"),
+    ],
+)  # fmt: skip
+def test_launcher_and_app_agree_on_the_login(tmp_path: Path, secrets, expected) -> None:
+    """The launcher's check reads the secrets the server will (this folder's and the user's
+    ``.streamlit/secrets.toml``) and agrees with the app's ``ui/auth.py``."""
+    import os
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    (home / ".streamlit").mkdir(parents=True)
+    if secrets is not None:
+        (tmp_path / ".streamlit").mkdir()
+        (tmp_path / ".streamlit" / "secrets.toml").write_text(secrets)
+    env = {**os.environ, "HOME": str(home)}
+    done = subprocess.run([sys.executable, "-c", LOGIN_CHECKS], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    last = (done.stdout.strip().splitlines() or [""])[-1]
+    assert last.startswith(expected), done.stdout + done.stderr
 
 
 class _Exited:
