@@ -6,12 +6,56 @@ joint bounds stop sizes that are each within limits from multiplying into an abs
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from encoders.errors import VitrieveError
 
-if TYPE_CHECKING:
-    from encoders.model.config import CLIPConfig
+
+# The sizes this module reads, as read-only protocols: ``encoders.model.config`` imports this
+# module to validate what it parses, so this one must not import it back (no import circle,
+# not even one hidden behind TYPE_CHECKING).
+class VisionSizes(Protocol):
+    @property
+    def image_size(self) -> int: ...
+    @property
+    def patch_size(self) -> int: ...
+    @property
+    def width(self) -> int: ...
+    @property
+    def layers(self) -> int: ...
+    @property
+    def head_width(self) -> int: ...
+    @property
+    def mlp_ratio(self) -> float: ...
+    @property
+    def grid_size(self) -> int: ...
+
+
+class TextSizes(Protocol):
+    @property
+    def context_length(self) -> int: ...
+    @property
+    def vocab_size(self) -> int: ...
+    @property
+    def width(self) -> int: ...
+    @property
+    def heads(self) -> int: ...
+    @property
+    def layers(self) -> int: ...
+    @property
+    def mlp_ratio(self) -> float: ...
+    @property
+    def hf_model(self) -> str | None: ...
+
+
+class ConfigSizes(Protocol):
+    @property
+    def embed_dim(self) -> int: ...
+    @property
+    def vision(self) -> VisionSizes: ...
+    @property
+    def text(self) -> TextSizes: ...
+
 
 MAX_WIDTH = 8192  # refuse absurd configs before allocating anything
 MAX_LAYERS = 128
@@ -23,7 +67,7 @@ MAX_PARAMETERS = 6_000_000_000  # above open_clip's largest ViT (ViT-e-14, ~4.6 
 MAX_PATCHES = 16_384  # patch tokens per image (a 128 × 128 grid; open_clip's largest: 729)
 
 
-def validate(config: CLIPConfig) -> None:
+def validate(config: ConfigSizes) -> None:
     """Refuse inconsistent or absurdly large configs before any tensor is allocated."""
     v, t = config.vision, config.text
     checks = [
@@ -52,7 +96,7 @@ def validate(config: CLIPConfig) -> None:
         )
 
 
-def parameter_count(config: CLIPConfig) -> int:
+def parameter_count(config: ConfigSizes) -> int:
     """Approximate parameters (embeddings, attention, MLPs, projections): the size check
     made before anything is allocated."""
     v, t = config.vision, config.text

@@ -79,3 +79,20 @@ def test_a_saved_config_keeps_its_patch_size(tmp_path) -> None:
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config.to_dict()))
     assert load_config(path).vision.patch_size == 32
+
+
+def test_limits_do_not_import_the_config_module() -> None:
+    """config.py imports limits.py to validate; limits.py must not import config.py back (no
+    import circle, not even under TYPE_CHECKING)."""
+    import ast
+    from pathlib import Path
+
+    import encoders.model.limits as limits
+
+    tree = ast.parse(Path(limits.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not any(name and name.endswith("model.config") for name in imported)
+    config = load_config("tiny")
+    limits.validate(config)  # the protocols fit the real config
+    assert limits.parameter_count(config) > 0
