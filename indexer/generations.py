@@ -8,6 +8,12 @@ yet in the index, so replaying it after any crash neither loses nor duplicates a
 
 On open, the index and the ``embeddings`` rows are reconciled: a vector without a row is
 dropped; a row without a vector is reset to pending, so the next run embeds it again.
+
+Each generation also keeps the checkpoint it was embedded with, in ``models/<model id>/``
+(``keep_model``): a library points at its model by path only for the record, so retraining or
+resuming into that path later leaves the library searchable with its own model, and indexing
+with the new model is the shadow re-index below (a ``building`` generation switched in once
+complete), never a broken library.
 """
 
 from __future__ import annotations
@@ -21,8 +27,19 @@ from pathlib import Path
 
 import numpy as np
 
-from encoders.atomic import atomic_write_bytes
-from indexer.layout import Generation, Manifest, staging_dir, vectors_path, write_manifest
+from encoders.atomic import atomic_write_bytes, fsync_dir
+from encoders.errors import VitrieveError
+from encoders.model.config import read_config_json
+from encoders.weights.checkpoint import CONFIG_FILE, WEIGHTS_FILE, file_digest
+from indexer.layout import (
+    MODELS_DIR,
+    Generation,
+    Manifest,
+    model_path,
+    staging_dir,
+    vectors_path,
+    write_manifest,
+)
 from indexer.store.metadata import MetadataStore
 from indexer.vectors.index import VectorIndex
 
@@ -144,6 +161,7 @@ def discard_building(library: Path, store: MetadataStore, manifest: Manifest) ->
     shutil.rmtree(staging_dir(library, generation), ignore_errors=True)
     manifest.building = None
     write_manifest(library, manifest)
+    prune_models(library, manifest)
 
 
 def switch_to_building(library: Path, store: MetadataStore, manifest: Manifest) -> None:
@@ -165,3 +183,73 @@ def switch_to_building(library: Path, store: MetadataStore, manifest: Manifest) 
     write_manifest(library, manifest)
     if old is not None:
         shutil.rmtree(staging_dir(library, old.generation), ignore_errors=True)
+    prune_models(library, manifest)
+
+
+CHECKPOINT_FILES = (CONFIG_FILE, WEIGHTS_FILE)  # what a model is: nothing of its training run
+
+
+def keep_model(library: Path, model_ref: str, model_id: str) -> Path | None:
+    """The library's own copy of the checkpoint ``model_ref`` (``models/<model_id>/``), made
+    when missing: hard links where the file system allows (a checkpoint's files are only ever
+    replaced by a rename, never rewritten in place, so a link keeps this version), else copies.
+
+    None when ``model_ref`` is not a checkpoint folder (the library then has only the reference).
+    A VitrieveError when the folder no longer holds ``model_id`` (it was replaced while this run
+    loaded it): the run stops before recording a model it cannot keep."""
+    target = model_path(library, model_id)
+    if all((target / name).is_file() for name in CHECKPOINT_FILES):
+        return target
+    source = Path(model_ref).expanduser()
+    if not all((source / name).is_file() for name in CHECKPOINT_FILES):
+        log.info("%s is not a checkpoint folder: the library keeps no copy of it", model_ref)
+        return None
+    scratch = library / MODELS_DIR / f".{model_id}.partial"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    for name in CHECKPOINT_FILES:
+        _link_or_copy(source / name, scratch / name)
+    found = checkpoint_id(scratch)
+    if found != model_id:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise VitrieveError(
+            f"the checkpoint {model_ref} changed while it was being indexed (it now holds model "
+            f"{found}, not {model_id}): run again"
+        )
+    shutil.rmtree(target, ignore_errors=True)  # an incomplete copy (a file deleted by hand)
+    os.replace(scratch, target)
+    fsync_dir(target.parent)
+    return target
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another file system, or one without hard links
+        shutil.copy2(source, target)
+
+
+def checkpoint_id(folder: Path) -> str:
+    """The model id of the checkpoint in ``folder`` (what ``Encoder.load`` will report)."""
+    meta = read_config_json(folder / CONFIG_FILE).get("vitrieve")
+    recorded = meta.get("model_id") if isinstance(meta, dict) else None
+    if isinstance(recorded, str) and recorded:
+        return recorded
+    return file_digest(folder / WEIGHTS_FILE)
+
+
+def prune_models(library: Path, manifest: Manifest) -> list[str]:
+    """Remove the kept checkpoints no generation of ``manifest`` uses (and leftovers of a
+    killed ``keep_model``); returns their names."""
+    folder = library / MODELS_DIR
+    if not folder.is_dir():
+        return []
+    used = {g.model_id for g in (manifest.active, manifest.building) if g is not None}
+    removed = [p.name for p in folder.iterdir() if p.name not in used]
+    for name in removed:
+        path = folder / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    return removed

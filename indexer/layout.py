@@ -7,9 +7,13 @@
     LIB/vectors.faiss      the searchable index (the active generation)
     LIB/vectors.next.faiss an index being built for another model (switched in when complete)
     LIB/staging/gN/        vectors committed with their rows but not yet merged into an index
+    LIB/models/<model id>/ the checkpoint each generation was embedded with (hard links or a copy:
+                           retraining or resuming into the run folder it came from leaves the
+                           library searchable)
     LIB/thumbs/            WebP thumbnails, ``thumbs/<id // 1000>/<id>.webp``
 
-The default library of a photo folder ``PHOTOS`` is ``PHOTOS/.vitrieve``.
+The default library of a photo folder ``PHOTOS`` is ``PHOTOS/.vitrieve``; ``locate_library`` is
+the one place that decides which folder a path given by a user means.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from encoders.errors import VitrieveError
 MANIFEST_FILE = "library.json"
 VECTORS_FILE = "vectors.faiss"
 NEXT_VECTORS_FILE = "vectors.next.faiss"
+MODELS_DIR = "models"
 LIBRARY_VERSION = 1
 DEFAULT_LIBRARY_DIR = ".vitrieve"
 
@@ -67,8 +72,24 @@ class Manifest:
         return cls(**rest, **gens)
 
 
-def default_library(photos: Path) -> Path:
-    return photos / DEFAULT_LIBRARY_DIR
+def locate_library(path: Path | str | None = None, *, new: bool = False) -> Path:
+    """The library a user means by ``path`` (None: the current folder), resolved: ``path``
+    itself when it holds ``library.json``, else its photo-folder library ``path/.vitrieve``.
+
+    ``new=True`` is for a library that indexing may be about to make (``index``, an indexing
+    job, the UI's job file): when neither holds a library yet, ``path/.vitrieve`` if that
+    folder exists (a first run under way), else ``path`` itself. Without it, no library there
+    is a VitrieveError. Every command, engine, job, server and page asks this function."""
+    path = Path.cwd() if path is None else Path(path).expanduser()
+    nested = path / DEFAULT_LIBRARY_DIR
+    for candidate in (path, nested):
+        if (candidate / MANIFEST_FILE).is_file():
+            return candidate.resolve()
+    if not new:
+        raise VitrieveError(
+            f"no library at {path} (no {MANIFEST_FILE}): index a photo folder first"
+        )
+    return (nested if nested.is_dir() else path).resolve()
 
 
 def read_manifest(library: Path) -> Manifest | None:
@@ -118,6 +139,11 @@ def remove_temporaries(library: Path) -> list[str]:
 
 def vectors_path(library: Path, building: bool = False) -> Path:
     return library / (NEXT_VECTORS_FILE if building else VECTORS_FILE)
+
+
+def model_path(library: Path, model_id: str) -> Path:
+    """The library's own copy of the checkpoint with content id ``model_id``."""
+    return library / MODELS_DIR / model_id
 
 
 def staging_dir(library: Path, generation: int) -> Path:

@@ -29,11 +29,19 @@ from sqlalchemy.exc import OperationalError
 
 from encoders.errors import VitrieveError
 from encoders.runtime.encoder import Encoder
-from indexer.generations import GenerationIndex, Repair, discard_building, switch_to_building
+from indexer.generations import (
+    GenerationIndex,
+    Repair,
+    discard_building,
+    keep_model,
+    prune_models,
+    switch_to_building,
+)
 from indexer.layout import (
+    DEFAULT_LIBRARY_DIR,
     Generation,
     Manifest,
-    default_library,
+    locate_library,
     read_manifest,
     remove_temporaries,
     write_manifest,
@@ -95,11 +103,12 @@ class Run:
 
 
 def resolve_paths(photos: Path, library: Path | None) -> tuple[Path, Path]:
-    """The absolute photo folder (which must exist) and library (default ``photos/.vitrieve``)."""
-    photos = photos.resolve()
+    """The absolute photo folder (which must exist) and library: ``library`` as
+    ``locate_library`` reads it, by default ``photos/.vitrieve``."""
+    photos = Path(photos).expanduser().resolve()
     if not photos.is_dir():
         raise VitrieveError(f"photo folder not found: {photos}")
-    return photos, (library or default_library(photos)).resolve()
+    return photos, locate_library(library or photos / DEFAULT_LIBRARY_DIR, new=True)
 
 
 @contextmanager
@@ -168,8 +177,12 @@ def target_generation(
     model_ref: str,
     kind: str,
 ) -> tuple[Generation, bool]:
-    """The generation this run embeds into, and whether it is a new model's unfinished index."""
+    """The generation this run embeds into, and whether it is a new model's unfinished index.
+
+    Another model than the active one's builds a new generation beside it (searched once
+    complete); the run's model is kept in the library (``keep_model``) before it is recorded."""
     current = Generation(0, model_ref, encoder.model_id, encoder.embed_dim, kind)
+    keep_model(library, model_ref, encoder.model_id)
     if manifest.active is None:
         current.generation = 1
         manifest.active = current
@@ -181,6 +194,7 @@ def target_generation(
         current.generation = manifest.active.generation + 1
         manifest.building = current
     write_manifest(library, manifest)
+    prune_models(library, manifest)  # what an interrupted run kept for a model now unused
     building = manifest.building is not None
     return (manifest.building if building else manifest.active), building
 

@@ -8,8 +8,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from indexer.store.metadata import FileRecord
 from retrieval.api.schemas import ImageOut, LabelOut, SearchHit, SearchPage, SearchParams
-from retrieval.commands.common import end_of_day
-from retrieval.search.query import Filters, Query
+from retrieval.search.query import Filters, Query, end_of_day
 from retrieval.search.results import SearchResponse, SearchResult
 from retrieval.service.jobs import JobStatus
 

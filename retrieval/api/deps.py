@@ -15,8 +15,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from indexer.store.keys import ApiKey
 from retrieval.api.errors import ApiError
-from retrieval.api.libraries import Libraries, LibraryHandle
+from retrieval.api.libraries import Libraries, ServedLibrary
 from retrieval.library.handle import Library
+from retrieval.service.uploads import MAX_UPLOAD_BYTES
 
 KEYS_TTL_S = 1.0  # how long "is any key configured?" is remembered (keys are checked each time)
 bearer = HTTPBearer(auto_error=False, description="An API key from `vitrieve keys create`.")
@@ -28,7 +29,7 @@ class ServerState:
 
     libraries: Libraries
     require_auth: bool = False
-    max_upload_bytes: int = 20 * 1024 * 1024
+    max_upload_bytes: int = MAX_UPLOAD_BYTES
     _keys_seen: tuple[float, bool] = field(default=(0.0, False))
 
     def auth_required(self) -> bool:
@@ -50,7 +51,7 @@ def library_name(name: str = Path(pattern=r"^[A-Za-z0-9._-]{1,64}$")) -> str:
     return name
 
 
-def handle(request: Request) -> LibraryHandle:
+def handle(request: Request) -> ServedLibrary:
     """The library the URL names (404 for an unknown name), else the default one."""
     name = request.path_params.get("name")
     try:

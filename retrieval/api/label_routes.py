@@ -26,6 +26,7 @@ from retrieval.api.schemas import (
 from retrieval.labels.export import export_string
 from retrieval.labels.zeroshot import (
     DEFAULT_NULL_Z,
+    DEFAULT_SET,
     DEFAULT_TEMPLATES,
     ZeroShotClassifier,
     parse_labels,
@@ -118,7 +119,7 @@ def label_library(request: Request, body: LabelJobRequest,
     if current is not None and current.running:
         raise ApiError(409, f"a {current.kind} job is already running on this library")
     status = jobs.start_labeling(library, _labels(body.labels), body.templates or None,
-                                 body.name.strip() or "labels", body.probability_threshold,
+                                 body.name.strip() or DEFAULT_SET, body.probability_threshold,
                                  body.null_z)  # fmt: skip
     return job_out(request, status)
 

@@ -7,7 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from retrieval.labels.zeroshot import DEFAULT_NULL_Z
+from retrieval.labels.zeroshot import DEFAULT_NULL_Z, DEFAULT_SET
+from retrieval.search.query import DEFAULT_LIMIT
 
 MAX_K = 200
 MAX_OFFSET = 10_000
@@ -34,7 +35,7 @@ class SearchParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     q: str = Field("", max_length=MAX_TEXT, description='Text, e.g. "a red bicycle -people".')
-    k: int = Field(20, ge=1, le=MAX_K, description="Results per page.")
+    k: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_K, description="Results per page.")
     offset: int = Field(0, ge=0, le=MAX_OFFSET, description="Skip this many (pagination).")
     sort: Literal["score", "date"] = "score"
     drop_weak: bool = Field(False, description="Leave out results below the cut-off.")
@@ -125,7 +126,7 @@ class LabelJobRequest(BaseModel):
 
     labels: list[str] = Field(min_length=1, max_length=MAX_ITEMS)
     templates: list[str] = Field(default_factory=list, max_length=MAX_TEMPLATES)
-    name: str = Field("labels", min_length=1, max_length=128, description="Label set name.")
+    name: str = Field(DEFAULT_SET, min_length=1, max_length=128, description="Label set name.")
     probability_threshold: float = Field(
         0.0, ge=0, le=1, description="Abstain under this probability."
     )

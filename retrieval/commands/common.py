@@ -13,10 +13,8 @@ from __future__ import annotations
 import functools
 import inspect
 import json
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,7 +22,7 @@ import typer
 
 from encoders.errors import VitrieveError
 from encoders.runtime.device import DEFAULT_DEVICE, describe, resolve_device
-from indexer.layout import DEFAULT_LIBRARY_DIR, MANIFEST_FILE
+from indexer.layout import DEFAULT_LIBRARY_DIR, locate_library
 
 F = TypeVar("F", bound=Callable[..., Any])
 DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]
@@ -44,9 +42,15 @@ def library_option(default: str = f"./{DEFAULT_LIBRARY_DIR}, or the current fold
 
 
 def _resolve_device(spec: str) -> str:
-    """``--device`` resolved while the command line is parsed, before any work: a device that
-    is not there is a DeviceError (one line, exit 2); the command gets ``cpu`` or ``cuda:N``."""
-    return str(resolve_device(spec))
+    """``--device`` checked while the command line is parsed, before any work: a device that
+    is not there is a DeviceError (one line, exit 2). The command gets ``cpu``, ``cuda`` or
+    ``cuda:N``: ``auto`` and ``cuda`` stay without an index, so that under ``torchrun`` each
+    process still takes its own local rank's GPU (the trainer resolves it, knowing the rank)
+    instead of every process being handed ``cuda:0``."""
+    device = resolve_device(spec)
+    if device.type != "cuda":
+        return device.type
+    return spec.strip().lower() if ":" in spec else "cuda"
 
 
 LIBRARY_OPTION = library_option()
@@ -143,23 +147,19 @@ def device_name(device: str) -> str:
 
 
 def library_dir(library: Path | None) -> Path:
-    """``--library``, else ``./.vitrieve`` (or the current folder when it is a library)."""
-    if library is not None:
-        return library
-    cwd = Path.cwd()
-    if (cwd / MANIFEST_FILE).is_file():
-        return cwd
-    return cwd / DEFAULT_LIBRARY_DIR
+    """The library ``--library`` names (None: the current folder's): ``locate_library``."""
+    return locate_library(library)
 
 
 def open_library(library: Path | None, model: ModelChoice | None = None):
     """The Library (retrieval.library.handle) as a context manager, with ``--model`` overriding the
-    recorded model; the library's model runs on ``model.device``."""
+    library's own model; the model runs on ``model.device``."""
     from retrieval.library.handle import Library
 
+    path = locate_library(library)
     model = model or ModelChoice(None)
     encoder = model.load() if model.reference is not None else None
-    return Library.open(library_dir(library), encoder=encoder, device=model.device)
+    return Library.open(path, encoder=encoder, device=model.device)
 
 
 def one_line(message: str) -> str:
@@ -168,18 +168,5 @@ def one_line(message: str) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in message)
 
 
-def end_of_day(moment: datetime | None) -> datetime | None:
-    """A bare date as an upper bound means the whole day."""
-    if moment is not None and moment.time() == datetime.min.time():
-        if moment.date() == datetime.max.date():
-            return datetime.max  # 9999-12-31: no next day to step back from
-        return moment + timedelta(days=1) - timedelta(microseconds=1)
-    return moment
-
-
 def emit_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
-
-
-def stdout_is_terminal() -> bool:
-    return sys.stdout.isatty()

@@ -18,7 +18,7 @@ from rich.progress import (
 )
 
 from encoders.errors import VitrieveError
-from indexer.layout import default_library, read_manifest, vectors_path
+from indexer.layout import locate_library, read_manifest, vectors_path
 from indexer.pipeline.local import IndexOptions, IndexProgress, IndexReport, index_library
 from indexer.pipeline.reports import DEFAULT_INDEX_BATCH as BATCH
 from retrieval.commands.common import (
@@ -29,7 +29,6 @@ from retrieval.commands.common import (
     ModelChoice,
     device_name,
     emit_json,
-    library_dir,
     library_option,
 )
 
@@ -186,12 +185,9 @@ def status(library: Path | None = LIBRARY_OPTION, json_out: bool = JSON_OPTION) 
     from indexer.store.metadata import MetadataStore
     from indexer.vectors.index import VectorIndex
 
-    library = library_dir(library)
+    library = locate_library(library)
     manifest = read_manifest(library)
-    if manifest is None and read_manifest(default_library(library)) is not None:
-        library = default_library(library)
-        manifest = read_manifest(library)
-    if manifest is None:
+    if manifest is None:  # removed between the two looks
         raise VitrieveError(f"no library at {library} (run vitrieve index first)")
     store = MetadataStore.for_library(library, manifest.database)
     try:

@@ -17,12 +17,11 @@ from retrieval.commands.common import (
     LIBRARY_OPTION,
     ModelChoice,
     emit_json,
-    end_of_day,
     library_model_choice,
     open_library,
     takes,
 )
-from retrieval.search.query import Filters, Query, is_file
+from retrieval.search.query import DEFAULT_LIMIT, Filters, Query, end_of_day, is_file
 from retrieval.search.searcher import DEFAULT_THRESHOLD, SORTS, SearchResponse
 from retrieval.service.serving import configure_serving
 
@@ -86,7 +85,7 @@ class SearchRun:
 
 def search_run(
     library: Path | None = LIBRARY_OPTION,
-    k: int = typer.Option(20, "-k", "--limit", min=1, help="How many results."),
+    k: int = typer.Option(DEFAULT_LIMIT, "-k", "--limit", min=1, help="How many results."),
     offset: int = typer.Option(0, "--offset", min=0, help="Skip this many (pagination)."),
     negatives: list[str] = typer.Option(None, "--not", help="A term to push away; repeatable."),
     sort: str = typer.Option("score", "--sort", help="score, or date (relevant results only)."),

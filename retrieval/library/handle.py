@@ -23,16 +23,18 @@ from encoders.runtime.device import DEFAULT_DEVICE
 from encoders.runtime.encoder import Encoder
 from indexer.layout import (
     DEFAULT_LIBRARY_DIR,
-    MANIFEST_FILE,
-    VECTORS_FILE,
     Manifest,
+    locate_library,
     read_manifest,
     vectors_path,
 )
 from indexer.store.metadata import DB_FILE, FileRecord, MetadataStore
 from indexer.store.queries import Filters, Label
 from indexer.vectors.index import VectorIndex
+from retrieval.library.label_counts import label_counts
+from retrieval.library.model import check_model, library_model, load_model
 from retrieval.library.paths import image_key, inside
+from retrieval.library.reopen import library_version
 from retrieval.search.calibration import CALIBRATION_FILE, Calibration, load_or_compute
 from retrieval.search.searcher import Searcher
 
@@ -55,13 +57,12 @@ class LibraryStats:
     label_sets: list[str] = field(default_factory=list)
 
 
-def find_library(path: Path) -> Path:
-    """``path`` itself when it is a library, else ``path/.vitrieve`` (a photo folder's)."""
-    path = Path(path).expanduser()
-    for candidate in (path, path / DEFAULT_LIBRARY_DIR):
-        if (candidate / MANIFEST_FILE).is_file():
-            return candidate.resolve()
-    raise VitrieveError(f"no library at {path} (no {MANIFEST_FILE}): index a photo folder first")
+# kept for ui/state.py until it holds a ``retrieval.library.reopen.LibraryHandle`` (issue 23)
+find_library = locate_library
+__all__ = [
+    "DEFAULT_LIBRARY_DIR", "Library", "LibraryStats", "find_library", "library_model",
+    "library_version",
+]  # fmt: skip
 
 
 def _writable(path: Path) -> bool:
@@ -88,10 +89,10 @@ class Library:
         cls, path: Path, db_url: str | None = None, encoder: Encoder | None = None,
         device: str = DEFAULT_DEVICE,
     ) -> Library:  # fmt: skip
-        """Open the library at ``path`` (or ``path/.vitrieve``); VitrieveError when it is
-        missing or broken. ``encoder`` overrides the model named in ``library.json``;
-        ``device`` is where the library's own model runs when it is loaded."""
-        path = find_library(Path(path))
+        """Open the library at ``path`` (``locate_library``); VitrieveError when it is
+        missing or broken. ``encoder`` overrides the library's own model (it must be the same
+        model); ``device`` is where the library's own model runs when it is loaded."""
+        path = locate_library(path)
         manifest = read_manifest(path)
         if manifest is None:
             raise VitrieveError(f"no library at {path}")
@@ -107,16 +108,22 @@ class Library:
             dim = manifest.active.embed_dim if manifest.active else 1
             index = VectorIndex.create(dim, kind="flat")
         if encoder is not None and manifest.active is not None:
-            _check_model(encoder, manifest)
+            check_model(encoder, manifest)
         return cls(path, manifest, store, index, encoder, device=device)
 
     # --- the collaborators -----------------------------------------------------------------
 
     @property
     def encoder(self) -> Encoder:
-        """The library's model, loaded on first use."""
+        """The library's model (the checkpoint it keeps, ``retrieval.library.model``), loaded
+        on first use."""
         if self._encoder is None:
-            self._encoder = _load_encoder(self.path, self.manifest, self.device)
+            self._encoder = load_model(self.path, self.manifest, self.device)
+        return self._encoder
+
+    @property
+    def loaded_encoder(self) -> Encoder | None:
+        """The model if it was loaded already (never loads it)."""
         return self._encoder
 
     @cached_property
@@ -153,6 +160,11 @@ class Library:
     def labels(self, ids: Any = None, label_set: str | None = None) -> dict[int, list[Label]]:
         """Every label per image (all images or ``ids``; all sets or one), best first."""
         return self.store.read_labels(label_set, ids)
+
+    def label_counts(self, label_set: str, best_only: bool = True) -> dict[str, int]:
+        """``{label: images}`` of one label set, counted in SQL, most first; ``best_only``:
+        each image under its best label only (``retrieval.library.label_counts``)."""
+        return label_counts(self.store, label_set, best_only)
 
     def failures(self, limit: int | None = None) -> list[tuple[str, str]]:
         """``(path, reason)`` of the files that could not be indexed, by path."""
@@ -235,56 +247,3 @@ class Library:
             counts=self.store.status_counts(), formats=self.store.format_counts(),
             taken_by_month=dict(sorted(months.items())), label_sets=self.store.label_sets(),
         )  # fmt: skip
-
-
-def _check_model(encoder: Encoder, manifest: Manifest) -> None:
-    assert manifest.active is not None
-    if encoder.model_id != manifest.active.model_id:
-        raise VitrieveError(
-            f"the library was indexed with model {manifest.active.model_id}, not "
-            f"{encoder.model_id}: search it with its own model (or re-index)"
-        )
-    if encoder.embed_dim != manifest.active.embed_dim:
-        raise VitrieveError("the model's embedding size does not match the library's vectors")
-
-
-def library_version(path: Path) -> tuple[float, ...]:
-    """Changes whenever indexing rewrote the library at ``path`` (its manifest, vectors or
-    database): a long-running server reopens its cached handle when it does."""
-    names = (MANIFEST_FILE, VECTORS_FILE, DB_FILE)
-    return tuple((path / n).stat().st_mtime if (path / n).exists() else 0.0 for n in names)
-
-
-def library_model(path: Path, device: str = DEFAULT_DEVICE) -> Encoder:
-    """The model of the library at ``path`` on ``device``, without opening its database (a
-    long-running server loads it once and shares it between reopenings of the library)."""
-    path = find_library(Path(path))
-    manifest = read_manifest(path)
-    if manifest is None:
-        raise VitrieveError(f"no library at {path}")
-    return _load_encoder(path, manifest, device)
-
-
-def model_dir(library: Path, manifest: Manifest) -> Path | None:
-    """The checkpoint folder of the library's model (its ``model_ref``: absolute, or relative
-    to the current folder or to the library); None when it is not there."""
-    if manifest.active is None:
-        return None
-    reference = Path(manifest.active.model_ref).expanduser()
-    candidates = [reference] if reference.is_absolute() else [reference, library / reference]
-    return next((c for c in candidates if c.is_dir()), None)
-
-
-def _load_encoder(library: Path, manifest: Manifest, device: str) -> Encoder:
-    """The checkpoint named in ``library.json`` (absolute, or relative to the cwd or library)."""
-    if manifest.active is None:
-        raise VitrieveError(f"library {library} has no indexed images yet (no model recorded)")
-    checkpoint = model_dir(library, manifest)
-    if checkpoint is not None:
-        encoder = Encoder.load(checkpoint, device=device)
-        _check_model(encoder, manifest)
-        return encoder
-    raise VitrieveError(
-        f"the library's model {manifest.active.model_ref} was not found (moved or deleted?): "
-        "open the library with that model given explicitly"
-    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +16,14 @@ from encoders.errors import VitrieveError
 from indexer.store.metadata import MetadataStore
 from indexer.store.queries import LABEL_SEPARATOR, Filters
 
-__all__ = ["LABEL_SEPARATOR", "Filters", "ImageInput", "Query", "is_file", "parse_query"]
+__all__ = [
+    "DEFAULT_LIMIT", "LABEL_SEPARATOR", "Filters", "ImageInput", "Query", "end_of_day",
+    "is_file", "parse_query",
+]  # fmt: skip
 
 _NEGATIVE = re.compile(r'(?:^|\s)-(?:"([^"]*)"|(\S+))')
 MAX_NEGATIVES = 64  # each negative term is one more text to encode per query
+DEFAULT_LIMIT = 20  # results per page when a caller does not say (CLI -k, API k, Searcher)
 
 
 def parse_query(text: str) -> tuple[str, list[str]]:
@@ -72,6 +77,16 @@ class Query:
         if not query.text and query.image is None:
             raise VitrieveError("empty query: give some text or an image to search for")
         return query
+
+
+def end_of_day(moment: datetime | None) -> datetime | None:
+    """A bare date as an upper bound means the whole day (every front end's ``--taken-before
+    2024-07-01`` includes that day)."""
+    if moment is not None and moment.time() == datetime.min.time():
+        if moment.date() == datetime.max.date():
+            return datetime.max  # 9999-12-31: no next day to step back from
+        return moment + timedelta(days=1) - timedelta(microseconds=1)
+    return moment
 
 
 def resolve_filters(store: MetadataStore, filters: Filters | None) -> np.ndarray | None:

@@ -203,15 +203,13 @@ def start_indexing(
     serving count comes back when the job ends. ``device``: where the model runs.
     """
     from encoders.runtime.encoder import Encoder
-    from indexer.layout import default_library
     from indexer.pipeline.local import IndexOptions, IndexProgress, index_library
+    from indexer.pipeline.run import resolve_paths
 
-    photos = Path(photos).expanduser().resolve()
-    if not photos.is_dir():
-        raise VitrieveError(f"photo folder not found: {photos}")
-    if not Path(model_ref).expanduser().is_dir():
+    photos, target = resolve_paths(photos, library)  # the engine's own choice: same folder
+    checkpoint = Path(model_ref).expanduser().resolve()
+    if not checkpoint.is_dir():
         raise VitrieveError(f"model checkpoint not found: {model_ref}")
-    target = Path(library).expanduser().resolve() if library else default_library(photos)
     target.mkdir(parents=True, exist_ok=True)
 
     def work(progress: Progress) -> str:
@@ -219,10 +217,10 @@ def start_indexing(
             progress.update(found=state.todo, done=state.done, failed=state.failed,
                             message=f"{state.phase}: {state.found} images found")  # fmt: skip
 
-        encoder = Encoder.load(Path(model_ref).expanduser(), device=device)
+        encoder = Encoder.load(checkpoint, device=device)
         threads = encoder_threads if encoder_threads is not None else os.cpu_count() or 1
         options = IndexOptions(encoder_threads=threads, device=device)
-        result = index_library(photos, encoder, model_ref=str(model_ref), library=target,
+        result = index_library(photos, encoder, model_ref=str(checkpoint), library=target,
                                options=options, progress=report)  # fmt: skip
         return (f"indexed {result.embedded} new or changed images, {len(result.failures)} "
                 f"failed; {result.vectors} searchable")  # fmt: skip
@@ -261,11 +259,11 @@ def start_demo(cache: Path, train_minutes: float = 6.0) -> Path:
     """Build the demo library (photos, a model trained here, index) in the background.
 
     Returns the library directory, where the job's progress is written as it goes."""
-    from indexer.layout import default_library
+    from indexer.layout import DEFAULT_LIBRARY_DIR, locate_library
     from retrieval.service.demo import DemoSettings, build_demo
 
     settings = DemoSettings(cache=Path(cache).expanduser().resolve(), train_minutes=train_minutes)
-    library = default_library(settings.photo_dir)
+    library = locate_library(settings.photo_dir / DEFAULT_LIBRARY_DIR, new=True)
     library.mkdir(parents=True, exist_ok=True)
 
     def work(progress: Progress) -> str:

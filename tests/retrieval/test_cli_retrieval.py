@@ -166,7 +166,7 @@ def _break_status(monkeypatch) -> None:
     def broken(*_args, **_kwargs):
         raise ValueError("boom")  # a bug, not a user error
 
-    monkeypatch.setattr(index_commands, "read_manifest", broken)
+    monkeypatch.setattr(index_commands, "locate_library", broken)
 
 
 def test_a_bug_says_internal_error_and_debug_shows_the_traceback(tmp_path, monkeypatch) -> None:
