@@ -3,9 +3,11 @@ every indexer promise, with nvJPEG's CPU twin standing in) and, `gpu`-marked, on
 
 from __future__ import annotations
 
+import io
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from library_factory import photo
@@ -152,6 +154,62 @@ def test_nvjpeg_embeddings_match_the_cpu_decoders(tmp_path: Path, cuda_encoder, 
     gpu_rows, gpu_vectors = library_state(tmp_path / "cuda")
     cosines = [float(cpu_vectors[cpu_rows[p].id] @ gpu_vectors[gpu_rows[p].id]) for p in cpu_rows]
     assert min(cosines) > 0.99, cosines
+
+
+STRESS_FILES, STRESS_BATCH = 512, 16  # 32 batches, each encoded while the next is decoded
+STRESS_SIZES = [(640, 480), (800, 600), (1024, 768), (480, 640), (1280, 720)]
+STRESS_COSINE = 0.998  # nvJPEG vs libjpeg-turbo; different files stay below (checked)
+
+
+def _distinct_jpeg(seed: int, width: int, height: int) -> bytes:
+    """A JPEG unlike the others (random coarse colours, upscaled, with noise): a file whose
+    pixels or embedding were overwritten by another's cannot pass for itself."""
+    rng = np.random.default_rng(seed)
+    coarse = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8))
+    base = np.asarray(coarse.resize((width, height), Image.Resampling.BICUBIC), np.int16)
+    pixels = np.clip(base + rng.integers(-12, 13, (height, width, 3)), 0, 255).astype(np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="JPEG", quality=90)
+    return out.getvalue()
+
+
+@pytest.mark.gpu
+def test_nvjpeg_beside_a_concurrent_encoder_corrupts_nothing(tmp_path: Path, made) -> None:
+    """The race of pytorch/vision#9606: the writer thread encodes batch n (ViT-B-32, fp32,
+    freeing activations whose kernels are still queued) while this thread decodes batch n+1
+    with nvJPEG. Every embedding must match the one from a CPU decode of the same file."""
+    from torchvision.io import decode_jpeg
+
+    from encoders.model.clip import create_model
+    from encoders.model.config import load_config
+    from indexer.decode.gpu_decode import prepare
+    from indexer.decode.pixels import split_transform
+
+    torch.manual_seed(0)
+    encoder = Encoder(create_model(load_config("ViT-B-32")), precision="fp32", device="cuda")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for n in range(STRESS_FILES):
+        width, height = STRESS_SIZES[n % len(STRESS_SIZES)]
+        (photos / f"{n:04d}.jpg").write_bytes(_distinct_jpeg(n, width, height))
+    options = replace(OPTIONS, device="cuda", batch_size=STRESS_BATCH, workers=2)
+    library = tmp_path / "library"
+    report = index_library(photos, encoder, model_ref="t", library=library, options=options)
+    assert report.embedded == STRESS_FILES and not report.failures
+    assert sum(d.decoded_on_device for d in made) == STRESS_FILES
+    rows, vectors = library_state(library)
+    _, normalise = split_transform(encoder.transform)
+    expected = {}
+    for path in sorted(rows):  # one file at a time, nothing else running: the reference
+        data = torch.frombuffer(bytearray((photos / path).read_bytes()), dtype=torch.uint8)
+        pixels, _ = prepare(decode_jpeg(data), 1, encoder.image_size, 64)
+        expected[path] = encoder.encode_image_tensors(normalise(pixels[None].cuda()))[0]
+    reference = np.stack(list(expected.values()))
+    others = reference @ reference.T - 2 * np.eye(len(reference))
+    assert others.max() < STRESS_COSINE  # a swapped or overwritten file would fail
+    cosines = {path: float(vectors[rows[path].id] @ expected[path]) for path in rows}
+    worst = sorted(cosines.items(), key=lambda item: item[1])[:5]
+    assert worst[0][1] >= STRESS_COSINE, worst
 
 
 ROUND_TRIPS = [  # test_pipeline's round trips, and whether their photos include JPEGs
