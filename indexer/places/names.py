@@ -31,7 +31,7 @@ _KIND_WEIGHT = {"city": 3.0, "region": 0.25, "country": 1.5, "continent": 1.0}
 _ALTERNATE_WEIGHT = 0.3
 # Country names people write that GeoNames' country table (English names only) lacks.
 COUNTRY_ALIASES = {
-    "US": ["USA", "US", "U.S.", "U.S.A.", "America", "United States of America", "the States"],
+    "US": ["USA", "U.S.", "U.S.A.", "America", "United States of America", "the States"],
     "GB": [
         "UK",
         "U.K.",
@@ -132,8 +132,9 @@ class PlaceNames:
 
     def __init__(self, gazetteer: Gazetteer | None = None) -> None:
         self.gazetteer = gz = gazetteer or load_gazetteer()
-        # folded name -> [(score, kind, key)], key: city index or a code
-        self._entries: dict[str, list[tuple[float, str, object]]] = {}
+        # folded name -> [(score, kind, key, own)], key: city index or a code; own: the place's
+        # own name (or a country alias), not one of its alternate names
+        self._entries: dict[str, list[tuple[float, str, object, bool]]] = {}
         state_population: dict[str, int] = {}
         for index, name in enumerate(gz.city_names):
             population = int(gz.populations[index])
@@ -141,11 +142,11 @@ class PlaceNames:
                 code = gz.city_admin1[index]
                 state_population[code] = state_population.get(code, 0) + population
             own = fold(name)
-            self._add(own, population * _KIND_WEIGHT["city"], "city", index)
+            self._add(own, population * _KIND_WEIGHT["city"], "city", index, own=True)
             for alternate in _proper_alternates(gz.city_alternates[index]):
                 if alternate != own:
                     weight = _KIND_WEIGHT["city"] * _ALTERNATE_WEIGHT
-                    self._add(alternate, population * weight, "city", index)
+                    self._add(alternate, population * weight, "city", index, own=False)
         self._state_population = state_population
         for code, name in gz.us_states.items():
             self._add(
@@ -172,22 +173,28 @@ class PlaceNames:
         state["gazetteer"] = replace(self.gazetteer, city_alternates=[])
         return state
 
-    def _add(self, name: str, score: float, kind: str, key: object) -> None:
+    def _add(self, name: str, score: float, kind: str, key: object, own: bool = True) -> None:
         if not name:
             return
         candidates = self._entries.setdefault(name, [])
-        for i, (old_score, old_kind, old_key) in enumerate(candidates):
+        for i, (old_score, old_kind, old_key, old_own) in enumerate(candidates):
             if old_kind == kind and old_key == key:  # same place by two names: keep the best
-                candidates[i] = (max(old_score, score), kind, key)
+                candidates[i] = (max(old_score, score), kind, key, own or old_own)
                 return
-        candidates.append((score, kind, key))
+        candidates.append((score, kind, key, own))
 
     def __contains__(self, folded: str) -> bool:
         return folded in self._entries
 
     def candidates(self, name: str) -> list[Place]:
         """Every place called ``name`` (folded here), best-ranked first; [] when none."""
-        return [self._place(kind, key) for _, kind, key in self._entries.get(fold(name), [])]
+        return [self._place(kind, key) for _, kind, key, _ in self._entries.get(fold(name), [])]
+
+    def lookup(self, folded: str) -> list[tuple[Place, bool]]:
+        """(place, own name?) for an already folded name, best first: the query parser's call."""
+        return [
+            (self._place(kind, key), own) for _, kind, key, own in self._entries.get(folded, [])
+        ]
 
     def resolve(self, text: str) -> Resolution | None:
         """The best place for a name, "LAT,LON", or "Name, Qualifier" ("Paris, Texas")."""
@@ -229,7 +236,7 @@ def contains(outer: Place, inner: Place) -> bool:
     return False
 
 
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2
 
 
 @lru_cache(maxsize=2)
