@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench lint sysdeps reliability clean gpu-check
+.PHONY: demo test bench lint sysdeps reliability clean gpu-check gpu-bench-train gpu-wheels gpu-rehearsal
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -31,10 +31,31 @@ bench: $(STAMP)
 	$(PY) bench/train.py
 	if $(PY) -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then $(PY) bench/gpu.py; fi
 
-# On a CUDA machine: vitrieve installed on top of the torch already there (no venv, no torch
-# download), the gpu-marked tests, then bench/gpu.py. PYTHON=... picks the interpreter.
+# On a CUDA machine, two parts of under 8 minutes each on one H200 (docs/gpu.md, "Checking a GPU
+# machine"); each installs what is missing on top of the machine's own torch first (no venv, no
+# torch download; offline from .whl/), runs every step even after a failure, prints figures as
+# it goes and lists the failures at the end. PYTHON=... picks the interpreter.
+#   gpu-check:       the gpu-marked tests (all but the trainer's), then bench/gpu.py
+#   gpu-bench-train: the trainer's gpu tests, then bench/train.py (ours vs open_clip_train)
 gpu-check:
-	bash scripts/gpu_check.sh
+	bash scripts/gpu_check.sh check
+
+gpu-bench-train:
+	bash scripts/gpu_check.sh train
+
+# The wheels a bare GPU machine (torch, torchvision, numpy, Pillow, transformers, safetensors)
+# lacks for gpu-check, at this venv's versions, into .whl/ (under 64 MiB: it travels to an
+# offline machine); PART=train: what gpu-bench-train needs beyond that, into .whl-train/.
+# WHEEL_PYTHON=3.12 fetches them for another Python than this venv's.
+PART ?= check
+WHEEL_PYTHON ?=
+gpu-wheels: $(STAMP)
+	bash scripts/gpu_wheels.sh $(PART) $(WHEEL_PYTHON)
+
+# make gpu-check's install part rehearsed on this CPU machine, in a fresh venv that looks like a
+# bare GPU machine, offline from .whl/ (scripts/gpu_rehearsal.sh says how)
+gpu-rehearsal: $(STAMP)
+	bash scripts/gpu_rehearsal.sh
 
 # The reliability suite at full size (crash-kill harness, faults, fuzzing, load, the API's
 # schema fuzz); it writes docs/reliability-figures.json, which docs/reliability.md quotes.
