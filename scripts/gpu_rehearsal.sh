@@ -10,7 +10,9 @@
 #    installed files (each distribution's RECORD), hard-linked — torch with its CUDA libraries
 #    is ~4.6 GiB, and PyPI's CPU-only wheel is not on PyPI — or copied across file systems. pip
 #    removes a file before writing one in its place, so nothing done in the rehearsal venv
-#    writes through a link into .venv. setuptools is removed (Python 3.12+ venvs have none).
+#    writes through a link into .venv. setuptools is left out (torch 2.14 requires it, but
+#    images with an older or conda-built torch, and Python 3.12+ venvs, have none): the
+#    editable install must bring its own from .whl/.
 # 3. scripts/gpu_check.sh's install part in that venv, offline (a network namespace with no
 #    network where `unshare` allows it; pip's config files ignored; --no-index): it must install
 #    and import everything the GPU tests and benches import, the gpu tests must collect, and
@@ -37,8 +39,8 @@ mkdir -p "$dir"
 git clone -q "$repo" "$dir/clone"
 cp -r "$repo/.whl" "$dir/clone/.whl"
 
-offline=(env PIP_CONFIG_FILE=/dev/null PIP_NO_INDEX=1 -u PIP_FIND_LINKS -u PIP_INDEX_URL
-    -u PIP_EXTRA_INDEX_URL -u PIP_CONSTRAINT)
+offline=(env -u PIP_FIND_LINKS -u PIP_INDEX_URL -u PIP_EXTRA_INDEX_URL -u PIP_CONSTRAINT
+    PIP_CONFIG_FILE=/dev/null PIP_NO_INDEX=1)
 if unshare -n true 2>/dev/null; then
     offline=(unshare -n "${offline[@]}")
     echo "offline: a network namespace without network (unshare -n), and pip's config ignored"
@@ -64,7 +66,7 @@ from gpu_requirements import BASE_IMAGE, closure  # noqa: E402
 version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
 target = venv / "lib" / version / "site-packages"
 source = Path(sysconfig.get_paths()["purelib"])
-names = sorted(closure(BASE_IMAGE))
+names = sorted(set(closure(BASE_IMAGE)) - {"setuptools"})
 linked = copied = size = 0
 for name in names:
     dist = metadata.distribution(name)
@@ -134,7 +136,7 @@ cd "$repo" || exit 1
 say "4. one wheel missing ($drop): it must be named, the others installed"
 rm -rf "$dir/clone/.whl"
 mkdir "$dir/clone/.whl"
-find "$repo/.whl" -name '*.whl' ! -iname "${drop}-*" -exec cp {} "$dir/clone/.whl/" \;
+find "$repo/.whl" -type f -name '*.whl' ! -iname "${drop}-*" -exec cp {} "$dir/clone/.whl/" \;
 bare_venv "$dir/venv-missing" >/dev/null
 if install_part "$dir/venv-missing" "$dir/install-missing.log" >/dev/null 2>&1; then
     problem "the install part passed without the $drop wheel"
