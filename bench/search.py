@@ -41,7 +41,6 @@ from encoders.model.config import load_config
 from encoders.runtime.encoder import Encoder
 from indexer.store.metadata import MetadataStore
 from indexer.store.schema import FileRow
-from indexer.vectors.flat import FlatBackend
 from indexer.vectors.index import VectorIndex
 from retrieval.search.calibration import compute_calibration
 from retrieval.search.searcher import Searcher
@@ -49,6 +48,40 @@ from retrieval.service.serving import DEFAULT_SERVING, ServingConfig, configure_
 
 WORDS = ("red", "blue", "dog", "beach", "car", "mountain", "birthday", "cat", "snow", "city",
          "sunset", "bicycle", "tree", "kitchen", "boat", "concert", "garden", "bridge")  # fmt: skip
+
+
+class FlatIP:
+    """FAISS's own exact search, ``IndexIDMap2(IndexFlatIP)``, as a VectorIndex backend: the
+    baseline the exact kind's int8 scan is compared with (searching only, never saved)."""
+
+    kind = "IndexFlatIP"
+
+    def __init__(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self.index = faiss.IndexIDMap2(faiss.IndexFlatIP(vectors.shape[1]))
+        self.index.add_with_ids(vectors, ids)
+        self.dim = vectors.shape[1]
+
+    def __len__(self) -> int:
+        return int(self.index.ntotal)
+
+    def ids(self) -> np.ndarray:
+        return faiss.vector_to_array(self.index.id_map).astype(np.int64, copy=False)
+
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None):
+        if allowed is None:
+            return self.index.search(queries, k)
+        params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
+        return self.index.search(queries, k, params=params)
+
+    def reconstruct(self, ids: np.ndarray) -> np.ndarray:
+        return np.stack([self.index.reconstruct(int(i)) for i in ids])
+
+    def range_search(self, queries: np.ndarray, threshold: float):
+        lims, scores, ids = self.index.range_search(queries, float(threshold))
+        return [(ids[a:b], scores[a:b]) for a, b in zip(lims[:-1], lims[1:], strict=True)]
+
+    def describe(self) -> dict:
+        return {"factory": "IDMap2,Flat", "metric": "inner_product"}
 
 
 def clustered_vectors(n: int, dim: int, clusters: int = 200, seed: int = 0) -> np.ndarray:
@@ -108,9 +141,7 @@ def main() -> None:
         indexes = {"auto": VectorIndex.create(vectors.shape[1], "auto", args.images)}
         indexes["auto"].add(ids, vectors)
         if args.compare:
-            legacy = faiss.IndexIDMap2(faiss.IndexFlatIP(vectors.shape[1]))
-            legacy.add_with_ids(vectors, ids)
-            indexes["IndexFlatIP"] = VectorIndex(FlatBackend(legacy))
+            indexes["IndexFlatIP"] = VectorIndex(FlatIP(ids, vectors))
             indexes["ivfpq"] = indexes["auto"].rebuild("ivfpq")
         variants = {}
         for (enc_name, encoder), (index_name, index) in itertools.product(

@@ -19,9 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 TEMP_SUFFIX = ".tmp"
-# what follows ``.NAME`` in a temporary file's name (tempfile.mkstemp's eight characters; older
-# versions wrote no suffix, and their leftovers are still recognised)
-TEMP_PATTERN = r"\.[A-Za-z0-9_]{8}(\.tmp)?"
+# what follows ``.NAME`` in a temporary file's name: tempfile.mkstemp's eight characters
+TEMP_PATTERN = r"\.[A-Za-z0-9_]{8}\.tmp"
 
 
 def atomic_write(

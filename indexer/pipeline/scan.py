@@ -5,10 +5,7 @@ Content hashes (SHA-256 of the whole file) are computed only to confirm a change
 has a hash, and to recognise moves: a new path is hashed only when a vanished file had the
 same size.
 
-The hash is SHA-256 because this machine's CPUs hash it in hardware (SHA-NI): ~2× BLAKE2b,
-which rows written before hold (also 64 hex digits, in the same column). Existing libraries
-keep working without a migration: where the scan compares a file with a row, it accepts
-either digest, computed in one read of the file; rows move to SHA-256 as files are decoded.
+The hash is SHA-256: CPUs with SHA-NI hash it in hardware (docs/decisions.md).
 
 Symlinks are never followed, to files or to folders: a link cannot loop the walk, cannot pull
 files from outside the root into the library, and cannot index the same photo twice. They are
@@ -34,7 +31,6 @@ log = logging.getLogger(__name__)
 
 HASH_CHUNK = 1 << 20
 HASH = "sha256"  # what decoding stores
-LEGACY_HASH = "blake2b"  # BLAKE2b-256, stored by earlier versions; still recognised
 
 
 class Known(Protocol):
@@ -86,17 +82,11 @@ def hash_bytes(data: bytes) -> str:
 
 def content_hash(path: Path) -> str:
     """The content hash of a file (hex), read in chunks."""
-    return content_hashes(path)[0]
-
-
-def content_hashes(path: Path, legacy: bool = False) -> tuple[str, ...]:
-    """The file's content hash, then (``legacy``) its BLAKE2b-256 too, in one read."""
-    digests = [hashlib.new(HASH)] + ([hashlib.blake2b(digest_size=32)] if legacy else [])
+    digest = hashlib.new(HASH)
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(HASH_CHUNK), b""):
-            for digest in digests:
-                digest.update(chunk)
-    return tuple(d.hexdigest() for d in digests)
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def walk(
@@ -183,7 +173,7 @@ def _classify_change(root: Path, row: Known, found: FoundFile, result: ScanResul
     """Size or mtime differ: a new mtime over the same bytes is only a touch."""
     if row.content_hash and row.size == found.size:
         try:
-            same = row.content_hash in content_hashes(root / found.path, legacy=True)
+            same = row.content_hash == content_hash(root / found.path)
         except OSError as exc:
             result.unreadable.append((found.path, _reason(exc)))
             return
@@ -207,11 +197,11 @@ def _match_moves(root: Path, vanished: list[Known], result: ScanResult) -> None:
             still_new.append(found)
             continue
         try:
-            digests = content_hashes(root / found.path, legacy=True)
+            digest = content_hash(root / found.path)
         except OSError:
             still_new.append(found)  # decoding will record why it cannot be read
             continue
-        row = next((r for r in candidates if r.content_hash in digests), None)
+        row = next((r for r in candidates if r.content_hash == digest), None)
         if row is None:
             still_new.append(found)
         else:

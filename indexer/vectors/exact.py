@@ -1,15 +1,15 @@
 """The exact kind's storage: an int8 scan proposes, the float32 vectors decide.
 
-One query against ``IndexFlatIP`` reads every float32 vector (205 MB at 100k × 512) on one
-thread: memory-bound, ~14 ms. Here the scan reads one byte per dimension (``indexer.vectors.scan8``:
-a quarter of the bytes, FAISS's fastest scalar-quantizer kernel, ~2 ms) over *positions*
-0..n-1, and the ``PositionStore`` (file ids, live flags, float32 vectors) scores its
-candidates exactly. The result is *certified* equal to exact search: the int8 codes move any
-score by at most ``error`` (the largest ``‖x − decode(x)‖`` of a stored vector, ~1e-2 for
-unit vectors) times the query's norm, so once the k-th exact score of the candidates beats
-the last candidate's scan score plus that bound, no vector outside the candidates can belong
-to the top k. Queries where it does not (near-ties at the cut) widen the candidates until it
-does, or until the whole filter was scored.
+One query against ``IndexFlatIP`` reads every float32 vector (205 MB at 100k × 512): memory-
+bound. Here the scan reads one byte per dimension (``indexer.vectors.scan8``: a quarter of the
+bytes, FAISS's fastest scalar-quantizer kernel) over *positions* 0..n-1, and the
+``PositionStore`` (file ids, live flags, float32 vectors) scores its candidates exactly. The
+result is *certified* equal to exact search: the int8 codes move any score by at most ``error``
+(the largest ``‖x − decode(x)‖`` of a stored vector, ~1e-2 for unit vectors) times the query's
+norm, so once the k-th exact score of the candidates beats the last candidate's scan score plus
+that bound, no vector outside the candidates can belong to the top k. Queries where it does not
+(near-ties at the cut) widen the candidates until it does, or until the whole filter was
+scored.
 
 ``set_scan_threads(n)`` (process-wide, like FAISS's own thread count; ``retrieval.service.serving``
 sets it) splits a large scan into ``n`` position ranges searched at once: the calling thread
@@ -18,10 +18,8 @@ its OpenMP is pinned to one thread in each pool thread, so no second OpenMP team
 the parts' candidates are merged before the same float32 re-scoring and certificate.
 
 On disk it is the approximate kinds' single-file container (``vector_io``), header kind
-``flat``, storage ``SQ8direct`` (its scales in the header). Older containers with an fp16
-scan (storage ``SQfp16``) are re-coded from their float32 vectors when read; a library whose
-``vectors.faiss`` is a plain ``IndexIDMap2(IndexFlatIP)`` (the oldest storage of this kind)
-still opens as ``flat.FlatBackend``.
+``flat``, storage ``SQ8direct`` (its scales in the header); any other storage is refused with
+"re-index it".
 """
 
 from __future__ import annotations
@@ -44,7 +42,6 @@ from indexer.vectors.scan8 import STORAGE, Int8Scan
 
 log = logging.getLogger(__name__)
 
-OLD_STORAGE = "SQfp16"  # the earlier scan (half precision), re-coded when read
 MIN_CANDIDATES = 256  # candidates per query at least (and 4·k): the certificate mostly holds
 WIDEN = 8  # candidate growth for the queries whose certificate failed
 SLACK = 1e-5  # float32 rounding of a 512-d inner product, with a wide margin
@@ -272,13 +269,12 @@ class ExactBackend(StoredBackend):
         backend = cls(header["dim"])
         backend._store = PositionStore.from_arrays(ext, live, vectors)
         storage = header.get("storage")
-        if storage == OLD_STORAGE or (storage == STORAGE and not len(ext)):
-            log.info("%s: re-coding its %s scan as int8", path, storage)
-            backend._codes = Int8Scan.fitted(vectors) if len(ext) else Int8Scan(backend.dim)
-        elif storage == STORAGE:
+        if storage != STORAGE:
+            raise ValueError(f"scan storage {storage!r} is not one vitrieve reads: re-index it")
+        if len(ext):
             backend._codes = Int8Scan.from_header(header, index, backend.dim)
-        else:
-            raise ValueError(f"{path}: unknown scan storage {storage!r}")
+        else:  # an empty index is written without codes
+            backend._codes = Int8Scan(backend.dim)
         if backend._codes.ntotal != len(ext):
             raise ValueError(f"{path}: the int8 scan does not match the stored vectors")
         return backend

