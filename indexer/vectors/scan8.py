@@ -2,9 +2,9 @@
 
 Stored vectors are scaled per dimension (``scales``), rounded to integers in −128..127 and
 kept in an ``IndexScalarQuantizer`` of type ``QT_8bit_direct_signed`` — the fastest of FAISS's
-scalar-quantizer kernels (100k × 512: ~2 ms on one core, against ~7 ms for fp16). From 64
-dimensions on, FAISS's SIMD kernel takes the *query* as int8 too (it truncates and wraps a
-float query; measured with FAISS 1.15), so ``prepare`` hands it integers: the query divided
+scalar-quantizer kernels (docs/decisions.md). From 64 dimensions on, FAISS's SIMD kernel takes
+the *query* as int8 too (it truncates and wraps a float query, as FAISS 1.15 does), so
+``prepare`` hands it integers: the query divided
 by the scales, multiplied by a per-query ``factor`` that maps its largest component to 127,
 rounded. The kernel's integer inner products are then exact, and ``score / factor`` is the
 scan score in the original units.
@@ -89,8 +89,7 @@ class Int8Scan:
         """Ask Linux to back the codes with 2 MB pages (once per buffer; advice only).
 
         A scan reads every page of the codes; with 4 KB pages its page walks miss whenever
-        other work ran in between — as query encoding always does. Measured at 100k × 512
-        after a few matrix products: 6.7 → 4.7 ms per scan (2.7 when run back to back)."""
+        other work ran in between — as query encoding always does (docs/decisions.md)."""
         codes = getattr(self.index, "codes", None)
         if sys.platform != "linux" or codes is None or not codes.size():
             return
