@@ -1,13 +1,12 @@
 """The exact kind's first pass: one byte per dimension, scanned by FAISS's direct int8 kernel.
 
-Stored vectors are scaled per dimension (``scales``), rounded to integers in −128..127 and
-kept in an ``IndexScalarQuantizer`` of type ``QT_8bit_direct_signed`` — the fastest of FAISS's
+Stored vectors are scaled per dimension (``scales``), rounded to integers in −128..127 and kept
+in an ``IndexScalarQuantizer`` of type ``QT_8bit_direct_signed`` — the fastest of FAISS's
 scalar-quantizer kernels (docs/decisions.md). From 64 dimensions on, FAISS's SIMD kernel takes
 the *query* as int8 too (it truncates and wraps a float query, as FAISS 1.15 does), so
-``prepare`` hands it integers: the query divided
-by the scales, multiplied by a per-query ``factor`` that maps its largest component to 127,
-rounded. The kernel's integer inner products are then exact, and ``score / factor`` is the
-scan score in the original units.
+``prepare`` hands it integers: the query divided by the scales, multiplied by a per-query
+``factor`` that maps its largest component to 127, rounded. The kernel's integer inner products
+are then exact, and ``score / factor`` is the scan score in the original units.
 
 Two roundings separate that from the exact score ``q·x``, both bounded (Cauchy–Schwarz):
 the vector's, ``‖q‖ · ‖x − codes/scales‖ ≤ ‖q‖ · error`` (``error``: the largest over every
