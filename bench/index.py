@@ -6,9 +6,14 @@ same encoder is timed on pre-decoded tensors just before and just after. The rat
 well decoding hides behind compute (target ≥ 0.85). Timings on a shared machine are noisy;
 the ratio, measured within one run, is the figure to read.
 
-The run's CPU time is broken down per stage and per image (CPU ms, not wall time: workers and
-the encoder share the same cores), and the arithmetic of the ceiling is printed: on shared
-cores, end to end can reach at most encode / (encode + everything else) of pure encoding.
+Decoder processes and encoder threads are the indexer's own defaults
+(``IndexOptions.schedule``: a decoder per core at a lower priority, every core for the encoder)
+unless ``--workers`` or ``--threads`` say otherwise; the CPU utilisation line says how busy the
+run kept its cores (its own CPU time over wall time × cores) and how busy the whole machine was
+meanwhile (on a shared machine, other users' work shows there). The run's CPU time is broken
+down per stage and per image (CPU ms, not wall time: workers and the encoder share the same
+cores), and the arithmetic of the ceiling is printed: on shared cores, end to end can reach at
+most encode / (encode + everything else) of pure encoding.
 ``--compare-model`` adds, for information only, the ceiling a larger model would have with the
 same decoding cost (its pure encoding rate measured, its end to end not run).
 """
@@ -35,6 +40,7 @@ from encoders.runtime.encoder import Encoder
 from encoders.weights.checkpoint import save_checkpoint
 from indexer.decode.images import decode_image
 from indexer.pipeline.local import IndexOptions, IndexReport, index_library
+from indexer.pipeline.reports import available_cores
 
 # Common sensor sizes (width, height): 1.2, 3, 5, 8 and 12 megapixels.
 SIZES = [(1280, 960), (2048, 1536), (2592, 1944), (3264, 2448), (4000, 3000)]
@@ -164,6 +170,27 @@ def pure_encoding(
     return out
 
 
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat (every process,
+    other users' included); (0, 0) where there is none."""
+    try:
+        fields = [float(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (sum(fields) - idle) / ticks, sum(fields) / ticks
+
+
+def print_utilisation(report: IndexReport, cores: int, machine: tuple[float, float]) -> None:
+    """How busy the run kept the cores it had: its own CPU time (this process and the decode
+    workers) over wall time × cores, and the whole machine's share meanwhile."""
+    own = sum(report.cpu.values()) / max(report.seconds * cores, 1e-9)
+    busy, total = machine
+    whole = f", whole machine {busy / total:.0%} busy" if total > 0 else ""
+    print(f"CPU utilisation  this run {own:.0%} of {cores} core(s){whole}")
+
+
 def index_once(args: argparse.Namespace, photos: Path, encoder: Encoder) -> IndexReport:
     """Index ``photos`` from scratch with the run's worker and encoder-thread settings."""
     options = IndexOptions(
@@ -180,11 +207,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--count", type=int, default=2000, help="JPEGs to index (≥ 2000).")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--model", default="ViT-B-32", help="Architecture (random weights).")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--workers", type=int, default=None, help="Decoder processes (default: the indexer's)."
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--encode-images", type=int, default=128, help="Tensors for pure rate.")
     parser.add_argument(
-        "--threads", type=int, default=1, help="torch threads while indexing (0: all cores)."
+        "--threads", type=int, default=0, help="torch threads while indexing (0: the indexer's)."
     )
     parser.add_argument("--detail", type=int, default=100, help="Photos for the decode detail.")
     parser.add_argument("--compare-model", default="", help="e.g. ViT-B-16: information line.")
@@ -194,7 +223,9 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     photos = args.cache.parent / f"{args.cache.name}-{args.count}"
-    paths = ensure_photos(photos, args.count, max(args.workers, 1))
+    cores = available_cores()
+    workers, threads = IndexOptions(args.workers, encoder_threads=args.threads).schedule()
+    paths = ensure_photos(photos, args.count, max(workers, 1))
     megapixels = [Image.open(p).size for p in paths[: min(50, len(paths))]]
     mean_mp = statistics.mean(w * h for w, h in megapixels) / 1e6
     encoder = Encoder.load(ensure_checkpoint(args.cache.parent, args.model))
@@ -207,7 +238,10 @@ def main() -> None:
     counts = sorted({torch.get_num_threads(), 1})
     load = os.getloadavg()[0]
     before = pure_encoding(encoder, tensors, args.batch_size, counts)
+    busy_before = machine_busy()
     report = index_once(args, photos, encoder)
+    busy_after = machine_busy()
+    machine = (busy_after[0] - busy_before[0], busy_after[1] - busy_before[1])
     after = pure_encoding(encoder, tensors, args.batch_size, counts)
     rates = {
         n: ((before[n][0] + after[n][0]) / 2, (before[n][1] + after[n][1]) / 2) for n in counts
@@ -226,9 +260,9 @@ def main() -> None:
         rate, ms = rates[n]
         print(f"pure encoding    {n} torch thread(s): {rate:.1f} img/s (before {before[n][0]:.1f}, "
               f"after {after[n][0]:.1f}), {ms:.1f} CPU ms/img")  # fmt: skip
-    threads = args.threads or "all"
-    print(f"end to end       {end_to_end:.1f} files/s ({report.seconds:.1f} s, {args.workers} "
+    print(f"end to end       {end_to_end:.1f} files/s ({report.seconds:.1f} s, {workers} "
           f"decode workers, torch threads {threads}, {len(report.failures)} failures)")  # fmt: skip
+    print_utilisation(report, cores, machine)
     print(f"ratio            {end_to_end / pure:.2f} of the best pure rate (target ≥ 0.85)")
     other_ms = print_stages(report.cpu, max(report.embedded, 1), encode_ms)
     detail = decode_detail(paths[: args.detail], encoder.image_size, IndexOptions().thumb_size)
