@@ -1,9 +1,16 @@
 """Side-by-side: our encoders vs open_clip on the same ViT-B-32 weights, in one process.
 
-Prints images/s (fp32 and each side's fast precision), single-query text latency, their
-ratios, the cosine of our default-precision embeddings to open_clip's fp32 ones, and the
-fraction of this machine's bf16 ceiling (measured matmul peak / the model's FLOPs per image).
-Timings alternate between the two implementations and report medians over repeats.
+Prints images/s (open_clip fp32 and bf16 autocast; ours in every precision and in ``auto``'s
+choice, with which precision ``auto`` chose and why), single-query text latency, their ratios,
+the cosine of our embeddings to open_clip's fp32 ones, and the fraction of this machine's
+ceiling: the best matmul peak measured over the precisions (fp32, bf16, int8 dynamic) divided
+by the model's FLOPs per image — the fastest precision's peak, whichever it is here.
+Timings alternate between the implementations and report medians over repeats. ``auto``
+measures afresh (a temporary cache), so the choice printed is this run's.
+
+``--quick``: a small batch, few repeats, no compiled rows (a shared machine, an emulated ISA).
+Emulating smaller x86 CPUs: ``ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2
+MKL_ENABLE_INSTRUCTIONS=AVX2`` (or ``AVX512_CORE`` with ``avx512``: AVX-512 without bf16).
 """
 
 from __future__ import annotations
@@ -11,30 +18,38 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import open_clip
 import torch
 
 from encoders.model.clip import create_model
 from encoders.model.config import load_config
+from encoders.runtime.candidates import convert
+from encoders.runtime.capability import machine_key
 from encoders.runtime.encoder import Encoder
 from encoders.weights.checkpoint import from_openclip_state_dict
 
+EXPLICIT = ("fp32", "bf16", "int8")
 
-def matmul_peak_gflops(size: int = 2048, repeats: int = 5, device: str = "cpu") -> float:
-    """The best bf16 matmul rate seen on ``device`` (GFLOP/s): the machine's practical peak."""
-    a = torch.randn(size, size, dtype=torch.bfloat16, device=device)
-    b = torch.randn(size, size, dtype=torch.bfloat16, device=device)
-    a @ b
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        if a.is_cuda:
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return 2 * size**3 / min(times) / 1e9
+
+def matmul_peak_gflops(precision: str, size: int = 2048, repeats: int = 5) -> float:
+    """The best rate (GFLOP/s) of a ``size``² matmul on the CPU in ``precision`` (int8: the
+    dynamically quantised linear layer our int8 path runs): the practical peak."""
+    a = torch.randn(size, size)
+    if precision == "int8":
+        layer = convert(torch.nn.Sequential(torch.nn.Linear(size, size)), "int8")
+        run = lambda: layer(a)  # noqa: E731
+    else:
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
+        x, w = a.to(dtype), torch.randn(size, size, dtype=dtype)
+        run = lambda: x @ w  # noqa: E731
+    with torch.inference_mode():
+        run()
+        best = min(timed(run, repeats))
+    return 2 * size**3 / best / 1e9
 
 
 def vit_gflops_per_image(config) -> float:
@@ -62,16 +77,23 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--text-repeats", type=int, default=60)
+    parser.add_argument("--quick", action="store_true", help="batch 16, 3 repeats, no compile")
     args = parser.parse_args()
+    if args.quick:
+        args.batch, args.repeats, args.text_repeats = 16, 3, 20
 
     torch.manual_seed(0)
     config = load_config(args.model)
     reference = open_clip.create_model(args.model, pretrained=None).eval()
     ours_model = create_model(config)
     ours_model.load_state_dict(from_openclip_state_dict(reference.state_dict()))
-    ours_fp32 = Encoder(copy.deepcopy(ours_model), precision="fp32")
-    ours_compiled = Encoder(copy.deepcopy(ours_model), precision="auto", compile=True)
-    ours = Encoder(ours_model, precision="auto")
+    with tempfile.TemporaryDirectory() as cache:  # auto measures afresh: this run's choice
+        ours = Encoder(copy.deepcopy(ours_model), precision="auto", cache_dir=Path(cache))
+        compiled = None
+        if not args.quick:
+            compiled = Encoder(copy.deepcopy(ours_model), precision="auto", compile=True,
+                               cache_dir=Path(cache))  # fmt: skip
+    explicit = {p: Encoder(copy.deepcopy(ours_model), precision=p) for p in EXPLICIT}
     tokenizer = open_clip.get_tokenizer(args.model)
     size = config.vision.image_size
     images = torch.randn(args.batch, 3, size, size, generator=torch.Generator().manual_seed(0))
@@ -84,13 +106,14 @@ def main() -> None:
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
             reference.encode_image(images)
 
-    runs = {
-        "open_clip fp32": oc_fp32,
-        "open_clip bf16 autocast": oc_autocast,
-        "ours fp32": lambda: ours_fp32.encode_image_tensors(images),
-        "ours default (bf16 if exact)": lambda: ours.encode_image_tensors(images),
-        "ours compiled (compile=True)": lambda: ours_compiled.encode_image_tensors(images),
-    }
+    def encode(encoder):
+        return lambda: encoder.encode_image_tensors(images)
+
+    runs = {"open_clip fp32": oc_fp32, "open_clip bf16 autocast": oc_autocast}
+    runs.update({f"ours {p}": encode(e) for p, e in explicit.items()})
+    runs[f"ours default (auto: {ours.precision})"] = encode(ours)
+    if compiled is not None:
+        runs[f"ours compiled ({compiled.precision})"] = encode(compiled)
     for fn in runs.values():  # warm-up (and compilation)
         fn()
     times: dict[str, list[float]] = {name: [] for name in runs}
@@ -105,11 +128,9 @@ def main() -> None:
         with torch.inference_mode():
             reference.encode_text(tokenizer([query]))
 
-    text_runs = {
-        "open_clip": oc_text,
-        "ours default": lambda: ours.encode_texts([query]),
-        "ours compiled": lambda: ours_compiled.encode_texts([query]),
-    }
+    text_runs = {"open_clip": oc_text, "ours default": lambda: ours.encode_texts([query])}
+    if compiled is not None:
+        text_runs["ours compiled"] = lambda: compiled.encode_texts([query])
     for fn in text_runs.values():
         fn()
     text_times: dict[str, list[float]] = {name: [] for name in text_runs}
@@ -121,33 +142,42 @@ def main() -> None:
     with torch.inference_mode():
         ref_img = torch.nn.functional.normalize(reference.encode_image(images[:16]), dim=-1)
         ref_txt = torch.nn.functional.normalize(reference.encode_text(tokenizer([query])), dim=-1)
+    encoders = {**{p: e for p, e in explicit.items()}, f"default ({ours.precision})": ours}
     cosines = {
         name: (
             (ref_img * torch.from_numpy(enc.encode_image_tensors(images[:16]))).sum(1).min(),
             (ref_txt * torch.from_numpy(enc.encode_texts([query]))).sum(1).min(),
         )
-        for name, enc in (("default", ours), ("compiled", ours_compiled))
+        for name, enc in encoders.items()
     }
-    report(args, config, rate, latency, cosines)
+    report(args, config, rate, latency, cosines, ours)
 
 
-def report(args, config, rate, latency, cosines) -> None:
-    peak = matmul_peak_gflops()
+def report(args, config, rate, latency, cosines, ours) -> None:
+    peaks = {p: matmul_peak_gflops(p) for p in EXPLICIT}
+    best_peak = max(peaks, key=lambda p: peaks[p])
     cost = vit_gflops_per_image(config)
-    ceiling = peak / cost
-    autocast = rate["open_clip bf16 autocast"]
-    print(f"model {args.model}, batch {args.batch}, threads {torch.get_num_threads()}")
+    ceiling = peaks[best_peak] / cost
+    choice = ours.precision_choice
+    key = machine_key()
+    print(f"model {args.model}, batch {args.batch}, threads {torch.get_num_threads()}, "
+          f"CPU {key['cpu']} ({key['cores']} cores, torch kernels {key['isa']})")  # fmt: skip
+    print(f"  auto chose {choice.describe()}")
     for name, value in rate.items():
-        print(f"  {name:<30} {value:7.1f} img/s")
-    print(f"  bf16 matmul peak {peak:.0f} GFLOP/s, ViT cost {cost:.2f} GFLOP/img,")
-    print(f"  so the bf16 ceiling is {ceiling:.0f} img/s")
-    for name in ("ours default (bf16 if exact)", "ours compiled (compile=True)"):
+        print(f"  {name:<34} {value:7.1f} img/s")
+    print("  matmul peaks: " + ", ".join(f"{p} {g:.0f}" for p, g in peaks.items()) + " GFLOP/s;")
+    print(f"  ViT cost {cost:.2f} GFLOP/img, so the ceiling ({best_peak}) is {ceiling:.0f} img/s")
+    best_oc = max(rate["open_clip fp32"], rate["open_clip bf16 autocast"])
+    exact = [f"ours {p}" for p in EXPLICIT if choice.exact.get(p, p == "fp32")]
+    fastest_exact = max(exact, key=lambda name: rate[name])
+    for name in [n for n in rate if n.startswith(("ours default", "ours compiled"))]:
         print(
-            f"  {name}: {rate[name] / autocast:.2f}x open_clip bf16 autocast, "
+            f"  {name}: {rate[name] / best_oc:.2f}x open_clip's best, "
+            f"{rate[name] / rate[fastest_exact]:.2f}x the fastest exact here ({fastest_exact}), "
             f"{rate[name] / ceiling:.0%} of the ceiling"
         )
     print(f"  ours fp32 / open_clip fp32: {rate['ours fp32'] / rate['open_clip fp32']:.2f}x")
-    for name in ("ours default", "ours compiled"):
+    for name in [n for n in latency if n != "open_clip"]:
         ratio = latency[name] / latency["open_clip"]
         print(
             f"  single-query text: {name} {latency[name]:.1f} ms vs open_clip "

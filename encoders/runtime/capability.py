@@ -48,8 +48,9 @@ def cuda_reduced_dtype(capability: tuple[int, int]) -> torch.dtype | None:
 
 
 def bf16_native(device: torch.device) -> bool:
-    """True where bf16 matmuls run in hardware on ``device``: Ampere+ GPUs (that device, no
-    emulation), CPUs whose oneDNN has bf16 kernels (AVX-512-BF16, AMX)."""
+    """True where bf16 matmuls have kernels of their own on ``device``: Ampere+ GPUs (that
+    device, no emulation); CPUs where oneDNN runs bf16 (AVX-512 and up — in hardware only
+    with AVX-512-BF16 or AMX, which is why a CPU's choice is measured, not read from this)."""
     if device.type == "cuda":
         if torch.version.hip:
             return True

@@ -1,15 +1,20 @@
 """Encoder: the inference face of a model, used by the indexer and retrieval.
 
-It batches inputs, runs under ``torch.inference_mode``, and where bf16 is native (AMX CPUs,
-Ampere+ GPUs) runs the *whole network* in bf16 (weights and activations: faster than autocast,
-which keeps casting back and forth) — but only after checking, on load and on the device
-itself, that bf16 embeddings stay within cosine 0.999 of fp32. Outputs are L2-normalised
-float32 numpy arrays.
+It batches inputs, runs under ``torch.inference_mode`` and returns L2-normalised float32
+numpy arrays. Its precision (``auto``, ``fp32``, ``bf16``, ``int8``):
+
+* on a CPU, ``auto`` is the fastest *exact* one measured on this machine — fp32, whole-model
+  bf16 (weights and activations: faster than autocast where bf16 is native) and int8 dynamic
+  quantisation where there is int8 hardware, each checked against fp32 on a held-out set —
+  cached per machine and model (``encoders.runtime.candidates``, ``...precision``);
+* on a GPU, ``auto`` is bf16 where that device has it natively (Ampere+), fp16 autocast on
+  Volta/Turing, fp32 before — a reduced precision kept only while embeddings stay within
+  cosine 0.999 of fp32 on the device itself (``encoders.runtime.capability``).
 
 On a CUDA device image batches are larger (``DEFAULT_BATCH``), host batches are pinned and
 copied without blocking, attention runs PyTorch's fused SDPA kernels (``encoders.model.layers``),
-and
-a CUDA out-of-memory error halves the batch size and carries on (logged) instead of failing.
+and a CUDA out-of-memory error halves the batch size and carries on (logged) instead of failing.
+``compile=True`` runs both towers compiled (``encoders.runtime.compiled``), from any thread.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -29,14 +35,24 @@ from encoders.model.clip import CLIP
 from encoders.model.config import load_config
 from encoders.model.tokenizer import Tokenizer, get_tokenizer, trim_padding
 from encoders.model.transforms import eval_transform
+from encoders.runtime import candidates
+from encoders.runtime.capability import bf16_native
+from encoders.runtime.compiled import CompiledTowers
 from encoders.runtime.device import DEFAULT_DEVICE, is_out_of_memory, resolve_device
 from encoders.runtime.packed import packed_copy
+from encoders.runtime.precision import (
+    Choice,
+    TimeRun,
+    cuda_precision,
+    default_cache_dir,
+    perf_counter_time,
+)
 from encoders.weights.checkpoint import file_digest, load_checkpoint, load_openclip_weights
 
 log = logging.getLogger(__name__)
 
-MIN_BF16_COSINE = 0.999  # bf16 is used only while it keeps embeddings this close to fp32
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
+REDUCED = {"bf16": torch.bfloat16, "fp16": torch.float16}
 # Images per model call, by device type: a GPU needs hundreds to be busy; on a CPU larger
 # batches only cost memory.
 DEFAULT_BATCH = {"cpu": 64, "cuda": 512}
@@ -47,24 +63,7 @@ def default_batch_size(device: torch.device) -> int:
     return DEFAULT_BATCH.get(device.type, DEFAULT_BATCH["cpu"])
 
 
-def bf16_supported(device: torch.device) -> bool:
-    """True where bf16 matmuls are native (AVX-512-BF16/AMX CPUs, Ampere+ GPUs)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return bool(
-        torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    )
-
-
-def _probe_inputs(model: CLIP, tokenizer: Tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
-    """Smooth, image-like inputs and real captions for the bf16 accuracy check."""
-    size = model.config.vision.image_size
-    ramp = torch.linspace(-1.5, 1.5, size)
-    across, down = ramp[None, :].expand(size, size), ramp[:, None].expand(size, size)
-    waves = torch.sin(3 * ramp)[None, :].expand(size, size)
-    images = torch.stack([torch.stack([across, down, across * down]), torch.stack([waves] * 3)])
-    tokens = tokenizer(["a photo of a red bicycle by the sea", "an invoice"])
-    return images, trim_padding(tokens, tokenizer.pad_id)
+bf16_supported = bf16_native  # the name the trainer imports
 
 
 class Encoder:
@@ -79,7 +78,11 @@ class Encoder:
         device: str | torch.device = DEFAULT_DEVICE,
         batch_size: int | None = None,
         compile: bool = False,
+        cache_dir: Path | None = None,
+        time_run: TimeRun = perf_counter_time,
     ) -> None:
+        """``cache_dir``: where ``auto`` keeps its measured CPU choice (default
+        ``~/.cache/vitrieve``); ``time_run``: how a candidate is timed (tests inject one)."""
         if precision not in PRECISIONS:
             raise VitrieveError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.device = resolve_device(device)
@@ -89,25 +92,23 @@ class Encoder:
         self.batch_size = batch_size or default_batch_size(self.device)
         self.transform = eval_transform(model.config.vision.image_size)
         self.model = model.eval().to(self.device)
-        self.dtype = torch.float32
-        self._compiled_visual: torch.nn.Module | None = None
-        self._compiled_text: torch.nn.Module | None = None
-        self._packed_text: torch.nn.Module | None = (
-            None  # for queries (see encoders.runtime.packed)
-        )
-        if precision == "bf16" or (precision == "auto" and bf16_supported(self.device)):
-            self._switch_to_bf16(checked=precision == "auto")
+        self.dtype = torch.float32  # of the activations (int8's are float32)
+        self.autocast_dtype: torch.dtype | None = None  # fp16 on Volta/Turing GPUs
+        self.precision = "fp32"
+        self.precision_choice = Choice("fp32", "asked for")
+        self._set_precision(precision, default_cache_dir() if cache_dir is None else cache_dir,
+                            time_run)  # fmt: skip
+        self._packed_text: torch.nn.Module | None = None  # for queries (encoders.runtime.packed)
         if self.dtype == torch.bfloat16 and self.device.type == "cpu":
             probe = trim_padding(
                 self.tokenizer(["a red bicycle by the sea"]), self.tokenizer.pad_id
             )
             self._packed_text = packed_copy(self.model.text, probe)
-        if compile:
-            self._compiled_visual = _compile_frozen(self.model.visual)
-            # on CUDA the single-query text graphs are also captured as CUDA graphs, one per
-            # length bucket: a query is then one graph launch, not hundreds of kernel launches
-            graphs = "reduce-overhead" if self.device.type == "cuda" else "default"
-            self._compiled_text = _compile_frozen(self.model.text, mode=graphs)
+        self._compiled = (
+            CompiledTowers(self.model.visual, self.model.text, self.device, self._autocast)
+            if compile
+            else None
+        )
 
     @classmethod
     def load(
@@ -118,13 +119,16 @@ class Encoder:
         compile: bool = False,
         device: str | torch.device = DEFAULT_DEVICE,
         batch_size: int | None = None,
+        cache_dir: Path | None = None,
     ) -> Encoder:
         """A checkpoint directory, or a model name / config JSON (+ open_clip ``weights``).
 
-        ``compile=True`` compiles both towers (inductor, frozen pre-packed weights): seconds
-        to a minute once per process and shape, then faster image batches and ~1.7x faster
-        single queries — worth it for indexing and for a long-running server, not for one
-        CLI query.
+        ``precision``: ``auto`` (the fastest exact one, measured once per machine and model
+        and cached in ``cache_dir``, default ``~/.cache/vitrieve``), ``fp32``, ``bf16`` or
+        ``int8`` (CPU only; both unchecked when asked for). ``compile=True`` compiles both
+        towers (inductor, frozen pre-packed weights): seconds to a minute once per process and
+        shape, then faster image batches and ~1.7x faster single queries — worth it for
+        indexing and for a long-running server, not for one CLI query.
         """
         path = Path(reference)
         if path.is_dir():
@@ -141,7 +145,7 @@ class Encoder:
             model_id = file_digest(Path(weights))
         return cls(
             model, model_id=model_id, precision=precision, compile=compile, device=device,
-            batch_size=batch_size,
+            batch_size=batch_size, cache_dir=cache_dir,
         )  # fmt: skip
 
     @property
@@ -152,17 +156,39 @@ class Encoder:
     def image_size(self) -> int:
         return self.config.vision.image_size
 
-    def _switch_to_bf16(self, checked: bool) -> None:
-        """Cast the whole model to bf16; when ``checked``, keep it only if the embeddings of
-        probe inputs stay within ``MIN_BF16_COSINE`` of fp32, both computed on the device."""
+    def _set_precision(self, precision: str, cache_dir: Path, time_run: TimeRun) -> None:
+        """Put the model in ``precision`` (``auto``: chosen as the module docstring says)."""
+        if self.device.type == "cuda":
+            if precision == "int8":
+                raise VitrieveError("precision int8 runs on the CPU only: use auto, fp32 or bf16")
+            chosen = cuda_precision(self.device) if precision == "auto" else precision
+            if chosen != "fp32":
+                self._reduce(chosen, checked=precision == "auto")
+            reason = "by the device's compute capability" if precision == "auto" else "asked for"
+            self.precision_choice = Choice(self.precision, reason)
+            return
+        self.model, self.precision_choice = candidates.on_cpu(
+            self.model, self.tokenizer, self.model_id, precision, cache_dir, time_run
+        )
+        self.precision = self.precision_choice.precision
+        self.dtype = candidates.INPUT_DTYPE[self.precision]
+
+    def _reduce(self, precision: str, checked: bool) -> None:
+        """Whole-model bf16 (weights and activations), or fp16 autocast; when ``checked``,
+        kept only if the embeddings of probe inputs stay within ``MIN_BF16_COSINE`` of fp32,
+        both computed on the device."""
         if checked:
-            images, tokens = _probe_inputs(self.model, self.tokenizer)
+            batches, tokens = candidates.held_out_set(self.image_size, self.tokenizer)
+            images = torch.cat(batches)
             with torch.inference_mode():
                 img32 = self._image_features(images).float()
                 txt32 = self._text_features(tokens).float()
-            reference = copy.deepcopy(self.model)
-        self.model = self.model.to(torch.bfloat16)
-        self.dtype = torch.bfloat16
+        if precision == "fp16":
+            self.autocast_dtype, self.precision = torch.float16, "fp16"
+        else:
+            reference = copy.deepcopy(self.model) if checked else None
+            self.model = self.model.to(REDUCED[precision])
+            self.dtype, self.precision = REDUCED[precision], precision
         if not checked:
             return
         with torch.inference_mode():
@@ -170,17 +196,30 @@ class Encoder:
                 float(F.cosine_similarity(img32, self._image_features(images).float()).min()),
                 float(F.cosine_similarity(txt32, self._text_features(tokens).float()).min()),
             )
-        if cosine < MIN_BF16_COSINE:
-            log.warning("bf16 cosine %.5f < %.3f: encoding in fp32", cosine, MIN_BF16_COSINE)
-            self.model, self.dtype = reference, torch.float32
+        if cosine < candidates.MIN_BF16_COSINE:
+            log.warning(
+                "%s cosine %.5f < %.3f: encoding in fp32",
+                precision, cosine, candidates.MIN_BF16_COSINE,
+            )  # fmt: skip
+            if precision != "fp16":
+                self.model = reference
+            self.dtype, self.autocast_dtype, self.precision = torch.float32, None, "fp32"
+
+    def _autocast(self):
+        """fp16 autocast where that is the precision (Volta/Turing GPUs), else nothing."""
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     def _image_features(self, images: torch.Tensor) -> torch.Tensor:
         """Un-normalised image embeddings of one batch, left on the device."""
-        return self.model.visual(images.to(self.device, self.dtype))
+        with self._autocast():
+            return self.model.visual(images.to(self.device, self.dtype))
 
     def _text_features(self, tokens: torch.Tensor) -> torch.Tensor:
         """Un-normalised text embeddings of one batch of tokens, left on the device."""
-        return self.model.text(trim_padding(tokens, self.tokenizer.pad_id).to(self.device))
+        with self._autocast():
+            return self.model.text(trim_padding(tokens, self.tokenizer.pad_id).to(self.device))
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """One decoded image → the model's input tensor (3, S, S)."""
@@ -200,15 +239,10 @@ class Encoder:
         return self._encode_image_batch(batch.to(self.device, self.dtype)).float()
 
     def _encode_image_batch(self, batch: torch.Tensor) -> torch.Tensor:
-        if self._compiled_visual is None:
-            return self.model.visual(batch)
-        # A compiled graph is specialised to one batch shape: pad the last batch to it.
-        count = batch.shape[0]
-        if count < self.batch_size:
-            pad = batch.new_zeros((self.batch_size - count, *batch.shape[1:]))
-            batch = torch.cat([batch, pad])
-        with torch._inductor.config.patch(freezing=True):
-            return self._compiled_visual(batch)[:count]
+        with self._autocast():
+            if self._compiled is None:
+                return self.model.visual(batch)
+            return self._compiled.images(batch, self.batch_size)  # padded to its bucket
 
     def _in_batches(self, count: int, run: Callable[[int, int], torch.Tensor]) -> list:
         """``run(start, stop)`` over ``count`` inputs in ``batch_size`` slices; a device
@@ -255,44 +289,27 @@ class Encoder:
     @torch.inference_mode()
     def _encode_tokens(self, tokens: torch.Tensor) -> np.ndarray:
         tokens = trim_padding(tokens, self.tokenizer.pad_id).to(self.device)
-        if self._compiled_text is not None and tokens.shape[0] == 1:
-            # The latency-critical case, one query: pad to a length bucket so a handful of
-            # compiled shapes serve every query (padding after end-of-text changes nothing).
-            padded = _pad_to_bucket(tokens, self.tokenizer.pad_id, self.tokenizer.context_length)
-            with torch._inductor.config.patch(freezing=True):
-                features = self._compiled_text(padded)
+        if self._compiled is not None and tokens.shape[0] == 1:
+            # the latency-critical case, one query: compiled, padded to a length bucket
+            features = self._compiled.query(
+                tokens, self.tokenizer.pad_id, self.tokenizer.context_length
+            )
         else:
             tower = self.model.text if self._packed_text is None else self._packed_text
-            features = tower(tokens)
+            with self._autocast():
+                features = tower(tokens)
         return F.normalize(features.float(), dim=-1).cpu().numpy()
 
     @torch.inference_mode()
     def patch_similarity(self, text: str, image: Image.Image) -> np.ndarray:
         """Cosine similarity of the text to each projected patch token: a (g, g) grid."""
         pixels = self.preprocess(image)[None].to(self.device, self.dtype)
-        patches = F.normalize(self.model.visual.patch_embeddings(pixels).float(), dim=-1)[0]
+        with self._autocast():
+            patches = self.model.visual.patch_embeddings(pixels).float()
+        patches = F.normalize(patches, dim=-1)[0]
         query = torch.from_numpy(self.encode_texts([text])[0])
         grid = self.config.vision.grid_size
         return (patches.cpu() @ query).reshape(grid, grid).numpy()
-
-
-def _compile_frozen(tower: torch.nn.Module, mode: str = "default") -> torch.nn.Module:
-    """A tower compiled by inductor with frozen (pre-packed, constant) weights; ``mode``
-    ``reduce-overhead`` also captures each shape as a CUDA graph."""
-    import torch._inductor.config  # noqa: F401  (patched around each call)
-
-    return torch.compile(tower, dynamic=False, mode=mode)
-
-
-TEXT_BUCKETS = (8, 16, 32, 64)
-
-
-def _pad_to_bucket(tokens: torch.Tensor, pad_id: int, context: int) -> torch.Tensor:
-    length = tokens.shape[1]
-    target = min(next((b for b in TEXT_BUCKETS if b >= length), length), context)
-    if target == length:
-        return tokens
-    return F.pad(tokens, (0, target - length), value=pad_id)
 
 
 def _as_numpy(chunks: list[torch.Tensor], dim: int) -> np.ndarray:

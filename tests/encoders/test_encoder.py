@@ -1,8 +1,12 @@
-"""The inference face: bf16 close to fp32, short queries cut to their length, numpy out."""
+"""The inference face: bf16 close to fp32, short queries cut to their length, numpy out.
+
+``auto``'s measured choice is kept in a temporary cache here (tests/encoders/test_precision.py
+tests the choice itself)."""
 
 from __future__ import annotations
 
 import copy
+import threading
 
 import numpy as np
 import pytest
@@ -14,6 +18,15 @@ from encoders.model.clip import create_model
 from encoders.model.config import load_config
 from encoders.runtime.encoder import Encoder, bf16_supported
 from encoders.weights.checkpoint import save_checkpoint
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _precision_cache(tmp_path_factory):
+    """``auto`` measures once per model into a temporary cache, not the user's."""
+    folder = tmp_path_factory.mktemp("precision")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("encoders.runtime.encoder.default_cache_dir", lambda: folder)
+        yield folder
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +62,8 @@ def test_bf16_stays_within_cosine_0999_of_fp32(tiny_ckpt, name: str) -> None:
     torch.manual_seed(0)
     model = create_model(load_config(name))
     fp32 = Encoder(copy.deepcopy(model), precision="fp32")
-    auto = Encoder(model, precision="auto")
-    assert auto.dtype == torch.bfloat16
+    auto = Encoder(model, precision="bf16")
+    assert auto.dtype == torch.bfloat16 and auto.precision == "bf16"
     images = [_photo(i, 256) for i in range(4)]
     texts = ["a photo of my cat", "invoices", "a red bicycle by the sea at sunset"]
     image_cos = (fp32.encode_images(images) * auto.encode_images(images)).sum(1)
@@ -84,16 +97,25 @@ def test_load_refuses_a_name_without_weights_and_a_missing_dir(tmp_path) -> None
         Encoder.load(tmp_path)
 
 
-def test_compiled_towers_give_the_eager_embeddings(tiny_ckpt) -> None:
-    eager = Encoder.load(tiny_ckpt)
-    compiled = Encoder.load(tiny_ckpt, compile=True)
+def test_compiled_towers_give_the_eager_embeddings_from_any_thread(tiny_ckpt) -> None:
+    """Compiled single queries asked from several threads at once (server workers) all run
+    on the encoder's one owner thread and match eager ones."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    eager = Encoder.load(tiny_ckpt, precision="fp32")
+    compiled = Encoder.load(tiny_ckpt, precision="fp32", compile=True)
     images = torch.stack([eager.preprocess(_photo(i)) for i in range(5)])
     assert (eager.encode_image_tensors(images) * compiled.encode_image_tensors(images)).sum(
         1
     ).min() > 0.999
-    for query in ["a cat", "a small red circle on the left of a large blue square"]:
-        cosine = (eager.encode_texts([query]) * compiled.encode_texts([query])).sum()
-        assert cosine > 0.999
+    queries = ["a cat", "a small red circle on the left of a large blue square"] * 4
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda q: compiled.encode_texts([q]), queries))
+    for query, vector in zip(queries, got, strict=True):
+        assert float((eager.encode_texts([query]) * vector).sum()) > 0.999
+    owner = compiled._compiled.owner_thread  # the thread that ran the compiled queries
+    names = {thread.ident: thread.name for thread in threading.enumerate()}
+    assert names.get(owner, "").startswith("vitrieve-query")
 
 
 def test_batch_size_defaults_by_device(tiny_ckpt) -> None:
@@ -147,14 +169,14 @@ def test_out_of_memory_at_batch_one_and_other_errors_are_raised(tiny_ckpt, monke
 
 
 def test_bf16_check_falls_back_to_fp32_when_embeddings_drift(monkeypatch) -> None:
-    import encoders.runtime.encoder as module
+    import encoders.runtime.candidates as module
 
     monkeypatch.setattr(module, "MIN_BF16_COSINE", 1.01)  # no bf16 run can pass this
     encoder = Encoder(create_model(load_config("tiny")), precision="bf16", device="cpu")
     assert encoder.dtype == torch.bfloat16  # forced: no check
-    checked = Encoder(create_model(load_config("tiny")), device="cpu")
-    checked._switch_to_bf16(checked=True)
-    assert checked.dtype == torch.float32
+    checked = Encoder(create_model(load_config("tiny")), precision="fp32", device="cpu")
+    checked._reduce("bf16", checked=True)  # the check a GPU's auto runs
+    assert checked.dtype == torch.float32 and checked.precision == "fp32"
     assert next(checked.model.parameters()).dtype == torch.float32
 
 
