@@ -18,6 +18,7 @@ from indexer.store.text_index import TextIndex, fold
 
 EXACT, PREFIX, SUBSTRING, FUZZY = 1.0, 0.8, 0.6, 0.4  # how well one term matched
 STOPWORDS = frozenset({"the", "and", "for", "with", "from", "photo", "photos", "picture", "image"})
+PLAIN_SUBSTRING = 5  # plain (not ``text:``) words match inside a token from this length
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 
 
@@ -78,20 +79,21 @@ def within_one(a: str, b: str) -> bool:
     return a[i:] == b[i + 1 :]
 
 
-def term_quality(term: str, doc_tokens: list[str], doc: str, substrings: bool = True) -> float:
-    """How well ``term`` occurs in a document (0: not at all)."""
+def term_quality(term: str, doc_tokens: list[str], doc: str, substrings: int = 1) -> float:
+    """How well ``term`` occurs in a document (0: not at all); inside a token only when it
+    has at least ``substrings`` characters."""
     if term in doc_tokens:
         return EXACT
     if any(t.startswith(term) for t in doc_tokens):
         return PREFIX
-    if substrings and term in doc:
+    if len(term) >= substrings and term in doc:
         return SUBSTRING
     if len(term) >= 6 and any(within_one(term, t) for t in doc_tokens if len(t) >= 5):
         return FUZZY
     return 0.0
 
 
-def score(doc: str, phrases: list[list[str]], substrings: bool = True) -> float:
+def score(doc: str, phrases: list[list[str]], substrings: int = 1) -> float:
     """Match quality of a folded document: 0 unless every term matches; then a tier — 3 for
     every phrase found verbatim, 2 for all words found whole or as prefixes/substrings, 1 if
     any needed fuzziness — plus the mean term quality (0..1) within the tier."""
@@ -117,7 +119,7 @@ def matches(
     index: TextIndex,
     phrases: list[list[str]],
     negatives: list[str] = (),
-    substrings: bool = True,
+    substrings: int = 1,
     limit: int = 1000,
 ) -> list[tuple[int, float]]:
     """Files whose text matches every term of ``phrases``, best first, as (file id, score);
@@ -155,13 +157,14 @@ def excluded(index: TextIndex, negatives: list[str]) -> set[int]:
 
 def search(index: TextIndex, query: TextQuery, limit: int = 1000) -> list[tuple[int, float]]:
     """The text side of a query: ``text:`` phrases if any (substrings allowed), else the
-    plain words (whole tokens, prefixes and one-typo words only: a plain "star" should not
-    match "restart"). Negatives excluded either way."""
+    plain words (whole tokens, prefixes, one-typo words, and substrings of five characters or
+    more: a plain "star" should not match "restart", but "night" should match the
+    "JAZZNIGHT2012" PP-OCRv4 reads when it drops spaces). Negatives excluded either way."""
     if query.restricts:
-        return matches(index, query.required, query.negatives, substrings=True, limit=limit)
+        return matches(index, query.required, query.negatives, substrings=1, limit=limit)
     if not query.words:
         return []
-    return matches(index, [query.words], query.negatives, substrings=False, limit=limit)
+    return matches(index, [query.words], query.negatives, substrings=PLAIN_SUBSTRING, limit=limit)
 
 
 def fuse(
@@ -185,3 +188,28 @@ def fuse(
 def rrf(embedding: list[int], text: list[tuple[int, float]], k: float = 60.0):
     """Plain reciprocal-rank fusion (the baseline ``fuse`` was measured against)."""
     return fuse(embedding, text, k=k, strong=float("inf"))
+
+
+def highlights(
+    lines: list[str], phrases: list[list[str]]
+) -> list[tuple[int, list[tuple[int, int]]]]:
+    """Which lines matched and where: (line index, [(start, end) character spans in the
+    line's own text]) for the terms found in it verbatim after folding (for ``--json`` and
+    the UI's matching line)."""
+    terms = sorted({t for p in phrases for t in p}, key=len, reverse=True)
+    out = []
+    for n, line in enumerate(lines):
+        folded, origin = "", []
+        for i, char in enumerate(line):  # fold per character, remembering where each came from
+            piece = fold(char)
+            folded += piece
+            origin.extend([i] * len(piece))
+        spans = []
+        for term in terms:
+            start = folded.find(term)
+            while start >= 0:
+                spans.append((origin[start], origin[start + len(term) - 1] + 1))
+                start = folded.find(term, start + len(term))
+        if spans:
+            out.append((n, sorted(set(spans))))
+    return out

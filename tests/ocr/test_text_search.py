@@ -82,8 +82,10 @@ def test_phrase_outranks_words(index) -> None:
 def test_plain_words_are_tokens(index) -> None:
     assert ids(index, "zephyr bakery") == [5]
     assert ids(index, "bakery with sourdough") == []  # every word must match
-    assert ids(index, "ephyr") == []  # plain words: tokens and prefixes, not substrings
+    assert ids(index, "phyr") == []  # plain words: tokens, prefixes, substrings of 5+ chars
     assert ids(index, "zeph") == [5]
+    index.put(10, [StoredLine("JAZZNIGHT2012", 0.9, BOX)])  # PP-OCRv4 dropped the spaces
+    assert ids(index, "jazz night") == [2, 10] and ids(index, "azz") == []
 
 
 def test_parse() -> None:
@@ -112,3 +114,10 @@ def test_fusion_puts_strong_text_matches_first() -> None:
     assert hits_rrf / trials < hits_fused / trials
     assert fuse([3, 2, 1], []) == rrf([3, 2, 1], [])  # no text match: the embedding's order
     assert [f for f, _ in fuse([3, 2, 1], [])] == [3, 2, 1]
+
+
+def test_highlights() -> None:
+    from retrieval.search.text_match import highlights
+
+    lines = ["Straße 5", "Café Müller", "nothing"]
+    assert highlights(lines, [["muller"], ["strasse"]]) == [(0, [(0, 6)]), (1, [(5, 11)])]
