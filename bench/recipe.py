@@ -41,14 +41,10 @@ from encoders.data.digits import write_digits  # noqa: E402
 from encoders.model.tokenizer import get_tokenizer  # noqa: E402
 from encoders.runtime.encoder import Encoder  # noqa: E402
 from encoders.training.data import read_captioned  # noqa: E402
-from encoders.training.devices import (  # noqa: E402
-    default_batch_size,
-    train_device,
-    with_device_defaults,
-)
+from encoders.training.devices import default_batch_size, train_device  # noqa: E402
 from encoders.training.loop import Trainer  # noqa: E402
 from encoders.training.main import TrainRequest, build_config, build_model, prepare_data  # noqa: E402
-from encoders.training.steps import TrainOptions  # noqa: E402
+from encoders.training.steps import TrainOptions, with_device_defaults  # noqa: E402
 
 NAMES = [f.name for f in fields(TrainOptions)]
 DIGITS = "digits"  # a third family: sklearn's real 8×8 digit scans (encoders/data/digits.py)

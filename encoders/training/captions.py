@@ -1,19 +1,29 @@
-"""Caption-side preparation: every distinct caption tokenised once, mirrors and hard negatives.
+"""Every rewrite of a caption training makes, in one place: mirrors, hard negatives, grey pairs.
 
-Training looks captions up by index instead of tokenising per step. The table also holds
-each caption's left/right mirror (the caption of a flipped image) and hard negatives
-(``encoders.training.negatives``): the same words with attributes swapped — "a red circle
-left of a blue square" → "a blue circle left of a red square", "a red square left of a blue
-circle" or "... right of ..." — or one replaced — "a red star" → "a green star" or "a red
-heart". As extra candidates in the loss they force the model to tell
-*which* colour goes with *which* object instead of matching a bag of words; this is what a
-plain CLIP lacks on compositions it never saw.
+Training looks captions up by index in a ``CaptionTable`` instead of tokenising per step. For
+each caption the table also holds
 
-Each caption that names a colour also gets a *colourless* variant ("a red circle on the left"
-→ "a circle on the left"): the trainer pairs it with a greyscale copy of the image
-(``TrainOptions.grey_fraction``). Such a pair can only be matched by shape, size or position,
-so the colour shortcut — which a ViT from scratch learns in a few dozen steps and then leans
-on — is taken away from a fraction of every batch (measured in docs/training.md).
+* its left/right **mirror** (``swap_left_right``): the caption of the flipped image;
+* its **hard negatives**: captions of a *different* scene in the same words, found by parsing
+  the data set's own captions. Two words are *substitutes* when they fill the same slot of at
+  least ``MIN_SHARED`` caption frames ("a red circle" / "a blue circle" share "a _ circle", so
+  red ~ blue; "on the left" / "on the right" make left ~ right), whatever the vocabulary. A
+  negative then **swaps** two substitutes where that re-binds attributes to objects ("a red
+  circle left of a blue square" → "a blue circle left of a red square"; "a red and blue ball"
+  is left alone, its swap says the same thing), takes the **mirror** of such a caption, or
+  **replaces** one word ("a red star" → "a green star" or "a red heart"), preferring
+  replacements that are captions of the data set already (fewer new texts for a cached text
+  tower to encode). As extra candidates in the loss they force the model to tell *which*
+  colour goes with *which* object instead of matching a bag of words;
+* its **colourless** variant ("a red circle on the left" → "a circle on the left"), which the
+  trainer pairs with a greyscale copy of the image (``TrainOptions.grey_fraction``,
+  ``grey_rows``): such a pair can only be matched by shape, size or position, so the colour
+  shortcut a ViT from scratch learns in a few dozen steps is taken away from a fraction of
+  every batch (measured in docs/training.md).
+
+Known limits: synonyms that the captions use interchangeably ("square" / "box") look like
+substitutes too, and so does a vaguer word in the same slot ("above" / "and"): a negative made
+from them is still a true description. Words that never share a frame are never used.
 """
 
 from __future__ import annotations
@@ -21,14 +31,122 @@ from __future__ import annotations
 import functools
 import random
 import re
-from collections.abc import Collection, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import combinations
 
 import torch
 
 from encoders.model.tokenizer import Tokenizer, trim_padding
-from encoders.training.data import swap_left_right
-from encoders.training.negatives import Substitutes, fix_articles, hard_negatives, learn_substitutes
+
+MIN_SHARED = 2  # frames two words must share to count as substitutes
+MAX_FILLERS = 64  # a frame with more fillers than this is too generic to say anything
+SAME_WORD = {"gray": "grey", "colour": "color"}  # spellings of one word: never a negative
+_WORD = re.compile(r"[A-Za-z]+|[^A-Za-z]+")
+_ARTICLE = re.compile(r"\b([Aa]n?) ([A-Za-z])")
+
+Substitutes = dict[str, frozenset[str]]
+
+
+_LEFT_RIGHT = re.compile(r"\b(left|right)\b", re.IGNORECASE)
+
+
+def swap_left_right(caption: str) -> str:
+    """ "a red circle left of a blue square" -> "a red circle right of a blue square"."""
+
+    def swap(match: re.Match[str]) -> str:
+        word = match.group(0)
+        other = "right" if word.lower() == "left" else "left"
+        return other.capitalize() if word[0].isupper() else other
+
+    return _LEFT_RIGHT.sub(swap, caption)
+
+
+def normal(word: str) -> str:
+    """One spelling per word, lower case ("Gray" → "grey")."""
+    return SAME_WORD.get(word.lower(), word.lower())
+
+
+def fix_articles(text: str) -> str:
+    """ "a"/"an" agreeing with the next word ("a orange star" → "an orange star")."""
+
+    def article(match: re.Match[str]) -> str:
+        word = "an" if match.group(2).lower() in "aeiou" else "a"
+        return f"{word.capitalize() if match.group(1)[0] == 'A' else word} {match.group(2)}"
+
+    return _ARTICLE.sub(article, text)
+
+
+def learn_substitutes(captions: Iterable[str], min_shared: int = MIN_SHARED) -> Substitutes:
+    """Each word → the words that fill the same slots of at least ``min_shared`` frames."""
+    fillers: dict[tuple, set[str]] = defaultdict(set)
+    for caption in set(captions):
+        words = [normal(t) for t in _WORD.findall(caption)]
+        for i, word in enumerate(words):
+            if word[0].isalpha():
+                fillers[(tuple(words[:i]), tuple(words[i + 1 :]))].add(word)
+    shared: Counter[tuple[str, str]] = Counter()
+    for group in fillers.values():
+        if 2 <= len(group) <= MAX_FILLERS:
+            shared.update(combinations(sorted(group), 2))
+    found: dict[str, set[str]] = defaultdict(set)
+    for (a, b), n in shared.items():
+        if n >= min_shared:
+            found[a].add(b)
+            found[b].add(a)
+    return {word: frozenset(others) for word, others in found.items()}
+
+
+def _swaps(tokens: list[str], words: list[str], substitutes: Substitutes) -> list[str]:
+    """Captions with two different substitutes swapped where that re-binds them to objects.
+
+    Swapping i and j changes the scene only when another pair of different substitutes
+    (k, l), of another kind, straddles it (one inside i..j, one outside): "a red circle left
+    of a blue square" (circle / square straddle red / blue). "a red heart and a red star" has
+    no such pair: its swap would describe the same two objects in another order.
+    """
+    slots = [i for i, w in enumerate(words) if w in substitutes]
+    pairs = [(i, j) for i, j in combinations(slots, 2)
+             if words[i] != words[j] and words[j] in substitutes[words[i]]]  # fmt: skip
+    out = []
+    for i, j in pairs:
+        kind = substitutes[words[i]] | {words[i]}
+        if any((i < k < j) != (i < m < j) for k, m in pairs if words[k] not in kind):
+            swapped = list(tokens)
+            swapped[i], swapped[j] = tokens[j], tokens[i]
+            out.append("".join(swapped))
+    return out
+
+
+def hard_negatives(
+    caption: str,
+    substitutes: Substitutes,
+    rng: random.Random,
+    count: int = 2,
+    known: Collection[str] = (),
+) -> list[str]:
+    """Up to ``count`` captions of a different scene in the same words (module docstring)."""
+    tokens = _WORD.findall(caption)
+    words = [normal(t) for t in tokens]
+    swaps = _swaps(tokens, words, substitutes)
+    rng.shuffle(swaps)
+    found = swaps[:count]
+    mirrored = swap_left_right(caption)
+    if swaps and mirrored != caption and len(found) < count:
+        found.append(mirrored)
+    if len(found) < count:
+        replaced = []
+        for i, word in enumerate(words):
+            for other in sorted(substitutes.get(word, ())):
+                text = fix_articles("".join(tokens[:i] + [other] + tokens[i + 1 :]))
+                if text != caption:
+                    replaced.append(text)
+        rng.shuffle(replaced)
+        replaced.sort(key=lambda text: text not in known)  # stable: known ones first
+        found.extend(t for t in replaced if t not in found)
+    return found[:count]
+
 
 # Common colour words (English basic colour terms and a few frequent synonyms): the seed of
 # colour detection. A data set's other colour words are found from its captions: a word that
@@ -78,6 +196,19 @@ class CaptionTable:
         """Indices of captions that are in the table (all training captions and mirrors)."""
         return torch.tensor([self.lookup[c] for c in captions], dtype=torch.long)
 
+    def pick_negatives(
+        self, index: torch.Tensor, per_caption: int, generator: torch.Generator
+    ) -> torch.Tensor:
+        """Hard-negative text indices for captions ``index`` (−1: none): with ``per_caption``
+        1, one drawn from each caption's own; with N > 1, each caption's first N, N
+        consecutive rows per caption."""
+        rows = self.negatives[index]  # (B, K), −1 = none
+        if per_caption > 1:
+            return rows[:, :per_caption].reshape(-1)
+        valid_per_row = (rows >= 0).sum(dim=1)
+        pick = (torch.rand(len(rows), generator=generator) * valid_per_row.clamp(min=1)).long()
+        return rows.gather(1, pick[:, None]).squeeze(1)
+
 
 def build_caption_table(
     captions: Sequence[str],
@@ -122,3 +253,23 @@ def build_caption_table(
         colourless_index[i] = j
     tokens = trim_padding(tokenizer(texts), tokenizer.pad_id)
     return CaptionTable(texts, tokens, negatives, tokenizer.pad_id, colourless_index)
+
+
+def grey_rows(
+    table: CaptionTable, caption_index: torch.Tensor, fraction: float, generator: torch.Generator
+) -> torch.Tensor:
+    """Which pairs become greyscale + colourless: a ``fraction`` of those naming a colour."""
+    draw = torch.rand(len(caption_index), generator=generator) < fraction
+    if table.colourless is None:
+        return torch.zeros_like(draw)
+    return draw & (table.colourless[caption_index] >= 0)
+
+
+def colourless(
+    table: CaptionTable, caption_index: torch.Tensor, grey: torch.Tensor
+) -> torch.Tensor:
+    """Greyscale rows take their caption's colourless variant (mirrors have one too)."""
+    if not grey.any():
+        return caption_index
+    assert table.colourless is not None
+    return torch.where(grey, table.colourless[caption_index], caption_index)

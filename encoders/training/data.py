@@ -3,7 +3,8 @@
 A bad row (missing column value, unreadable line, missing image file) is counted and skipped
 with one warning, never fatal: a 100k-row crawl with three broken lines should still train.
 ``CaptionDataset`` serves (image tensor, caption) pairs; with ``flip=True`` it mirrors images
-and swaps "left"/"right" in the caption so augmentation never contradicts the text. With
+and swaps "left"/"right" in the caption (``captions.swap_left_right``) so augmentation never
+contradicts the text. With
 ``preload=True`` it decodes every image once into one uint8 tensor, so small-image training is
 not bound by PNG decoding — the trainer can then augment whole batches (``augment_batch``).
 """
@@ -13,7 +14,6 @@ from __future__ import annotations
 import csv
 import logging
 import math
-import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,11 +28,11 @@ from torch.utils.data import Dataset
 
 from encoders.errors import VitrieveError
 from encoders.model.transforms import CLIP_MEAN, CLIP_STD
+from encoders.training.captions import swap_left_right
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
-_LEFT_RIGHT = re.compile(r"\b(left|right)\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -143,17 +143,6 @@ def read_captioned(
     if not items:
         raise VitrieveError(f"{path}: no usable captioned images")
     return items
-
-
-def swap_left_right(caption: str) -> str:
-    """ "a red circle left of a blue square" -> "a red circle right of a blue square"."""
-
-    def swap(match: re.Match[str]) -> str:
-        word = match.group(0)
-        other = "right" if word.lower() == "left" else "left"
-        return other.capitalize() if word[0].isupper() else other
-
-    return _LEFT_RIGHT.sub(swap, caption)
 
 
 def open_rgb(path: Path) -> Image.Image:
@@ -287,6 +276,20 @@ def augment_batch(
         swap_left_right(c) if m else c for c, m in zip(captions, mirrored.tolist(), strict=True)
     ]
     return normalize_batch(pixels), out_captions
+
+
+def greyscale(images: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, 3, S, S) with ``rows`` replaced by their luminance (ITU-R BT.601 weights).
+
+    A ``where`` over the batch rather than a masked assignment: on a GPU, selecting rows by a
+    mask would wait for the device once per step.
+    """
+    if not rows.any():
+        return images
+    rows = rows.to(images.device, non_blocking=True).view(-1, 1, 1, 1)
+    weights = torch.tensor([0.299, 0.587, 0.114], device=images.device).view(1, 3, 1, 1)
+    luma = (images.float() * weights).sum(dim=1, keepdim=True).round().to(images.dtype)
+    return torch.where(rows, luma.expand_as(images), images)
 
 
 def normalize_batch(pixels: torch.Tensor) -> torch.Tensor:

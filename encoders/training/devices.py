@@ -16,17 +16,14 @@ from __future__ import annotations
 import logging
 import os
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from encoders.runtime.capability import bf16_native
 from encoders.runtime.device import DeviceError, resolve_device
-
-if TYPE_CHECKING:
-    from encoders.training.steps import TrainOptions
 
 log = logging.getLogger(__name__)
 
@@ -66,39 +63,42 @@ def default_batch_size(device: torch.device) -> int:
     return device_defaults(device).batch_size
 
 
-def train_device(spec: str | torch.device | None) -> torch.device:
-    """This process's training device: ``spec`` resolved; under a CUDA process group, the
-    GPU that ``setup_distributed`` selected for the local rank."""
+def train_device(spec: str | torch.device | None, local_rank: int | None = None) -> torch.device:
+    """This process's training device: ``spec`` resolved, ``cuda`` and ``auto`` (on a CUDA
+    machine) meaning the GPU of this process's local rank.
+
+    ``local_rank``: torchrun's ``LOCAL_RANK`` (the CLI passes it; library code never reads the
+    environment); None: the GPU ``distributed.setup_distributed`` made current in a process
+    group, else GPU 0. An explicit ``cuda:N`` is kept in one process; in a multi-process run
+    it must be the local rank's GPU (each process trains on its own).
+    """
     device = resolve_device(spec)
-    if device.type != "cuda" or not (dist.is_available() and dist.is_initialized()):
+    if device.type != "cuda":
         return device
+    grouped = dist.is_available() and dist.is_initialized()
+    if local_rank is None:
+        local_rank = torch.cuda.current_device() if grouped else 0
+    local = torch.device("cuda", local_gpu(local_rank))
     explicit = spec is not None and ":" in str(spec)
-    local = torch.device("cuda", torch.cuda.current_device())
-    if explicit and dist.get_world_size() > 1 and device != local:
+    if not explicit:
+        return local
+    if grouped and dist.get_world_size() > 1 and device != local:
         raise DeviceError(
             f"device {spec!r} asked for in a {dist.get_world_size()}-process run: each process "
-            "trains on its local rank's GPU; ask for 'cuda' instead"
+            f"trains on its local rank's GPU ({local}); ask for 'cuda' instead"
         )
-    return local
+    return device
 
 
-def with_device_defaults(
-    options: TrainOptions, device: torch.device, pairs: int | None = None
-) -> TrainOptions:
-    """``TrainOptions`` with the device's defaults filled in where they were left open.
-
-    ``pairs``: how many pairs one process has for a step's micro-batches; a default batch
-    larger than that shrinks to it, so a small photo set trains without being told a batch
-    size (a batch the user asked for is kept, and the trainer says when it cannot fit).
-    """
-    if options.batch_size is not None:
-        return options
-    batch = default_batch_size(device)
-    if pairs is not None and 2 <= pairs < batch:  # one pair has no negatives: left to fail
-        log.info("batch %d instead of the default %d: the data has %d pairs a pass", pairs,
-                 batch, pairs)  # fmt: skip
-        batch = pairs
-    return replace(options, batch_size=batch)
+def local_gpu(local_rank: int) -> int:
+    """The GPU of a local rank (one process per GPU); more processes than GPUs is refused."""
+    count = torch.cuda.device_count()
+    if local_rank >= count:
+        raise DeviceError(
+            f"local rank {local_rank} has no GPU of its own (torch sees {count}): start at most "
+            f"{count} processes per machine (torchrun --nproc_per_node {count})"
+        )
+    return local_rank
 
 
 def attention_context(device: torch.device) -> AbstractContextManager:
@@ -110,9 +110,11 @@ def attention_context(device: torch.device) -> AbstractContextManager:
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """bf16 autocast on the CPU (as measured) and on GPUs with bf16; None: fp32 throughout
-    (a pre-Ampere GPU — fp16 would need loss scaling, which the trainer does not do)."""
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+    """bf16 autocast on the CPU (as measured) and on GPUs with *native* bf16 (Ampere on:
+    ``capability.bf16_native`` asks about that device and counts no emulation); None: fp32
+    throughout (a pre-Ampere GPU — fp16 would need loss scaling, which the trainer does not
+    do, and emulated bf16 is slower than fp32)."""
+    if device.type == "cuda" and not bf16_native(device):
         return None
     return torch.bfloat16
 

@@ -19,11 +19,13 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
 
+from encoders.atomic import atomic_write, atomic_write_text
 from encoders.errors import VitrieveError
 from encoders.model.vit import VisionTransformer
 from encoders.runtime.device import DEFAULT_DEVICE, resolve_device
 from encoders.training.data import IMAGE_SUFFIXES, augment_batch, normalize_batch, preload_images
 from encoders.training.devices import autocast, fused_adamw
+from encoders.training.layout import RunLayout
 from encoders.training.optim import CosineSchedule, make_optimizer, warmup_steps
 from encoders.weights.checkpoint import load_checkpoint, save_checkpoint
 
@@ -175,9 +177,10 @@ def finetune_folder(data: Path, source: Path, out: Path, options: FinetuneOption
         "options": asdict(options),
     }
     out.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(clip, out / "checkpoint", extra={"finetuned_from": meta.get("model_id", "")})
+    layout = RunLayout(out)
+    save_checkpoint(clip, layout.checkpoint, extra={"finetuned_from": meta.get("model_id", "")})
     head = {k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}
-    save_file(head, str(out / "head.safetensors"))
-    (out / "classifier.json").write_text(json.dumps({**result, "class_names": classes}, indent=2))
+    atomic_write(layout.head, lambda tmp: save_file(head, str(tmp)))
+    atomic_write_text(layout.classifier, json.dumps({**result, "class_names": classes}, indent=2))
     log.info("%s accuracy %.3f", result["mode"], result["accuracy"])
     return result

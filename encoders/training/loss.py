@@ -6,7 +6,7 @@
   independent binary decision, ``log σ(±(s·cos + b))``; no softmax over the batch.
 
 Both take optional ``text_negatives``: extra captions that match no image in the batch (hard
-negatives made by swapping attributes, see ``encoders.training.negatives``). They enter the
+negatives made by swapping attributes, see ``encoders.training.captions``). They enter the
 image→text direction only: an image must prefer its caption over "the same scene with the
 colours swapped", which teaches the model to bind attributes to objects.
 
@@ -19,6 +19,8 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+
+LOSSES = ("clip", "siglip")  # InfoNCE (CLIP) and the sigmoid loss (SigLIP)
 
 
 def gather_features(features: torch.Tensor) -> torch.Tensor:
@@ -130,8 +132,8 @@ def contrastive_loss(
     Computed in float32 even inside an autocast region: autocast would otherwise run the
     similarity matmuls in bf16/fp16 whatever the inputs' dtype.
     """
-    if kind not in ("clip", "siglip"):
-        raise ValueError(f"unknown loss {kind!r}: use 'clip' or 'siglip'")
+    if kind not in LOSSES:
+        raise ValueError(f"unknown loss {kind!r}: use one of {', '.join(LOSSES)}")
     if kind == "siglip" and logit_bias is None:
         raise ValueError("the sigmoid loss needs a logit bias (config init_logit_bias)")
     with torch.autocast(image.device.type, enabled=False):

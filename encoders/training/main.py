@@ -24,17 +24,16 @@ from encoders.runtime.encoder import bf16_supported
 from encoders.training.captions import build_caption_table
 from encoders.training.data import CaptionedItem, preload_images, read_captioned
 from encoders.training.devices import device_defaults, train_device
+from encoders.training.layout import RunLayout, plot_curves
 from encoders.training.loop import Callback, TrainData, Trainer, TrainOptions
-from encoders.training.metrics import plot_curves, read_metrics
 from encoders.training.state import TrainState, saved_options
 from encoders.training.stream import PRELOAD_LIMIT_BYTES, StreamedImages, preload_bytes
-from encoders.training.threads import pick_threads
 from encoders.training.validate import ZeroShotValidator
 from encoders.weights.checkpoint import load_checkpoint
 
 log = logging.getLogger(__name__)
 
-TEXT_TOWERS = ("own", "minilm")
+TEXT_TOWERS = ("minilm", "own")  # pretrained MiniLM (the default), or one from scratch
 MINILM_CONTEXT = 32  # captions of a few words; MiniLM itself allows 512 tokens
 SIGLIP_INIT_SCALE, SIGLIP_INIT_BIAS = math.log(10.0), -10.0  # SigLIP paper's initialisation
 
@@ -160,9 +159,8 @@ def _images(
 
 
 def _model_for(request: TrainRequest) -> tuple[CLIP, Tokenizer]:
-    checkpoint = request.out / "checkpoint"
     if request.resume:
-        model, _ = load_checkpoint(checkpoint)
+        model, _ = load_checkpoint(RunLayout(request.out).checkpoint)
         return model, get_tokenizer(model.config.text)
     config = build_config(request)
     tokenizer = get_tokenizer(config.text)
@@ -178,11 +176,40 @@ def _set_threads(model: CLIP, options: TrainOptions) -> None:
         pick_threads(model)
 
 
+def pick_threads(model: CLIP, batch: int = 32, rounds: int = 3) -> int:
+    """Time fwd+bwd with the default thread count and with 1 (interleaved); set the faster.
+
+    On a machine whose cores are shared, torch's default (one thread per core) can be far
+    slower than one thread: every parallel region waits for its slowest thread, and a thread
+    that the scheduler has parked stalls all of them (2 threads measured at half the speed of
+    1 while other jobs ran, and the opposite on an idle machine).
+    """
+    default = torch.get_num_threads()
+    if default <= 1:
+        return default
+    size = model.config.vision.image_size
+    images = torch.randn(batch, 3, size, size)
+    best = {default: float("inf"), 1: float("inf")}
+    for _ in range(rounds):
+        for threads in (default, 1):
+            torch.set_num_threads(threads)
+            started = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = model.encode_image(images).float().square().mean()
+            loss.backward()
+            best[threads] = min(best[threads], time.perf_counter() - started)
+    model.zero_grad(set_to_none=True)
+    chosen = min(best, key=best.get)
+    torch.set_num_threads(chosen)
+    log.info("threads: %s s per probe pass -> using %d", best, chosen)
+    return chosen
+
+
 def _options_for(request: TrainRequest) -> TrainOptions:
     """The request's options; a resumed run without a batch size keeps the one it had."""
     options = request.options
     if request.resume and options.batch_size is None:
-        saved = saved_options(request.out / "checkpoint").get("batch_size")
+        saved = saved_options(RunLayout(request.out).checkpoint).get("batch_size")
         if isinstance(saved, int) and saved > 0:
             options = replace(options, batch_size=saved)
     return options
@@ -205,9 +232,9 @@ def train_from_files(request: TrainRequest, callback: Callback | None = None) ->
         validator = ZeroShotValidator(val_items, tokenizer, model.config.vision.image_size)
     trainer = Trainer(model, data, options, request.out, callback, validator, started)
     state = trainer.run(resume=request.resume)
-    records = read_metrics(request.out / "metrics.jsonl")
+    layout = RunLayout(request.out)
     if trainer.rank == 0:
-        plot_curves(records, request.out / "curves.png")
+        plot_curves(layout.read_metrics(), layout.curves)
     final = {k[4:]: v for k, v in trainer.history[-1].items() if k.startswith("val_")}
     rates = [r["samples_per_s"] for r in trainer.history if r.get("samples_per_s")]
-    return TrainResult(state, request.out / "checkpoint", final, rates[-1] if rates else 0.0)
+    return TrainResult(state, layout.checkpoint, final, rates[-1] if rates else 0.0)

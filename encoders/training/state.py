@@ -1,9 +1,11 @@
 """Training state for ``--resume``: tensors in safetensors, everything else in JSON.
 
-``RUN_DIR/checkpoint/`` holds the model (``config.json`` + ``model.safetensors``, the same
-format as any checkpoint) and beside it ``training_state.safetensors`` (optimizer moments,
-RNG state) and ``training_state.json`` (step, epoch, data position, schedule, options).
-Nothing is pickled, so a run directory from elsewhere cannot execute code when resumed.
+A run's checkpoint directory (``layout.RunLayout.checkpoint``) holds the model
+(``config.json`` + ``model.safetensors``, the same format as any checkpoint) and beside it
+``training_state.safetensors`` (optimizer moments, RNG state) and ``training_state.json``
+(step, epoch, data position, schedule, options). Nothing is pickled, so a run directory from
+elsewhere cannot execute code when resumed. A checkpoint is only written from finite weights,
+so the last one on disk is always one that can be resumed or served.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from encoders.atomic import atomic_write, atomic_write_text
 from encoders.errors import VitrieveError
@@ -26,6 +29,10 @@ STATE_JSON = "training_state.json"
 # Optimiser settings that say how to compute (fused CUDA kernel, foreach), not what: a run
 # saved on a GPU (fused) and resumed on the CPU keeps the resuming optimiser's own.
 IMPLEMENTATION_KEYS = ("fused", "foreach", "capturable", "differentiable")
+
+
+class NonFiniteLoss(VitrieveError):
+    """The loss stayed non-finite for too many steps in a row, or the weights went non-finite."""
 
 
 @dataclass
@@ -60,7 +67,14 @@ def save_training_state(
     state: TrainState,
     extra: dict[str, Any],
 ) -> None:
-    """Write model + training state into ``directory`` (each file atomically)."""
+    """Write model + training state into ``directory`` (each file atomically); refused
+    (``NonFiniteLoss``) when a weight is not finite: the last checkpoint stays as it was."""
+    bad = nonfinite_parameters(model)
+    if bad:
+        raise NonFiniteLoss(
+            f"not writing a checkpoint to {directory}: {len(bad)} weight tensors hold NaN or "
+            f"infinite values (first: {bad[0]}); the last checkpoint written is unchanged"
+        )
     save_checkpoint(model, directory, extra={"train": {"step": state.step, **extra}})
     tensors, meta = _optimizer_tensors(optimizer)
     tensors["rng.torch"] = torch.get_rng_state()
@@ -114,3 +128,13 @@ def saved_options(directory: Path) -> dict[str, Any]:
         return {}
     options = payload.get("options") if isinstance(payload, dict) else None
     return options if isinstance(options, dict) else {}
+
+
+def nonfinite_parameters(model: nn.Module) -> list[str]:
+    """Names of the parameters and buffers holding a NaN or an infinity."""
+    named = [*model.named_parameters(), *model.named_buffers()]
+    return [
+        name
+        for name, tensor in named
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    ]

@@ -2,8 +2,9 @@
 
 Pure of any loop state: ``make_batch`` turns sample indices into augmented images, caption
 input (tokens, or cached features of a locked text tower) and hard negatives, on the training
-device; ``optimise`` runs forward, loss and backward over ``accum`` micro-batches and steps
-the optimiser — unless the loss was not finite, in which case nothing is updated.
+device; ``optimise`` runs forward, loss and backward — in one pass, or in ``accum``
+micro-batch passes that keep the contrastive batch whole — and steps the optimiser, unless
+the loss was not finite, in which case nothing is updated.
 
 Device-agnostic: random draws come from a CPU generator whatever the device (so a run's data
 is the same on a CPU and a GPU), index bookkeeping stays on the host, and pixels and cached
@@ -12,6 +13,8 @@ text features are gathered and augmented where they live.
 
 from __future__ import annotations
 
+import logging
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 
 import torch
@@ -22,12 +25,21 @@ from torch import nn
 from encoders.model.clip import CLIP
 from encoders.model.tokenizer import trim_padding
 from encoders.runtime.device import DEFAULT_DEVICE
-from encoders.training.accumulate import accumulate_whole_batch
-from encoders.training.captions import CaptionTable
-from encoders.training.data import augment_batch
-from encoders.training.devices import attention_context, autocast, keeps_data_on_device
+from encoders.training.captions import CaptionTable, colourless, grey_rows
+from encoders.training.data import augment_batch, greyscale
+from encoders.training.devices import (
+    attention_context,
+    autocast,
+    default_batch_size,
+    keeps_data_on_device,
+)
 from encoders.training.loss import contrastive_loss
 from encoders.training.stream import StreamedImages
+
+log = logging.getLogger(__name__)
+
+# (image embeddings, caption embeddings, hard-negative embeddings, logit scale, logit bias)
+Outputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]
 
 
 @dataclass(frozen=True)
@@ -41,7 +53,7 @@ class TrainOptions:
     weight_decay: float = 0.1
     epochs: float | None = None
     minutes: float | None = None
-    accum: int = 1  # passes per optimiser step (accumulate.py): batch_size × accum × processes
+    accum: int = 1  # passes per optimiser step (``optimise``): batch_size × accum × processes
     hard_negatives: bool = True
     # hard negatives scored per image and step: 1 is drawn from its caption's two; N > 1 uses
     # its caption's first N (the table then prepares N per caption)
@@ -57,6 +69,25 @@ class TrainOptions:
     threads: int = 0  # intra-op threads; 0 = measured (budget runs) or torch's default
     device: str = DEFAULT_DEVICE  # auto | cpu | cuda | cuda:N (encoders.runtime.device)
     stream: bool | None = None  # decode in loader workers; None: when too big to preload
+
+
+def with_device_defaults(
+    options: TrainOptions, device: torch.device, pairs: int | None = None
+) -> TrainOptions:
+    """``TrainOptions`` with the device's defaults filled in where they were left open.
+
+    ``pairs``: how many pairs one process has for a step's micro-batches; a default batch
+    larger than that shrinks to it, so a small photo set trains without being told a batch
+    size (a batch the user asked for is kept, and the trainer says when it cannot fit).
+    """
+    if options.batch_size is not None:
+        return options
+    batch = default_batch_size(device)
+    if pairs is not None and 2 <= pairs < batch:  # one pair has no negatives: left to fail
+        log.info("batch %d instead of the default %d: the data has %d pairs a pass", pairs,
+                 batch, pairs)  # fmt: skip
+        batch = pairs
+    return replace(options, batch_size=batch)
 
 
 @dataclass
@@ -134,28 +165,23 @@ def make_batch(
         assert isinstance(data.images, torch.Tensor)
         pixels = data.images[indices.to(data.images.device)]
     device = device or pixels.device
+    table = data.table
     captions = [data.captions[i] for i in indices.tolist()]
-    grey = _grey_rows(data, captions, options.grey_fraction, generator)
+    grey = grey_rows(table, table.index_of(captions), options.grey_fraction, generator)
     pixels = pixels.to(device, non_blocking=True)
     images, captions = augment_batch(
-        _greyscale(pixels, grey), captions, options.min_scale, options.flip,
+        greyscale(pixels, grey), captions, options.min_scale, options.flip,
         generator=generator,
     )  # fmt: skip
-    caption_index = _colourless(data, data.table.index_of(captions), grey)
+    caption_index = colourless(table, table.index_of(captions), grey)
     text = _text_input(data, caption_index)
     if not options.hard_negatives:
         return images, _on(device, _trim(data, text)), None, None
-    rows = data.table.negatives[caption_index]  # (B, K), −1 = none
-    if options.negatives_per_image > 1:
-        negative_index = rows[:, : options.negatives_per_image].reshape(-1)
-    else:
-        valid_per_row = (rows >= 0).sum(dim=1)
-        pick = (torch.rand(len(rows), generator=generator) * valid_per_row.clamp(min=1)).long()
-        negative_index = rows.gather(1, pick[:, None]).squeeze(1)
+    negative_index = table.pick_negatives(caption_index, options.negatives_per_image, generator)
     mask = negative_index >= 0
     negatives = _text_input(data, negative_index.clamp(min=0))
     if data.text_features is None:  # trim captions and negatives to one common length
-        both = trim_padding(torch.cat([text, negatives]), data.table.pad_id)
+        both = trim_padding(torch.cat([text, negatives]), table.pad_id)
         text, negatives = both[: len(text)], both[len(text) :]
     return images, _on(device, text), _on(device, negatives), _on(device, mask)
 
@@ -163,38 +189,6 @@ def make_batch(
 def _on(device: torch.device, tensor: torch.Tensor) -> torch.Tensor:
     """A host tensor copied to ``device`` without blocking (itself when already there)."""
     return tensor.to(device, non_blocking=True)
-
-
-def _greyscale(images: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, 3, S, S) with ``rows`` replaced by their luminance (ITU-R BT.601 weights).
-
-    A ``where`` over the batch rather than a masked assignment: on a GPU, selecting rows by a
-    mask would wait for the device once per step.
-    """
-    if not rows.any():
-        return images
-    rows = rows.to(images.device, non_blocking=True).view(-1, 1, 1, 1)
-    weights = torch.tensor([0.299, 0.587, 0.114], device=images.device).view(1, 3, 1, 1)
-    luma = (images.float() * weights).sum(dim=1, keepdim=True).round().to(images.dtype)
-    return torch.where(rows, luma.expand_as(images), images)
-
-
-def _grey_rows(
-    data: TrainData, captions: list[str], fraction: float, generator: torch.Generator
-) -> torch.Tensor:
-    """Which pairs become greyscale + colourless: a ``fraction`` of those naming a colour."""
-    draw = torch.rand(len(captions), generator=generator) < fraction
-    if data.table.colourless is None:
-        return torch.zeros_like(draw)
-    return draw & (data.table.colourless[data.table.index_of(captions)] >= 0)
-
-
-def _colourless(data: TrainData, caption_index: torch.Tensor, grey: torch.Tensor) -> torch.Tensor:
-    """Greyscale rows take their caption's colourless variant (mirrors have one too)."""
-    if not grey.any():
-        return caption_index
-    assert data.table.colourless is not None
-    return torch.where(grey, data.table.colourless[caption_index], caption_index)
 
 
 def _trim(data: TrainData, text: torch.Tensor) -> torch.Tensor:
@@ -227,7 +221,7 @@ def optimise(
     if chunks == 1:
         losses = [_one_pass(module, batch, options.loss)]
     else:
-        losses = accumulate_whole_batch(module, batch, options.loss, chunks)
+        losses = _accumulate_whole_batch(module, batch, options.loss, chunks)
     values = torch.stack(losses)
     updated = _finite_everywhere(values)
     if updated:
@@ -248,6 +242,64 @@ def _one_pass(module: nn.Module, batch: tuple, loss_kind: str) -> torch.Tensor:
         loss = contrastive_loss(loss_kind, image_emb, text_emb, scale, bias, neg_emb, mask)
         loss.backward()
     return loss.detach()
+
+
+def _accumulate_whole_batch(
+    module: nn.Module, batch: tuple, loss_kind: str, chunks: int
+) -> list[torch.Tensor]:
+    """Back-propagate the whole batch's loss in ``chunks`` passes; each pass's loss value.
+
+    Accumulation that keeps the contrastive batch whole (open_clip's ``accum_freq``): every
+    image is scored against every caption of the batch, so summing independent micro-batches'
+    gradients would train with one micro-batch's negatives. All embeddings are computed once
+    without gradients; each micro-batch then runs again with them, its rows live in the whole
+    batch's loss and the others cached. The gradients add up to the whole batch's (no dropout
+    or batch statistics), for one extra forward pass and one micro-batch's activations.
+
+    Under DDP only the last pass synchronises gradients; the logit scale and bias take their
+    gradient in that pass alone (in the others they are cached constants), once, as in one
+    whole-batch backward.
+    """
+    images = batch[0]
+    device = images.device
+    parts = [
+        slice(i * len(images) // chunks, (i + 1) * len(images) // chunks) for i in range(chunks)
+    ]
+    with torch.no_grad(), attention_context(device), autocast(device):
+        cached = [_forward(module, batch, part) for part in parts]
+    losses = []
+    for index, part in enumerate(parts):
+        last = index == chunks - 1
+        sync = last or not hasattr(module, "no_sync")
+        with nullcontext() if sync else module.no_sync(), attention_context(device):
+            with autocast(device):
+                live = _forward(module, batch, part)
+            rows = [live if i == index else outputs for i, outputs in enumerate(cached)]
+            scale_from = live if last else cached[index]
+            loss = _whole_batch_loss(loss_kind, rows, scale_from, batch[3])
+            loss.backward()
+        losses.append(loss.detach())
+    return losses
+
+
+def _forward(module: nn.Module, batch: tuple, part: slice) -> Outputs:
+    images, text, negatives, _ = batch
+    if negatives is None:
+        return module(images[part], text[part], None)
+    per_image = len(negatives) // len(images)  # each image's negatives are consecutive rows
+    rows = slice(part.start * per_image, part.stop * per_image)
+    return module(images[part], text[part], negatives[rows])
+
+
+def _whole_batch_loss(
+    kind: str, rows: list[Outputs], scale_from: Outputs, mask: torch.Tensor | None
+) -> torch.Tensor:
+    """The contrastive loss over every micro-batch's embeddings, in batch order."""
+    image = torch.cat([r[0] for r in rows])
+    text = torch.cat([r[1] for r in rows])
+    parts = [r[2] for r in rows if r[2] is not None]
+    negatives = torch.cat(parts) if parts else None
+    return contrastive_loss(kind, image, text, scale_from[3], scale_from[4], negatives, mask)
 
 
 def _finite_everywhere(values: torch.Tensor) -> bool:

@@ -7,11 +7,19 @@ its own order (so order, augmentation and resume are the same as for preloaded d
 processes decode and fit each image exactly as preloading does, and uint8 batches arrive a few
 steps ahead, in pinned memory when they are bound for a GPU. The augmentation stays the
 trainer's, on its device.
+
+How many loader workers: each one is a process that keeps up to ``PREFETCH_BATCHES`` decoded
+batches in shared memory (``/dev/shm``) until the trainer takes them. So a rank gets the
+machine's cores shared among the ranks on it (at most ``MAX_LOADER_WORKERS``), and no more
+workers than a share of ``/dev/shm``'s free space holds — a container's default 64 MB
+``/dev/shm`` would otherwise kill the run with a bus error ("No space left on device").
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -25,6 +33,40 @@ log = logging.getLogger(__name__)
 # Preloaded images above this size are streamed instead (``TrainOptions.stream`` None).
 PRELOAD_LIMIT_BYTES = 16 * 2**30
 PREFETCH_BATCHES = 4  # per worker: enough to ride out a slow file
+MAX_LOADER_WORKERS = 16  # per rank: beyond this the decoders outrun any GPU step here
+SHM_SHARE = 0.5  # of /dev/shm's free space that the loaders of all ranks may fill
+SHM = Path("/dev/shm")
+
+
+def loader_workers(cores: int, ranks: int, batch_bytes: int, shm_free: int | None) -> int:
+    """Loader worker processes for one of ``ranks`` processes on a machine with ``cores``:
+    the cores shared among the ranks (1 to ``MAX_LOADER_WORKERS``), capped so that all
+    workers' prefetched batches fit in ``SHM_SHARE`` of ``shm_free`` bytes (None: unknown,
+    no cap); 0 — decode in the training process — when not even one worker's would."""
+    ranks = max(ranks, 1)
+    by_cores = max(1, min(MAX_LOADER_WORKERS, cores // ranks))
+    if shm_free is None:
+        return by_cores
+    by_shm = int(SHM_SHARE * shm_free / ranks) // max(PREFETCH_BATCHES * batch_bytes, 1)
+    return min(by_cores, by_shm)
+
+
+def machine_loader_workers(batch_bytes: int, ranks: int) -> int:
+    """``loader_workers`` for this machine: the cores this process may run on, and the free
+    space of ``/dev/shm`` (unknown where there is none)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    try:
+        shm_free: int | None = shutil.disk_usage(SHM).free
+    except OSError:
+        shm_free = None
+    workers = loader_workers(cores, ranks, batch_bytes, shm_free)
+    shm = "unknown" if shm_free is None else f"{shm_free / 2**20:.0f} MiB"
+    log.info("streaming with %d loader workers (%d cores, %d ranks, /dev/shm free %s)",
+             workers, cores, ranks, shm)  # fmt: skip
+    return workers
 
 
 def preload_bytes(count: int, image_size: int) -> int:

@@ -16,9 +16,12 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from encoders.errors import VitrieveError
-from encoders.training.devices import DEVICE_DEFAULTS
+from encoders.runtime.device import DEFAULT_DEVICE, resolve_device
+from encoders.training.devices import DEVICE_DEFAULTS, train_device
 from encoders.training.finetune import FinetuneOptions
-from encoders.training.main import TrainRequest
+from encoders.training.layout import RunLayout
+from encoders.training.loss import LOSSES
+from encoders.training.main import TEXT_TOWERS, TrainRequest
 from encoders.training.steps import TrainOptions
 from retrieval.commands.common import DEVICE_OPTION, JSON_OPTION, device_name, takes
 from retrieval.commands.evaluate import Columns, columns
@@ -27,9 +30,22 @@ DEFAULTS = TrainOptions()  # the measured recipe (docs/training.md) is the one p
 REQUEST = {f.name: f.default for f in dataclasses.fields(TrainRequest)}
 FINETUNE = FinetuneOptions()
 DATA_HELP = "Training pairs: TSV/CSV in open_clip's format, or a folder of images + .txt."
-LOSSES = ("clip", "siglip")
 DATA_WAIT_SHOWN = 0.05  # the bar says how long steps wait for data from this share on
-TEXT_TOWERS = ("minilm", "own")
+
+
+def _check_device(spec: str) -> str:
+    """``--device`` checked while the command line is parsed (a device that is not there is
+    a one-line error) but kept as given: under torchrun ``cuda`` and ``auto`` mean each
+    process's own GPU, which only the rank knows (resolved by ``train`` once it has joined)."""
+    resolve_device(spec)
+    return spec
+
+
+TRAIN_DEVICE_OPTION = typer.Option(
+    DEFAULT_DEVICE, "--device", callback=_check_device,
+    help="Where training runs: auto (a CUDA GPU, else the CPU), cpu, cuda, cuda:N; under "
+    "torchrun, cuda and auto are each process's local-rank GPU.",
+)  # fmt: skip
 
 
 def _default(name: str, help: str, *names: str, **kw):
@@ -152,7 +168,7 @@ def train_options(
         "(default: stream only what is too big to preload).",
         "--stream/--preload",
     ),  # fmt: skip
-    device: str = DEVICE_OPTION,
+    device: str = TRAIN_DEVICE_OPTION,
 ) -> TrainOptions:
     """``vitrieve train``'s recipe options, as the ``TrainOptions`` the trainer takes."""
     options = TrainOptions(
@@ -169,7 +185,7 @@ def train_options(
 @takes(train_options, "options")
 def train(
     data: Path = typer.Option(..., "--data", help=DATA_HELP),
-    out: Path = typer.Option(..., "--out", help="Run directory: checkpoint/, metrics, curves."),
+    out: Path = typer.Option(..., "--out", help="Run directory: its checkpoint, metrics, curves."),
     val: Path | None = typer.Option(
         None, "--val", help="Labelled validation pairs (label column) for zero-shot curves."
     ),
@@ -203,6 +219,8 @@ def train(
         caption_col=cols.caption_col, label_col=label_col, options=options,
     )  # fmt: skip
     rank = _join_torchrun(world_size, local_rank, options.device)
+    options = dataclasses.replace(options, device=str(train_device(options.device, local_rank)))
+    request = dataclasses.replace(request, options=options)
     try:
         with _bar(Console(stderr=True, quiet=rank != 0)) as progress:
             task = progress.add_task(
@@ -236,7 +254,8 @@ def _report(result, out: Path, device: str, as_json: bool) -> None:
         typer.echo(
             "validation zero-shot " + "  ".join(f"{k} {v:.3f}" for k, v in result.final.items())
         )
-    typer.echo(f"curves: {out / 'curves.png'}  metrics: {out / 'metrics.jsonl'}")
+    layout = RunLayout(out)
+    typer.echo(f"curves: {layout.curves}  metrics: {layout.metrics}")
 
 
 def finetune(

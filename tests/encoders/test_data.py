@@ -12,6 +12,7 @@ from PIL import Image
 from encoders.data.synthetic import SceneObject, render_scene
 from encoders.errors import VitrieveError
 from encoders.model.transforms import eval_transform
+from encoders.training.captions import swap_left_right
 from encoders.training.data import (
     CaptionDataset,
     augment_batch,
@@ -19,7 +20,6 @@ from encoders.training.data import (
     preload_images,
     read_captioned,
     read_captioned_counted,
-    swap_left_right,
 )
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from encoders.training.finetune import FinetuneOptions, finetune_folder, split_indices
+from encoders.training.layout import RunLayout
 
 
 @pytest.fixture
@@ -38,4 +39,4 @@ def test_full_finetune_trains_the_vit(folders, tmp_path: Path):
     result = finetune_folder(data, ckpt, tmp_path / "run", options)
     assert result["mode"] == "fine-tune" and 0.0 <= result["accuracy"] <= 1.0
     before = (ckpt / "model.safetensors").read_bytes()
-    assert (tmp_path / "run" / "checkpoint" / "model.safetensors").read_bytes() != before
+    assert (RunLayout(tmp_path / "run").checkpoint / "model.safetensors").read_bytes() != before

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import random
 
-from encoders.training.captions import colour_words, strip_colours
-from encoders.training.negatives import fix_articles, hard_negatives, learn_substitutes
+from encoders.training.captions import (
+    colour_words,
+    fix_articles,
+    hard_negatives,
+    learn_substitutes,
+    strip_colours,
+)
 
 # A tiny corpus in a vocabulary no word list knows: "teal" and "lime" are colours only
 # because they fill the slots "pink" and "red" fill; "arrow" / "ring" / "kite" are nouns.

@@ -19,6 +19,7 @@ from encoders.model.clip import create_model
 from encoders.model.config import load_config
 from encoders.model.tokenizer import get_tokenizer
 from encoders.training.captions import build_caption_table, strip_colours
+from encoders.training.layout import RunLayout
 from encoders.training.loop import TrainOptions
 from encoders.training.main import TrainRequest, train_from_files
 from encoders.training.optim import (
@@ -122,8 +123,8 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(
     resumed = make_trainer(tmp_path / "resumed", options)
     state = resumed.run(resume=True)
     assert state.step == straight.state.step == 6 and state.epoch == 1
-    a = load_file(str(tmp_path / "straight" / "checkpoint" / "model.safetensors"))
-    b = load_file(str(tmp_path / "resumed" / "checkpoint" / "model.safetensors"))
+    a = load_file(str(RunLayout(tmp_path / "straight").checkpoint / "model.safetensors"))
+    b = load_file(str(RunLayout(tmp_path / "resumed").checkpoint / "model.safetensors"))
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
@@ -138,12 +139,11 @@ def test_budget_run_warms_up_for_its_fraction_of_the_estimated_total(
     and the ViT ended 9 points lower on seen, 23 on held-out compositions, over 3 seeds.)
     The loop's clock is replaced by one that advances 25 ms per step: 3 s = 120 steps.
     """
-    from encoders.training import clock, loop
+    from encoders.training import loop
 
     steps = [0]
     fake = SimpleNamespace(perf_counter=lambda: 0.025 * steps[0])
     monkeypatch.setattr(loop, "time", fake)
-    monkeypatch.setattr(clock, "time", fake)
 
     def tick(progress) -> None:
         steps[0] = progress.step
@@ -171,10 +171,10 @@ def test_tiny_model_learns_the_synthetic_task(synth: Path, tmp_path: Path):
     chance = 1 / 64
     assert result.final["top1"] > 5 * chance, result.final
     assert seen[-1].step == result.state.step
-    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
-    assert records[-1]["final"] and (tmp_path / "run" / "curves.png").stat().st_size > 1000
+    records = [json.loads(line) for line in RunLayout(tmp_path / "run").metrics.open()]
+    assert records[-1]["final"] and (RunLayout(tmp_path / "run").curves).stat().st_size > 1000
     assert records[-1]["loss"] < records[0]["loss"]
-    assert (tmp_path / "run" / "checkpoint" / "training_state.json").is_file()
+    assert (RunLayout(tmp_path / "run").checkpoint / "training_state.json").is_file()
 
 
 def _free_port() -> int:
@@ -205,9 +205,9 @@ def test_a_local_rank_without_a_gpu_of_its_own_is_refused(monkeypatch: pytest.Mo
     """Under torchrun with CUDA each process takes its local rank's GPU; more processes than
     GPUs is a user error, not two processes silently sharing one."""
     from encoders.runtime.device import DeviceError
-    from encoders.training import distributed
+    from encoders.training import devices
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     with pytest.raises(DeviceError, match="local rank 3 has no GPU"):
-        distributed._local_gpu(3)
-    assert distributed._local_gpu(1) == 1
+        devices.local_gpu(3)
+    assert devices.local_gpu(1) == 1

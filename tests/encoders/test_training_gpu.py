@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 
 from encoders.training.devices import default_batch_size
 from encoders.training.finetune import FinetuneOptions, finetune_folder
+from encoders.training.layout import RunLayout
 from encoders.training.main import TrainRequest, train_from_files
 from encoders.training.steps import TrainOptions
 
@@ -40,10 +41,10 @@ def test_training_runs_on_the_gpu_with_everything_there(make_trainer, small_opti
     assert state.step == 3 and state.skipped_steps == 0
     slots = [s for s in trainer.optimizer.state.values()]
     assert slots and all(s["exp_avg"].device.type == "cuda" for s in slots)
-    saved = load_file(str(tmp_path / "checkpoint" / "model.safetensors"))
+    saved = load_file(str(RunLayout(tmp_path).checkpoint / "model.safetensors"))
     assert all(t.device.type == "cpu" and torch.isfinite(t).all() for t in saved.values())
     assert not torch.equal(start, _flat(saved))
-    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").open()]
+    records = [json.loads(line) for line in RunLayout(tmp_path).metrics.open()]
     assert all(0.0 <= r["data_wait"] <= 1.0 for r in records)
 
 
@@ -54,7 +55,7 @@ def test_resume_on_the_gpu_and_on_the_cpu(make_trainer, small_options, stop_at, 
     broken = make_trainer(tmp_path / "gpu", options, stop_at(4))
     with pytest.raises(stop_at.Interrupt):
         broken.run()
-    at_three = _flat(load_file(str(tmp_path / "gpu" / "checkpoint" / "model.safetensors")))
+    at_three = _flat(load_file(str(RunLayout(tmp_path / "gpu").checkpoint / "model.safetensors")))
     cpu_dir = tmp_path / "cpu"
     shutil.copytree(tmp_path / "gpu", cpu_dir)  # the GPU run's step-3 checkpoint
     on_gpu = make_trainer(tmp_path / "gpu", options)
@@ -63,9 +64,13 @@ def test_resume_on_the_gpu_and_on_the_cpu(make_trainer, small_options, stop_at, 
     assert on_cpu.run(resume=True).step == 6
     assert all(group["fused"] for group in on_gpu.optimizer.param_groups)
     assert not any(group["fused"] for group in on_cpu.optimizer.param_groups)
-    reference = _flat(load_file(str(tmp_path / "straight" / "checkpoint" / "model.safetensors")))
+    reference = _flat(
+        load_file(str(RunLayout(tmp_path / "straight").checkpoint / "model.safetensors"))
+    )
     moved = (reference - at_three).norm()
-    gpu_resumed = _flat(load_file(str(tmp_path / "gpu" / "checkpoint" / "model.safetensors")))
+    gpu_resumed = _flat(
+        load_file(str(RunLayout(tmp_path / "gpu").checkpoint / "model.safetensors"))
+    )
     cpu_resumed = _flat(on_cpu.model.state_dict())
     assert (gpu_resumed - reference).norm() < 0.01 * moved  # exact up to kernel order
     assert (cpu_resumed - reference).norm() < 0.25 * moved  # another device's arithmetic
@@ -81,7 +86,7 @@ def test_train_from_files_with_validation_on_the_gpu(synth: Path, tmp_path: Path
     )  # fmt: skip
     result = train_from_files(request)
     assert result.final["top1"] > 1 / 64 and result.samples_per_s > 0
-    saved = json.loads((tmp_path / "run" / "checkpoint" / "training_state.json").read_text())
+    saved = json.loads((RunLayout(tmp_path / "run").checkpoint / "training_state.json").read_text())
     assert saved["options"]["batch_size"] == default_batch_size(torch.device("cuda")) > 64
 
 

@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from encoders.training import loop
+from encoders.training.layout import RunLayout
 from encoders.training.main import TrainRequest, train_from_files
 from encoders.training.state import STATE_JSON, STATE_TENSORS
 
@@ -30,7 +31,7 @@ def _request(data: Path, out: Path, options, resume: bool = False) -> TrainReque
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(run / "checkpoint" / "model.safetensors"))
+    return load_file(str(RunLayout(run).checkpoint / "model.safetensors"))
 
 
 def test_a_run_saved_on_a_gpu_resumes_on_the_cpu_with_its_batch_size(
@@ -43,7 +44,7 @@ def test_a_run_saved_on_a_gpu_resumes_on_the_cpu_with_its_batch_size(
     train_from_files(_request(data, tmp_path / "straight", options))
     with pytest.raises(stop_at.Interrupt):
         train_from_files(_request(data, tmp_path / "moved", options), stop_at(4))
-    state_json = tmp_path / "moved" / "checkpoint" / STATE_JSON
+    state_json = RunLayout(tmp_path / "moved").checkpoint / STATE_JSON
     payload = json.loads(state_json.read_text())
     assert payload["options"]["batch_size"] == 32 and payload["state"]["step"] == 3
     payload["options"]["device"] = "cuda:0"  # as a GPU run writes it
@@ -71,7 +72,7 @@ def test_fused_optimiser_state_resumes_into_the_default_optimiser(
     assert fused.optimizer.defaults["fused"]
     with pytest.raises(stop_at.Interrupt):
         fused.run()
-    saved = load_file(str(tmp_path / "checkpoint" / STATE_TENSORS))
+    saved = load_file(str(RunLayout(tmp_path).checkpoint / STATE_TENSORS))
     monkeypatch.setattr(loop, "fused_adamw", lambda device: False)
     resumed = make_trainer(tmp_path, options)
     assert not resumed.optimizer.defaults["fused"]

@@ -16,16 +16,17 @@ from encoders.model.config import load_config
 from encoders.model.tokenizer import get_tokenizer
 from encoders.training import loop, steps
 from encoders.training.captions import build_caption_table
-from encoders.training.devices import (
-    attention_context,
-    autocast,
-    default_batch_size,
-    with_device_defaults,
-)
-from encoders.training.guard import MAX_NONFINITE_STEPS, NonFiniteLoss
+from encoders.training.devices import attention_context, autocast, default_batch_size
+from encoders.training.layout import RunLayout
+from encoders.training.loop import MAX_NONFINITE_STEPS, NonFiniteLoss
 from encoders.training.loss import contrastive_loss
 from encoders.training.optim import make_optimizer, warmup_steps
-from encoders.training.steps import ContrastiveModule, TrainOptions, optimise
+from encoders.training.steps import (
+    ContrastiveModule,
+    TrainOptions,
+    optimise,
+    with_device_defaults,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -63,12 +64,12 @@ def test_a_nonfinite_step_is_skipped_and_counted(
     assert any(not torch.equal(weights[2][k], weights[3][k]) for k in weights[2])  # resumed
     adam_steps = {float(s["step"]) for s in trainer.optimizer.state.values()}
     assert adam_steps == {3.0}  # the optimiser stepped 3 times, not 4
-    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").open()]
+    records = [json.loads(line) for line in RunLayout(tmp_path).metrics.open()]
     assert [r.get("skipped", False) for r in records[:4]] == [False, True, False, False]
     assert records[-1]["final"] and records[-1]["skipped_steps"] == 1
-    saved = load_file(str(tmp_path / "checkpoint" / "model.safetensors"))
+    saved = load_file(str(RunLayout(tmp_path).checkpoint / "model.safetensors"))
     assert all(torch.isfinite(t).all() for t in saved.values())
-    meta = json.loads((tmp_path / "checkpoint" / "training_state.json").read_text())
+    meta = json.loads((RunLayout(tmp_path).checkpoint / "training_state.json").read_text())
     assert meta["state"]["skipped_steps"] == 1
 
 
@@ -89,7 +90,7 @@ def test_nonfinite_steps_in_a_row_stop_the_run_with_one_clear_line(
     assert f"stopped at step {last}" in message and f"steps 3-{last}" in message
     assert "learning rate" in message and "data" in message
     assert max(weights) == last and trainer.state.skipped_steps == MAX_NONFINITE_STEPS
-    saved = load_file(str(tmp_path / "checkpoint" / "model.safetensors"))
+    saved = load_file(str(RunLayout(tmp_path).checkpoint / "model.safetensors"))
     for key, value in saved.items():  # the last checkpoint holds step 2's (finite) weights
         assert torch.equal(value, weights[2][key].float()), key
 
@@ -97,7 +98,7 @@ def test_nonfinite_steps_in_a_row_stop_the_run_with_one_clear_line(
 def test_a_checkpoint_is_never_written_from_nan_weights(make_trainer, small_options, tmp_path):
     trainer = make_trainer(tmp_path, small_options(epochs=0.2, checkpoint_every=0))
     trainer.run()
-    weights = tmp_path / "checkpoint" / "model.safetensors"
+    weights = RunLayout(tmp_path).checkpoint / "model.safetensors"
     before = weights.read_bytes()
     name, param = next(iter(trainer.model.named_parameters()))
     with torch.no_grad():
@@ -143,7 +144,7 @@ def test_metrics_record_the_share_of_step_time_spent_waiting_for_data(
     seen = []
     trainer = make_trainer(tmp_path, small_options(epochs=0.6, checkpoint_every=0), seen.append)
     trainer.run()
-    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").open()]
+    records = [json.loads(line) for line in RunLayout(tmp_path).metrics.open()]
     steps_only = [r for r in records if not r.get("final")]
     assert len(steps_only) == 3 and all(0.3 < r["data_wait"] < 1.0 for r in steps_only)
     assert 0.3 < records[-1]["data_wait"] < 1.0

@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from encoders.training import main
+from encoders.training.layout import RunLayout
 from encoders.training.main import prepare_data
 from encoders.training.stream import DecodedImages, StreamedImages
 
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(run / "checkpoint" / "model.safetensors"))
+    return load_file(str(RunLayout(run).checkpoint / "model.safetensors"))
 
 
 def test_streamed_data_trains_and_resumes_exactly_like_preloaded(

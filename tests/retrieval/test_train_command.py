@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import encoders.training.distributed as distributed
 import encoders.training.main as training_main
+from encoders.training.layout import RunLayout
 from encoders.training.state import TrainState
 from encoders.training.steps import TrainOptions
 from retrieval.cli import app
@@ -21,7 +23,7 @@ def requests(monkeypatch) -> list:
 
     def fake_train(request, callback=None):
         seen.append(request)
-        return training_main.TrainResult(TrainState(), request.out / "checkpoint", {}, 0.0)
+        return training_main.TrainResult(TrainState(), RunLayout(request.out).checkpoint, {}, 0.0)
 
     monkeypatch.setattr(training_main, "train_from_files", fake_train)
     return seen
@@ -56,6 +58,30 @@ def test_device_reaches_the_train_options(tmp_path: Path, requests) -> None:
     chosen = _train(tmp_path, "--device", "cpu")
     assert chosen.exit_code == 0, chosen.output
     assert requests[-1].options.device == "cpu" and json.loads(chosen.output)["device"] == "cpu"
+
+
+@pytest.mark.parametrize("spec", ["cuda", "auto"])
+def test_under_torchrun_cuda_means_the_local_ranks_gpu(
+    tmp_path: Path, requests, monkeypatch, spec: str
+) -> None:
+    """``torchrun … vitrieve train --device cuda``: rank 1 (LOCAL_RANK=1) trains on cuda:1,
+    not on the cuda:0 the option used to be resolved to while parsing (which the trainer then
+    refused on every rank but 0). CUDA is faked: two GPUs, no process group formed."""
+    import torch
+
+    joined: list = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=None: f"fake GPU {index}")
+    monkeypatch.setattr(distributed, "setup_distributed", lambda **kw: joined.append(kw) or (1, 2))
+    monkeypatch.setattr(distributed, "cleanup_distributed", lambda: None)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    result = _train(tmp_path, "--device", spec)
+    assert result.exit_code == 0, result.output
+    assert joined == [{"device": spec, "local_rank": 1}]  # still unresolved when joining
+    assert requests[-1].options.device == "cuda:1"
+    assert result.output == ""  # rank 1 reports nothing: rank 0 does
 
 
 def test_columns_and_architecture_reach_the_request(tmp_path: Path, requests) -> None:
