@@ -1,12 +1,18 @@
 """GPU figures (docs/gpu.md): vitrieve vs open_clip on one CUDA device, same weights, one process.
 
-1. ViT image encoding, img/s at one batch size: ours (bf16 if it holds) vs open_clip fp32 and
-   bf16 autocast; the fraction of the device's measured bf16 matmul peak; cosine to fp32.
+1. ViT image encoding, img/s at one batch size (images already on the device): ours eager and
+   compiled (bf16 if it holds) vs open_clip fp32 and bf16 autocast; the fraction of the
+   device's measured bf16 matmul peak; cosine to fp32.
 2. One text query's latency: ours eager and compiled (CUDA graphs per length bucket) vs open_clip.
-3. Indexing a generated folder of photo-like JPEGs: end to end (``index_library`` on the device)
-   against Pillow full decode on all cores, Pillow draft decode on all cores (vitrieve's CPU
-   path), nvJPEG alone, and pure encoding.
+3. Indexing a generated folder of photo-like JPEGs: end to end (``index_library`` on the device:
+   scan, read, hash, decode, resize, thumbnails, encode, store) against Pillow full decode on all
+   cores, Pillow draft decode on all cores (vitrieve's CPU path), nvJPEG with and without reading
+   the files, and pure encoding. Each row's name says what its clock includes.
 4. Exact search over N stored vectors (fp16 on the device, matmul + top-k): one query, batched.
+
+Each section is printed as soon as it is measured. The compiled variants need what Triton
+needs to build (a C compiler and Python's headers); without them they are skipped with one line
+(``--toolchain`` prints only that line).
 
 Random-init weights (open_clip ``create_model`` without download, converted into ours): speed
 and agreement do not depend on training. ``--smoke`` runs every step small on the CPU (the
@@ -18,8 +24,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
+import sysconfig
 import tempfile
 import time
 from collections.abc import Callable
@@ -30,15 +38,17 @@ import numpy as np
 import open_clip
 import torch
 import torch.nn.functional as F
-from encode import matmul_peak_gflops, vit_gflops_per_image
+from encode import vit_gflops_per_image
 from PIL import Image
 
 from encoders.model.clip import create_model
 from encoders.model.config import load_config
 from encoders.runtime.encoder import Encoder
 from encoders.weights.checkpoint import from_openclip_state_dict
-from indexer.decode.gpu_decode import GpuJpegDecoder, prepare
+from indexer.decode.decoded import Decoded
+from indexer.decode.gpu_decode import GpuJpegDecoder
 from indexer.decode.images import decode_image
+from indexer.decode.jpeg_plan import file_stamp, plan_jpeg
 from indexer.pipeline.local import IndexOptions, IndexProgress, index_library
 
 CACHE = Path.home() / ".cache" / "vitrieve-bench"
@@ -56,10 +66,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cache", type=Path, default=CACHE, help="where generated JPEGs stay")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU")
+    parser.add_argument("--toolchain", action="store_true", help="only say if compiling can run")
     args = parser.parse_args(argv)
     if args.smoke:
         args.batch, args.files, args.megapixels, args.vectors, args.repeats = 4, 12, 0.3, 20_000, 1
     return args
+
+
+def compile_toolchain() -> str | None:
+    """Why ``torch.compile`` cannot build its CUDA kernels here, or None: Triton compiles a
+    small C launcher with the system's C compiler against Python's headers."""
+    if not (os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+            or shutil.which("clang")):  # fmt: skip
+        return "no C compiler (cc, gcc or clang)"
+    header = Path(sysconfig.get_paths()["include"]) / "Python.h"
+    if not header.exists():
+        return f"no Python headers ({header}: e.g. apt-get install python3-dev)"
+    return None
 
 
 def sync(device: torch.device) -> None:
@@ -77,6 +100,15 @@ def median_seconds(fn: Callable[[], object], device: torch.device, repeats: int)
         sync(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def bf16_matmul_peak_gflops(device: torch.device, size: int, repeats: int) -> float:
+    """The best rate (GFLOP/s) of a bf16 ``size``² matmul on ``device``: the practical peak
+    the encoder's fraction is measured against."""
+    a = torch.randn(size, size, device=device, dtype=torch.bfloat16)
+    b = torch.randn(size, size, device=device, dtype=torch.bfloat16)
+    best = min(median_seconds(lambda: a @ b, device, 1) for _ in range(repeats))
+    return 2 * size**3 / best / 1e9
 
 
 # --- 1 and 2: the encoder against open_clip -------------------------------------------------
@@ -112,16 +144,22 @@ def encoding(ours: dict, reference, device: torch.device, args) -> dict[str, flo
             "open_clip bf16 autocast img/s": oc_autocast,
             "ours img/s": lambda: encoder.encode_image_tensors(images),
         }
+        if "ours compiled" in ours:  # the first call compiles (the warm-up, untimed)
+            compiled = ours["ours compiled"]
+            runs["ours compiled img/s"] = lambda: compiled.encode_image_tensors(images)
         out = {k: args.batch / median_seconds(fn, device, args.repeats) for k, fn in runs.items()}
         expected = F.normalize(reference.encode_image(images[:64]).float(), dim=-1).cpu()
     out["ours cosine to open_clip fp32"] = float(
         (expected * torch.from_numpy(encoder.encode_image_tensors(images[:64]))).sum(1).min()
     )
-    peak = matmul_peak_gflops(8192 if device.type == "cuda" else 1024, 10, str(device))
+    peak = bf16_matmul_peak_gflops(device, 8192 if device.type == "cuda" else 1024, 10)
     cost = vit_gflops_per_image(encoder.config)
     out["bf16 matmul peak TFLOP/s"] = peak / 1000
     out["ours fraction of bf16 peak"] = out["ours img/s"] * cost / peak
     out["ours / open_clip bf16 autocast"] = out["ours img/s"] / out["open_clip bf16 autocast img/s"]
+    if "ours compiled img/s" in out:
+        best = out["ours compiled img/s"] / out["open_clip bf16 autocast img/s"]
+        out["ours compiled / open_clip bf16 autocast"] = best
     out["ours precision"] = str(encoder.dtype).removeprefix("torch.")
     return out
 
@@ -195,21 +233,45 @@ def files_per_second(fn: Callable, paths: list[Path]) -> float:
         return len(paths) / (time.perf_counter() - start)
 
 
-def nvjpeg_alone(paths: list[Path], device: torch.device, size: int) -> float:
-    """Files/s of batched nvJPEG decoding + the GPU resizes (bytes already in memory)."""
+def nvjpeg_in_memory(paths: list[Path], device: torch.device, size: int) -> float:
+    """Files/s of batched nvJPEG decoding + the GPU resizes (model input and thumbnail pixels),
+    from bytes already in memory: no file reading, no WebP encoding."""
     datas = [p.read_bytes() for p in paths]
     decoder = GpuJpegDecoder(device, size, 256, fallback=lambda item: item)
     try:
+        decoder.decode_and_prepare(
+            datas[:8], [1] * len(datas[:8])
+        )  # warm-up: nvJPEG's handles, kernels
         sync(device)
         start = time.perf_counter()
         for at in range(0, len(datas), 64):
-            for image in decoder.decode_batch(datas[at : at + 64]):
-                if image is not None:
-                    prepare(image, 1, size, 256)  # the model input and the thumbnail pixels
+            batch = datas[at : at + 64]
+            decoder.decode_and_prepare(batch, [1] * len(batch))
         sync(device)
     finally:
         decoder.close()
     return len(datas) / (time.perf_counter() - start)
+
+
+def nvjpeg_with_reading(paths: list[Path], device: torch.device, size: int) -> float:
+    """Files/s of ``GpuJpegDecoder.complete``, what the indexer's main thread does per batch:
+    read each file again (threads, page cache warm, checked unchanged), nvJPEG, the GPU
+    resizes, thumbnails copied back and WebP-encoded (headers planned beforehand, untimed)."""
+    items = []
+    for n, path in enumerate(paths):
+        job = plan_jpeg(path.read_bytes(), 200_000_000, str(path), file_stamp(path))
+        items.append(Decoded(n, facts=dict(job.facts) if job else {}, jpeg=job))
+    decoder = GpuJpegDecoder(device, size, 256, fallback=lambda item: item)
+    try:
+        decoder.complete(items[:8])  # warm-up
+        sync(device)
+        start = time.perf_counter()
+        for at in range(0, len(items), 256):  # the indexer's GPU batch
+            decoder.complete(items[at : at + 256])
+        sync(device)
+    finally:
+        decoder.close()
+    return len(items) / (time.perf_counter() - start)
 
 
 def indexing(encoder: Encoder, device: torch.device, args) -> dict[str, float]:
@@ -218,7 +280,12 @@ def indexing(encoder: Encoder, device: torch.device, args) -> dict[str, float]:
     out = {
         "Pillow full decode, all cores files/s": files_per_second(pillow_full, paths),
         "Pillow draft decode, all cores files/s": files_per_second(pillow_draft, paths),
-        "nvJPEG decode + GPU resizes files/s": nvjpeg_alone(paths, device, encoder.image_size),
+        "nvJPEG decode + GPU resizes, bytes in memory files/s": nvjpeg_in_memory(
+            paths, device, encoder.image_size
+        ),
+        "nvJPEG read files + decode + resizes + WebP thumbnails files/s": nvjpeg_with_reading(
+            paths, device, encoder.image_size
+        ),
     }
     batch = min(256, max(args.files // 8, 2))  # several batches even in --smoke
     options = IndexOptions(workers=os.cpu_count() or 1, batch_size=batch, device=str(device))
@@ -232,7 +299,9 @@ def indexing(encoder: Encoder, device: torch.device, args) -> dict[str, float]:
         report = index_library(folder, encoder, model_ref="bench", library=Path(library),
                                options=options, progress=progress)  # fmt: skip
     assert report.embedded == len(paths) and not report.failures, report.failures[:3]
-    out["end to end files/s (whole run, start-up included)"] = report.embedded / report.seconds
+    out["end to end files/s (whole run: start-up, scan, hash, decode, encode, store)"] = (
+        report.embedded / report.seconds
+    )
     if len(seen) >= 2:  # after the first batch: workers started, the pipeline full
         (done0, at0), (done1, at1) = seen[0], seen[-1]
         out["end to end files/s (steady state)"] = (done1 - done0) / max(at1 - at0, 1e-9)
@@ -259,32 +328,51 @@ def search(count: int, device: torch.device, repeats: int) -> dict[str, float]:
     return {"one query ms": 1000 * one, "batched queries/s": len(queries) / many}
 
 
+def show(section: str, values: dict | str) -> None:
+    """Print one section as soon as it is measured (a run stopped later keeps it)."""
+    if not isinstance(values, dict):
+        print(f"{section}: {values}", flush=True)
+        return
+    print(section)
+    for key, value in values.items():
+        shown = f"{value:.4g}" if isinstance(value, float) else value
+        print(f"  {key:<66} {shown}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    missing = compile_toolchain()
+    toolchain = (
+        f"compiled variants skipped: {missing}" if missing
+        else "compiled variants run (C compiler and Python headers found)"
+    )  # fmt: skip
+    if args.toolchain:
+        print(toolchain)
+        return 0
     if not args.smoke and not torch.cuda.is_available():
         print("bench/gpu.py needs a CUDA device and torch sees none (use --smoke to check the "
               "script on the CPU)", file=sys.stderr)  # fmt: skip
         return 2
     device = torch.device("cuda" if not args.smoke else "cpu")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu (smoke)"
-    ours, reference = models(args.model, device, compile=not args.smoke)
-    figures = {
-        "device": name,
-        "torch": torch.__version__,
-        f"encoding, batch {args.batch}": encoding(ours, reference, device, args),
-        "text query": text_latency(ours, reference, device, args),
-        f"indexing {args.files} JPEGs of {args.megapixels} MP": indexing(
-            ours["ours"], device, args
-        ),
-        f"exact search, {args.vectors} vectors": search(args.vectors, device, args.repeats),
-    }
-    for section, values in figures.items():
-        print(section if isinstance(values, dict) else f"{section}: {values}")
-        for key, value in values.items() if isinstance(values, dict) else ():
-            shown = f"{value:.4g}" if isinstance(value, float) else value
-            print(f"  {key:<52} {shown}")
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2))
+    if not args.smoke:
+        print(toolchain, flush=True)
+    ours, reference = models(args.model, device, compile=not args.smoke and missing is None)
+    figures: dict = {"device": name, "torch": torch.__version__}
+    show("device", name)
+    steps = [
+        (f"encoding, batch {args.batch}", lambda: encoding(ours, reference, device, args)),
+        ("text query", lambda: text_latency(ours, reference, device, args)),
+        (f"indexing {args.files} JPEGs of {args.megapixels} MP",
+         lambda: indexing(ours["ours"], device, args)),
+        (f"exact search, {args.vectors} vectors",
+         lambda: search(args.vectors, device, args.repeats)),
+    ]  # fmt: skip
+    for section, measure in steps:
+        figures[section] = measure()
+        show(section, figures[section])
+        if args.json:  # rewritten after each section: a run stopped later keeps what it had
+            args.json.write_text(json.dumps(figures, indent=2))
     return 0
 
 

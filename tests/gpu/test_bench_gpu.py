@@ -33,3 +33,18 @@ def test_without_cuda_it_says_so_and_exits_2(monkeypatch, capsys) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert bench.main([]) == 2
     assert "needs a CUDA device" in capsys.readouterr().err
+
+
+def test_nvjpeg_rows_run_with_the_cpu_twin(tmp_path: Path) -> None:
+    """Both nvJPEG rows (bytes in memory; files read, thumbnails encoded) on the CPU decoder."""
+    args = bench.parse_args(["--smoke", "--cache", str(tmp_path)])
+    args.files = 3
+    paths = sorted(bench.photo_folder(args).glob("*.jpg"))
+    device = torch.device("cpu")
+    assert bench.nvjpeg_in_memory(paths, device, 32) > 0
+    assert bench.nvjpeg_with_reading(paths, device, 32) > 0
+
+
+def test_toolchain_flag_prints_one_line(capsys) -> None:
+    assert bench.main(["--toolchain"]) == 0
+    assert capsys.readouterr().out.startswith("compiled variants")
