@@ -139,29 +139,33 @@ def _requirement(text: str):
     return Requirement(text)
 
 
-def requirements_of(name: str) -> list[str]:
-    """``name``'s installed requirements that apply here (no extras), as names."""
+def requirements_of(name: str, extras=()) -> list[tuple[str, tuple[str, ...]]]:
+    """``name``'s installed requirements that apply here with ``extras`` asked for, as
+    (name, the extras they ask for): torch asks for ``cuda-toolkit[cufile, ...]``."""
     out = []
     for text in metadata.requires(name) or []:
         requirement = _requirement(text)
-        if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
-            out.append(requirement.name)
+        marker = requirement.marker
+        if marker is None or any(marker.evaluate({"extra": e}) for e in ("", *extras)):
+            out.append((requirement.name, tuple(sorted(requirement.extras))))
     return out
 
 
 def closure(names) -> dict[str, str]:
-    """Canonical name → installed version, for ``names`` and everything they require;
-    names not installed map to ""."""
+    """Canonical name → installed version, for ``names`` and everything they require (with
+    the extras asked for); names not installed map to ""."""
     seen: dict[str, str] = {}
-    todo = list(names)
+    done: set[tuple[str, tuple[str, ...]]] = set()
+    todo = [(name, ()) for name in names]
     while todo:
-        name = todo.pop()
-        if canonical(name) in seen:
+        name, extras = todo.pop()
+        if (canonical(name), extras) in done:
             continue
+        done.add((canonical(name), extras))
         version = installed(name)
         seen[canonical(name)] = version or ""
         if version and canonical(name) not in NO_DEPS:
-            todo.extend(requirements_of(name))
+            todo.extend(requirements_of(name, extras))
     return seen
 
 
@@ -202,7 +206,7 @@ def verify(part: str) -> list[str]:
 def _direct(name: str) -> set[str]:
     if not installed(name):
         return {canonical(name)}
-    return {canonical(n) for n in requirements_of(name)} | {canonical(name)}
+    return {canonical(n) for n, _ in requirements_of(name)} | {canonical(name)}
 
 
 def wheels(part: str) -> list[str]:
