@@ -20,7 +20,6 @@ where the CPU time went, stage by stage, in the workers and in this process (``s
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -88,14 +87,8 @@ def _run(request: Request, store: MetadataStore, manifest: Manifest) -> IndexRep
         pool.warm_up()  # workers start while the indexes are opened and the folder scanned
         run = begin_run(request, store, manifest)
         stages = Stages(_target(run), encoder, per_batch, gpu)
-        started = time.monotonic()
-        committer = Committer(
-            stages.prepare(),
-            stages.commit(),
-            lambda batch: stages.counted(batch, time.monotonic() - started),
-            watch,
-            overlaps(encoder.device, gpu),
-        )
+        overlap = overlaps(encoder.device, gpu)
+        committer = Committer(stages.prepare(), stages.commit(), stages.counted, watch, overlap)
         try:
             files = pool.imap_unordered([(i, request.photos / p) for i, p in run.work])
             for batch in batches(files, size):

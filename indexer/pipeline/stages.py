@@ -94,6 +94,7 @@ class Target:
     report: IndexReport
     state: IndexProgress
     notify: ProgressCallback
+    started: float = field(default_factory=time.monotonic)  # progress' elapsed counts from here
 
 
 class Stages:
@@ -173,14 +174,14 @@ class Stages:
 
     # --- counters (the caller's thread) --------------------------------------------------
 
-    def counted(self, batch: Batch, elapsed: float) -> None:
+    def counted(self, batch: Batch) -> None:
         """Count a committed batch and tell the progress callback."""
         target = self.target
         target.report.failures += [(target.paths[d.id], d.error or "") for d in batch.failed]
         target.report.embedded += len(batch.decoded)
         target.state.done += len(batch.decoded)
         target.state.failed += len(batch.failed)
-        target.state.elapsed = elapsed
+        target.state.elapsed = time.monotonic() - target.started
         target.notify(target.state)
 
 
@@ -209,8 +210,7 @@ class Committer:
     def submit(self, batch: Batch) -> None:
         """Prepare ``batch`` and commit it: now, or in the writer thread once the batch before
         it is done (whose error, if any, is raised here)."""
-        self.watch.received([*batch.decoded, *batch.failed])
-        self._run(self.prepare, batch)
+        self._run(self.prepare, batch, received=True)
         if self._executor is None:
             self._run(self.commit, batch)
             self.done(batch)
@@ -218,8 +218,9 @@ class Committer:
         self.drain()
         self._pending = (self._executor.submit(self._run, self.commit, batch), batch)
 
-    def _run(self, steps: list[Step], batch: Batch) -> None:
-        """``steps`` on ``batch`` in order, each one's process CPU time to the stopwatch."""
+    def _run(self, steps: list[Step], batch: Batch, received: bool = False) -> None:
+        """``steps`` on ``batch`` in order, each one's process CPU time to the stopwatch (with
+        the workers' time on its files, when it was just ``received``)."""
         took = {}
         clock = time.process_time()
         try:
@@ -228,7 +229,7 @@ class Committer:
                 now = time.process_time()
                 took[stage], clock = now - clock, now
         finally:
-            self.watch.took(took)
+            self.watch.took(took, [*batch.decoded, *batch.failed] if received else [])
 
     def drain(self) -> None:
         """Wait for the batch being committed; raise its error; count it."""

@@ -1,8 +1,8 @@
 """Where an indexing run's CPU time went, kept beside the data path, not in it.
 
 The stage pipeline (``stages``) times its steps from outside them and hands each batch's
-figures over here (``took``), with the files it received (``received``); the steps themselves
-never see a clock.
+figures over here (``took``), with the files it received; the steps themselves never see a
+clock.
 Worker processes time their own stages (``decode.decoded``): those figures arrive with each
 file and are added here, together with each worker's CPU total so far (what no stage accounts
 for there: pickling, the pool's bookkeeping). This process's stages are timed with
@@ -31,14 +31,12 @@ class Stopwatch:
         self.started = time.process_time()
         self._lock = threading.Lock()
 
-    def took(self, seconds: dict[str, float]) -> None:
-        """Add this process's CPU seconds by stage (one batch's steps)."""
+    def took(self, seconds: dict[str, float], files: Iterable[Decoded] = ()) -> None:
+        """Add this process's CPU seconds by stage (one batch's steps), and the CPU time the
+        workers spent on ``files``."""
         with self._lock:
             for stage, value in seconds.items():
                 self.cpu[MAIN + stage] = self.cpu.get(MAIN + stage, 0.0) + value
-
-    def received(self, files: Iterable[Decoded]) -> None:
-        """Take in the CPU time the workers spent on ``files``."""
         for decoded in files:
             for stage, seconds in decoded.cpu.items():
                 self._add(stage, seconds)
