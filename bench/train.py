@@ -93,14 +93,14 @@ def run_ours(
 def openclip_config(data: Path, out: Path) -> Path:
     """The architecture ``vitrieve train`` builds by default, as an open_clip model config
     (same towers, same sizes); written before either trainer runs."""
-    from encoders.model.hf_text import resolve_hf_path
+    from encoders.model.hf_text import MINILM, resolve_hf_path
 
     config = build_config(TrainRequest(data=data / "train.tsv", out=out)).to_dict()
     model = {k: config[k] for k in ("embed_dim", "quick_gelu", "vision_cfg", "text_cfg")}
     model["init_logit_scale"] = config.get("init_logit_scale")
     text = dict(model["text_cfg"])
     if text.pop("hf_model_name", None):
-        path = resolve_hf_path("minilm")
+        path = resolve_hf_path(MINILM)
         text.pop("lock", None)
         text = {
             "hf_model_name": path,

@@ -18,9 +18,9 @@ import torch
 from encoders.errors import VitrieveError
 from encoders.model.clip import CLIP, create_model
 from encoders.model.config import CLIPConfig, TextConfig, load_config
-from encoders.model.hf_text import HFTextTower
+from encoders.model.hf_text import MINILM, HFTextTower
 from encoders.model.tokenizer import Tokenizer, get_tokenizer
-from encoders.runtime.encoder import bf16_supported
+from encoders.runtime.capability import bf16_native
 from encoders.training.captions import build_caption_table
 from encoders.training.data import CaptionedItem, preload_images, read_captioned
 from encoders.training.devices import device_defaults, train_device
@@ -71,7 +71,7 @@ def build_config(request: TrainRequest) -> CLIPConfig:
     if request.image_size:
         config = config.with_image_size(request.image_size)
     if request.text_tower == "minilm":
-        text = TextConfig(context_length=MINILM_CONTEXT, hf_model="minilm", lock=request.lock_text)
+        text = TextConfig(context_length=MINILM_CONTEXT, hf_model=MINILM, lock=request.lock_text)
         config = replace(config, text=text)
     elif request.text_tower != "own":
         raise VitrieveError(f"unknown text tower {request.text_tower!r}: use one of {TEXT_TOWERS}")
@@ -104,7 +104,7 @@ def cache_text_features(
     """
     device = device or tokens.device
     runner = copy.deepcopy(tower).eval().to(device)
-    if bf16_supported(device):
+    if bf16_native(device):
         runner = runner.to(torch.bfloat16)
     lengths = (tokens != tower.pad_id).sum(dim=1)
     order = lengths.argsort()
