@@ -52,7 +52,7 @@ step() {
     echo "--- $name: $([ $rc -eq 0 ] && echo ok || echo FAILED) in $((SECONDS - t0)) s"
 }
 
-pip_install() { "$PY" -m pip install -q --disable-pip-version-check ${wheel_source[@]+"${wheel_source[@]}"} "$@"; }
+pip_install() { "$PY" -m pip install -q --disable-pip-version-check --no-warn-conflicts ${wheel_source[@]+"${wheel_source[@]}"} "$@"; }
 
 install() {
     say "install for the gpu $part part ($PY)"
@@ -92,9 +92,12 @@ PY
 
     # (e) torch and torchvision stay the machine's builds
     constraints=$(mktemp)
-    "$PY" -c "import torch; print(f'torch=={torch.__version__}')" >"$constraints"
+    # the installed distributions' versions (PyPI's torch says 2.14.1 where torch.__version__
+    # says 2.14.1+cu130: pinning the latter asks for a wheel that is not there)
+    local pin="import importlib.metadata as m, sys; print(f'{sys.argv[1]}=={m.version(sys.argv[1])}')"
+    "$PY" -c "$pin" torch >"$constraints"
     if "$PY" -c "import torchvision" 2>/dev/null; then
-        "$PY" -c "import torchvision; print(f'torchvision=={torchvision.__version__}')" >>"$constraints"
+        "$PY" -c "$pin" torchvision >>"$constraints"
     else
         local vision
         vision=$("$PY" -c "import torch; v = torch.__version__.split('+')[0].split('.'); print(f'0.{int(v[1]) + 15}.{v[2]}')")
@@ -121,7 +124,7 @@ PY
         if pip_install "${flags[@]}" "$spec"; then
             echo "installed $spec"
         else
-            fail "install: MISSING WHEEL $name ($spec): pip says which file it lacks above; offline, put it in .whl/ (make gpu-wheels)"
+            fail "install: MISSING WHEEL $name ($spec), or one it requires (pip's message above); offline, put it in .whl/ (make gpu-wheels)"
         fi
     done < <("$PY" scripts/gpu_requirements.py missing "$part")
     rm -f "$constraints"

