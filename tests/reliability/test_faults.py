@@ -102,12 +102,23 @@ def test_library_turns_read_only_mid_run(tmp_path: Path, checkpoint, encoder, sc
     figures({"images": len(photos.good), "embedded_before_fault": at_fault, "error": line})
 
 
+ROOM = 1 << 20  # what the small disk holds beyond the library's copy of its model
+
+
+def model_bytes(checkpoint: Path) -> int:
+    """The checkpoint's size: a library keeps a copy of its model (a hard link only where the
+    checkpoint is on the same file system, which a tmpfs of its own never is)."""
+    return sum(f.stat().st_size for f in checkpoint.iterdir() if f.is_file()) + (64 << 10)
+
+
 @pytest.fixture
-def small_disk(tmp_path: Path):
-    """A 1 MiB tmpfs (unmounted afterwards), or skip when mounting is not allowed."""
+def small_disk(tmp_path: Path, checkpoint: Path):
+    """A tmpfs with the model's copy and 1 MiB of room (unmounted afterwards), or skip when
+    mounting is not allowed."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+    size = f"size={model_bytes(checkpoint) + ROOM}"
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", size, "tmpfs", str(mount)],
                           capture_output=True, text=True)  # fmt: skip
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs: {done.stderr.strip()}")
@@ -129,10 +140,11 @@ def test_disk_fills_up(tmp_path: Path, small_disk: Path, checkpoint, encoder, sc
     assert "No space left on device" in line or "disk is full" in line, line
     at_fault = embedded_count(library)
     check_crashed(library)
-    remount = ["mount", "-o", "remount,size=64m", str(small_disk)]
+    bigger = f"remount,size={model_bytes(checkpoint) + (64 << 20)}"
+    remount = ["mount", "-o", bigger, str(small_disk)]
     assert subprocess.run(remount, capture_output=True).returncode == 0
     _complete_run(photos, encoder, checkpoint, library)
-    figures({"images": len(photos.good), "disk_bytes": 1 << 20,
+    figures({"images": len(photos.good), "disk_bytes": ROOM,
              "embedded_before_full": at_fault, "error": line})  # fmt: skip
 
 
