@@ -46,7 +46,7 @@ def small_text_regions(prob: np.ndarray, coarse_scale: float, fine_zoom: float):
     into one blob at the coarse scale); otherwise only text seen too thin, magnified."""
     mask = (prob > 0.3).astype(np.uint8)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    everything = fine_zoom > 1.33 * coarse_scale
+    everything = fine_zoom > 1.1 * coarse_scale
     chosen, thickness = np.zeros_like(mask), []
     for i in range(1, n):
         x, y, w, h, area = stats[i]

@@ -35,16 +35,18 @@ def providers(device: str) -> list[str]:
     CUDA-capable onnxruntime raises, "auto" falls back to the CPU."""
     import onnxruntime as ort
 
+    if device not in ("cpu", "cuda", "auto"):
+        raise OcrError(f"device must be cpu, cuda or auto, not {device!r}")
     available = ort.get_available_providers()
     if device == "cpu":
         return ["CPUExecutionProvider"]
     if "CUDAExecutionProvider" in available:
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     if device == "cuda":
-        raise OcrError("device 'cuda' asked for, but onnxruntime has no CUDA provider "
-                       "(pip install onnxruntime-gpu)")  # fmt: skip
-    if device != "auto":
-        raise ValueError(f"device must be cpu, cuda or auto, not {device!r}")
+        raise OcrError(
+            "device 'cuda' asked for, but onnxruntime has no CUDA provider "
+            "(pip install onnxruntime-gpu)"
+        )
     return ["CPUExecutionProvider"]
 
 

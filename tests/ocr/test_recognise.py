@@ -54,6 +54,13 @@ def test_bad_input_and_budgets() -> None:
     with pytest.raises(OcrError):
         recognise(np.zeros((10, 10, 2), np.uint8), OPTIONS)
     assert recognise(np.zeros((1, 1, 3), np.uint8), OPTIONS) == []
+    with pytest.raises(OcrError, match="device"):
+        recognise(np.zeros((8, 8, 3), np.uint8), OcrOptions(device="tpu"))
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        with pytest.raises(OcrError, match="onnxruntime-gpu"):
+            recognise(np.zeros((8, 8, 3), np.uint8), OcrOptions(device="cuda"))
     scene = make_scene("sign", 7, (640, 480))
     with pytest.raises(OcrBudgetExceeded):
         recognise(scene.image, OcrOptions(threads=2, device="cpu", time_limit_s=0.0))
