@@ -194,8 +194,11 @@ def verify(part: str) -> list[str]:
     problems = []
     for name, version in sorted(closure((*BASE_IMAGE, *wanted(part))).items()):
         if not version:
-            needed_by = [n for n in (*BASE_IMAGE, *wanted(part)) if name in _direct(n)]
-            problems.append(f"not installed: {name} (needed by {', '.join(needed_by) or 'gpu'})")
+            needed_by = [
+                n for n in (*BASE_IMAGE, *wanted(part)) if name in _direct(n) - {canonical(n)}
+            ]
+            by = f" (needed by {', '.join(needed_by)})" if needed_by else ""
+            problems.append(f"not installed: {name}{by}")
     modules = IMPORTS["check"] + (IMPORTS["train"] if part == "train" else ())
     for module in modules:
         try:

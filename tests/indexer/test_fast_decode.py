@@ -1,6 +1,6 @@
 """The fast decode path loses nothing: one DCT-scaled decode serves the model and the thumbnail,
-uint8 transport gives the encoder's own embeddings, and SHA-256 rows and earlier BLAKE2b rows
-both recognise moves and touches."""
+uint8 transport gives the encoder's own embeddings, and SHA-256 rows recognise moves and
+touches (BLAKE2b rows, never released, are no longer read)."""
 
 from __future__ import annotations
 
@@ -84,17 +84,17 @@ def test_a_transform_that_cannot_be_split_runs_whole() -> None:
     assert per_image is custom and per_batch(torch.ones(2)).sum() == 2
 
 
-def test_earlier_blake2b_rows_still_recognise_moves_and_touches(tmp_path: Path) -> None:
+def test_sha256_rows_recognise_moves_and_touches(tmp_path: Path) -> None:
     for name, seed in (("moved.jpg", 1), ("touched.jpg", 2)):
         photo(seed=seed).save(tmp_path / name, quality=90)
-    legacy = {
-        name: hashlib.blake2b((tmp_path / name).read_bytes(), digest_size=32).hexdigest()
+    digest = {
+        name: hashlib.sha256((tmp_path / name).read_bytes()).hexdigest()
         for name in ("moved.jpg", "touched.jpg")
     }
-    size = {name: (tmp_path / name).stat().st_size for name in legacy}
+    size = {name: (tmp_path / name).stat().st_size for name in digest}
     rows = [
-        Row(1, "old/place.jpg", size["moved.jpg"], 1, legacy["moved.jpg"], "indexed"),
-        Row(2, "touched.jpg", size["touched.jpg"], 1, legacy["touched.jpg"], "indexed"),
+        Row(1, "old/place.jpg", size["moved.jpg"], 1, digest["moved.jpg"], "indexed"),
+        Row(2, "touched.jpg", size["touched.jpg"], 1, digest["touched.jpg"], "indexed"),
     ]
     result = scan(tmp_path, rows)
     assert [(i, f.path) for i, f in result.moved] == [(1, "moved.jpg")]
