@@ -14,7 +14,7 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
-from indexer.store.text_index import TextIndex, fold
+from indexer.store.text_index import TextIndex, fold, halves
 
 EXACT, PREFIX, SUBSTRING, FUZZY = 1.0, 0.8, 0.6, 0.4  # how well one term matched
 STOPWORDS = frozenset({"the", "and", "for", "with", "from", "photo", "photos", "picture", "image"})
@@ -127,13 +127,12 @@ def matches(
     terms = [t for p in phrases for t in p]
     if not terms:
         return []
-    found: set[int] | None = None
+    docs: dict[int, str] | None = None
     for term in sorted(set(terms), key=len, reverse=True):  # the longest narrows the most
-        hits = index.candidates(term, fuzzy=len(term) >= 6)
-        found = hits if found is None else found & hits
-        if not found:
+        hits = index.candidates(halves(term) if len(term) >= 6 else [term])
+        docs = hits if docs is None else {f: d for f, d in docs.items() if f in hits}
+        if not docs:
             return []
-    docs = index.documents(found)
     banned = set(negatives)
     ranked = []
     for file_id, doc in docs.items():
@@ -150,7 +149,7 @@ def excluded(index: TextIndex, negatives: list[str]) -> set[int]:
     """Files whose text has one of ``negatives`` as a whole token (for ``-word``)."""
     out: set[int] = set()
     for word in negatives:
-        docs = index.documents(index.candidates(word))
+        docs = index.candidates([word])
         out |= {f for f, doc in docs.items() if word in _TOKEN.findall(doc)}
     return out
 
