@@ -153,18 +153,28 @@ class TextIndex:
                               {"ids": ids})  # fmt: skip
             return dict(rows.all())
 
-    def candidates(self, needles: Sequence[str], limit: int = 5000) -> dict[int, str]:
-        """Files whose folded text contains any of ``needles`` (already folded), with that
-        text: one index lookup (FTS5 trigram MATCH, or pg_trgm GIN behind LIKE)."""
-        needles = [n for n in (n.strip() for n in needles) if n]
-        if not needles:
+    def candidates(self, groups: Sequence[Sequence[str]], limit: int = 5000) -> dict[int, str]:
+        """Files whose folded text contains, for every group of ``groups``, one of its needles
+        (already folded), with that text: one index query (FTS5 trigram MATCH, or pg_trgm
+        GIN behind LIKE), so a query costs one round trip whatever its number of words."""
+        groups = [[n for n in (n.strip() for n in g) if n] for g in groups]
+        if not groups or not all(groups):
             return {}
+        needles = [n for g in groups for n in g]
         if self.postgres or min(len(n) for n in needles) < 3:  # FTS5 trigram needs 3 chars
-            where = " OR ".join(f"folded LIKE :p{i} ESCAPE '\\'" for i in range(len(needles)))
-            params = {f"p{i}": "%" + _escape(n) + "%" for i, n in enumerate(needles)}
+            params, clauses = {}, []
+            for group in groups:
+                ors = []
+                for needle in group:
+                    params[f"p{len(params)}"] = "%" + _escape(needle) + "%"
+                    ors.append(f"folded LIKE :p{len(params) - 1} ESCAPE '\\'")
+                clauses.append("(" + " OR ".join(ors) + ")")
+            where = " AND ".join(clauses)
             sql = f"SELECT file_id, folded FROM text_docs WHERE {where} LIMIT {int(limit)}"
         else:
-            params = {"q": " OR ".join('"' + n.replace('"', '""') + '"' for n in needles)}
+            quoted = ["(" + " OR ".join('"' + n.replace('"', '""') + '"' for n in g) + ")"
+                      for g in groups]  # fmt: skip
+            params = {"q": " AND ".join(quoted)}
             sql = (
                 "SELECT d.file_id, d.folded FROM text_fts JOIN text_docs d ON d.file_id = "
                 f"text_fts.rowid WHERE text_fts MATCH :q LIMIT {int(limit)}"

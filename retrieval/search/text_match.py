@@ -127,12 +127,8 @@ def matches(
     terms = [t for p in phrases for t in p]
     if not terms:
         return []
-    docs: dict[int, str] | None = None
-    for term in sorted(set(terms), key=len, reverse=True):  # the longest narrows the most
-        hits = index.candidates(halves(term) if len(term) >= 6 else [term])
-        docs = hits if docs is None else {f: d for f, d in docs.items() if f in hits}
-        if not docs:
-            return []
+    groups = [halves(t) if len(t) >= 6 else [t] for t in sorted(set(terms))]
+    docs = index.candidates(groups)
     banned = set(negatives)
     ranked = []
     for file_id, doc in docs.items():
@@ -149,7 +145,7 @@ def excluded(index: TextIndex, negatives: list[str]) -> set[int]:
     """Files whose text has one of ``negatives`` as a whole token (for ``-word``)."""
     out: set[int] = set()
     for word in negatives:
-        docs = index.candidates([word])
+        docs = index.candidates([[word]])
         out |= {f for f, doc in docs.items() if word in _TOKEN.findall(doc)}
     return out
 
