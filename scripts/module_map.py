@@ -19,7 +19,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("encoders", "indexer", "retrieval", "ui")
 DOC = ROOT / "docs" / "architecture.md"
-BEGIN, END = "<!-- module map: begin (scripts/module_map.py --write) -->", "<!-- module map: end -->"
+BEGIN, END = (
+    "<!-- module map: begin (scripts/module_map.py --write) -->",
+    "<!-- module map: end -->",
+)
 NAME_WIDTH = 26
 
 
@@ -41,7 +44,9 @@ def lines_for(folder: Path, depth: int) -> list[str]:
         out.append(f"{indent}{path.name:<{NAME_WIDTH - len(indent)}}{summary(path)}".rstrip())
     for sub in sorted(p for p in folder.iterdir() if (p / "__init__.py").exists()):
         name = sub.name + "/"
-        out.append(f"{indent}{name:<{NAME_WIDTH - len(indent)}}{summary(sub / '__init__.py')}".rstrip())
+        out.append(
+            f"{indent}{name:<{NAME_WIDTH - len(indent)}}{summary(sub / '__init__.py')}".rstrip()
+        )
         out.extend(lines_for(sub, depth + 1))
     return out
 
@@ -78,7 +83,9 @@ def main() -> int:
     updated = replace_block(text, block)
     if args.check:
         if updated != text:
-            print("docs/architecture.md's module map is stale: run python scripts/module_map.py --write")
+            print(
+                "docs/architecture.md's module map is stale: run python scripts/module_map.py --write"
+            )
             return 1
         return 0
     DOC.write_text(updated)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from indexer.places.gazetteer import Gazetteer, Place, PlacesError, load_gazetteer
 
@@ -63,6 +62,8 @@ class ReverseGeocoder:
         self.gazetteer = gazetteer or load_gazetteer()
         self.max_km = max_km
         self._reach = reach_km(self.gazetteer.populations)
+        from scipy.spatial import cKDTree  # only when a photo has GPS
+
         self._tree = cKDTree(unit_vectors(self.gazetteer.latitudes, self.gazetteer.longitudes))
 
     def nearest(self, latitude: float, longitude: float) -> tuple[Place, float] | None:

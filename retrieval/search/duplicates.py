@@ -20,8 +20,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from encoders.errors import VitrieveError
 from encoders.runtime.device import resolve_device
@@ -132,6 +130,9 @@ def find_duplicates(
         return []
     nodes, inverse = np.unique(np.concatenate([first, second]), return_inverse=True)
     a, b = inverse[: len(first)], inverse[len(first) :]
+    from scipy.sparse import coo_matrix  # here: a GPU machine's offline wheel set stays small
+    from scipy.sparse.csgraph import connected_components
+
     graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(len(nodes), len(nodes)))
     _, component = connected_components(graph, directed=False)
     paths = {r.id: r.path for r in store.get_files(nodes)}
