@@ -78,3 +78,15 @@ def demo_library(trained_tiny: Path, tmp_path_factory: pytest.TempPathFactory) -
         options=IndexOptions(workers=0),
     )  # fmt: skip
     return Path(report.library)
+
+
+# --- postgres_url (store, text index): one PostgreSQL server for the whole session ------------
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A PostgreSQL server started for this test session (skipped when not installed)."""
+    from pgserver import postgres_bin, postgres_server  # tests/indexer, on the pythonpath
+
+    if postgres_bin() is None:
+        pytest.skip("PostgreSQL binaries not installed (/usr/lib/postgresql/*/bin)")
+    with postgres_server() as url:
+        yield url
