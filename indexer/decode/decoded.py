@@ -4,7 +4,8 @@ Each file is read once: the bytes give the content hash, the decoded image (DCT-
 for both) gives the model's input and the thumbnail; the CPU time of each stage travels back
 with the result, so a run can say where its time went. Runs in the decode workers
 (``decode``); on a CUDA device a JPEG nvJPEG can take is only planned here (``jpeg_plan``)
-and decoded on the GPU (``gpu_decode``).
+and decoded on the GPU (``gpu_decode``). The facts are the row's columns: size, format, and
+what the EXIF says (``photo_facts``: time and offset, GPS, camera, lens).
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from indexer.decode.images import DEFAULT_MAX_PIXELS, ImageError, decode_image, make_thumbnail
 from indexer.decode.jpeg_plan import JpegJob, file_stamp, plan_jpeg
+from indexer.decode.photo_facts import PhotoFacts, photo_facts
 from indexer.pipeline.scan import hash_bytes
 
 
@@ -78,9 +81,9 @@ def decode_file(file_id: int, path: Path, settings: DecodeSettings) -> Decoded:
     job = plan_jpeg(data, settings.max_pixels, str(path), stamp) if settings.gpu_jpeg else None
     watch.lap("plan")
     if job is not None:
-        return Decoded(
-            file_id, facts={"content_hash": digest, **job.facts}, jpeg=job, cpu=watch.cpu
-        )
+        facts = {"content_hash": digest, **job.facts, **_header_facts(data).columns()}
+        watch.lap("plan")
+        return Decoded(file_id, facts=facts, jpeg=job, cpu=watch.cpu)
     return _decode_data(file_id, data, digest, settings, watch)
 
 
@@ -109,5 +112,17 @@ def _decode_data(
         error = exc.reason if isinstance(exc, ImageError) else f"decode failed: {exc!r}"
         return Decoded(file_id, facts={"content_hash": digest}, error=error, cpu=watch.cpu)
     facts = {"content_hash": digest, "width": decoded.width, "height": decoded.height}
-    facts.update(format=decoded.format, taken_at=decoded.taken_at)
+    facts.update(format=decoded.format, **decoded.facts.columns())
     return Decoded(file_id, pixels, thumb, facts, cpu=watch.cpu)
+
+
+def _header_facts(data: bytes) -> PhotoFacts:
+    """The EXIF facts of a JPEG the GPU will decode, from its header in memory (no pixels).
+
+    ``plan_jpeg`` has read this header already but keeps only the date of its EXIF; reading
+    it again here costs a header parse (tens of µs), not a file read."""
+    try:
+        with Image.open(io.BytesIO(data), formats=["JPEG"]) as image:
+            return photo_facts(image.getexif())
+    except Exception:  # plan_jpeg accepted this header: nothing should fail, and nothing may
+        return PhotoFacts()

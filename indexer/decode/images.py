@@ -6,7 +6,9 @@ becomes an ``ImageError`` with a short ``reason``, recorded by the indexer inste
 Large JPEGs are decoded with DCT scaling (``draft``) straight to the smallest scale that still
 covers the model's input and the thumbnail, so a 24-megapixel photo costs a fraction of a full
 decode when the model only needs 224 px (the entropy decoding of every byte remains: it is most
-of what a JPEG costs). The thumbnail is made from that same reduced image.
+of what a JPEG costs). The thumbnail is made from that same reduced image. The EXIF read for
+the orientation also gives the photo's facts (``photo_facts``: time, GPS, camera): no second
+read of the file.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from encoders.errors import VitrieveError
+from indexer.decode.photo_facts import PhotoFacts, exif_time, photo_facts
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +41,6 @@ HEIF_BRANDS = frozenset(
     b"heic heix heim heis hevc hevx mif1 msf1 avif avis".split()  # noqa: SIM905
 )
 _EXIF_ORIENTATION = 0x0112
-_EXIF_IFD = 0x8769
-_EXIF_DATETIME_ORIGINAL = 0x9003
 _heif_registered = False
 
 
@@ -60,7 +61,11 @@ class DecodedImage:
     width: int  # original size, after EXIF orientation
     height: int
     format: str  # Pillow's format name, decided by content ("JPEG", "PNG", "HEIF", ...)
-    taken_at: datetime | None  # EXIF DateTimeOriginal, naive local time as cameras record it
+    facts: PhotoFacts  # EXIF time (naive local, as cameras record it), GPS, camera, lens
+
+    @property
+    def taken_at(self) -> datetime | None:
+        return self.facts.taken_at
 
 
 def _formats() -> list[str]:
@@ -180,7 +185,7 @@ def _decode_opened(
         raise ImageError(f"corrupt or truncated: {exc}", name) from exc
     if exif.get(_EXIF_ORIENTATION) in (5, 6, 7, 8):
         width, height = height, width  # rotated by 90°: the displayed size swaps
-    taken_at = exif_taken_at(exif)
+    facts = photo_facts(exif)
     try:
         image.seek(0)  # animated GIF/WebP/TIFF: the first frame
         if fmt in ("JPEG", "MPO"):
@@ -194,21 +199,12 @@ def _decode_opened(
         raise ImageError(f"corrupt or truncated: {exc}", name) from exc
     factor = sizes.factor(*rgb.size)
     reduced = rgb.reduce(factor) if factor >= 2 else rgb
-    return DecodedImage(reduced, width, height, fmt, taken_at)
+    return DecodedImage(reduced, width, height, fmt, facts)
 
 
 def exif_taken_at(exif: Image.Exif) -> datetime | None:
     """EXIF DateTimeOriginal (falling back to DateTime), or None when absent or malformed."""
-    try:
-        value = exif.get_ifd(_EXIF_IFD).get(_EXIF_DATETIME_ORIGINAL) or exif.get(0x0132)
-    except Exception:  # a malformed EXIF block must not fail the image
-        return None
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.strptime(value.strip("\x00 ")[:19], "%Y:%m:%d %H:%M:%S")
-    except ValueError:
-        return None
+    return exif_time(exif)[0]
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -32,6 +32,10 @@ _GPS_LAT_REF, _GPS_LAT, _GPS_LON_REF, _GPS_LON, _GPS_ALT_REF, _GPS_ALT = 1, 2, 3
 _OFFSET = re.compile(r"^([+-])(\d{2}):?(\d{2})$")
 _MAX_TEXT = 64  # make, model and lens are short; longer values are garbage or padding
 _ALTITUDE_RANGE = (-12_000.0, 100_000.0)  # the deepest mine to a stratospheric balloon, in metres
+# What a row's ``facts_version`` records: this reading of the facts (and the places from them).
+# Raise it when the reading changes, and the next ``vitrieve index`` reads every photo's EXIF
+# again (never its pixels: no re-embedding).
+FACTS_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,19 @@ class PhotoFacts:
             return None
         local = self.taken_at.replace(tzinfo=timezone(timedelta(minutes=self.utc_offset_minutes)))
         return local.astimezone(UTC)
+
+    def columns(self) -> dict:
+        """The ``files`` columns these facts fill (places come later, on the committing side)."""
+        return {
+            "latitude": self.latitude,
+            "longitude": self.longitude,
+            "altitude": self.altitude,
+            "camera_make": self.camera_make,
+            "camera_model": self.camera_model,
+            "lens": self.lens,
+            "taken_at": self.taken_at,
+            "utc_offset_minutes": self.utc_offset_minutes,
+        }
 
 
 def photo_facts(exif: Image.Exif | None) -> PhotoFacts:
@@ -200,6 +217,11 @@ def _altitude(gps: dict) -> float | None:
     altitude = -altitude if ref == 1 else altitude
     low, high = _ALTITUDE_RANGE
     return altitude if low <= altitude <= high else None
+
+
+def exif_time(exif: Image.Exif) -> tuple[datetime | None, int | None]:
+    """(taken_at, UTC offset in minutes) alone, for readers that need nothing else."""
+    return _taken_at(exif, _ifd(exif, _EXIF_IFD))
 
 
 def _taken_at(exif: Image.Exif, exif_ifd: dict) -> tuple[datetime | None, int | None]:

@@ -33,6 +33,7 @@ from encoders.runtime.encoder import Encoder
 from indexer.decode.workers import DecodeSettings, decode_file
 from indexer.generations import GenerationIndex
 from indexer.layout import Manifest, thumb_relpath, write_thumbnail
+from indexer.pipeline.facts import Placer, backfill_facts
 from indexer.pipeline.reports import IndexOptions, IndexReport, ProgressCallback
 from indexer.pipeline.run import Request, Run, begin_run, finish_run, open_library, resolve_paths
 from indexer.pipeline.shards import build_from_shards, write_shard
@@ -143,14 +144,17 @@ def index_with_ray(
 def _run(request: Request, store: MetadataStore, manifest: Manifest, plan: RayPlan) -> IndexReport:
     """Decode and embed on Ray; each batch's vectors are staged in a shard, not the index."""
     run = begin_run(request, store, manifest, recover=_merge_own_shards)  # a crash's leftovers
+    placer = Placer()  # places are found here, on the committing side, a batch at a time
     if run.work:
         folder = shard_dir(run.library, run.target.generation)
         batches = _embed_on_ray(run, folder, plan)
         embed_started = time.monotonic()
         for batch in batches:
-            _record(batch, run)
+            _record(batch, run, placer)
             run.state.elapsed = time.monotonic() - embed_started
             run.notify(run.state)
+    run.report.facts_backfilled = backfill_facts(store, request.photos, placer)
+    placer.report(run.report)
     return finish_run(run, merge=_merge_own_shards)
 
 
@@ -208,7 +212,7 @@ def _embed_on_ray(run: Run, folder: Path, plan: RayPlan) -> Iterator[dict[str, n
             ray.shutdown()
 
 
-def _record(batch: dict[str, np.ndarray], run: Run) -> None:
+def _record(batch: dict[str, np.ndarray], run: Run, placer: Placer) -> None:
     """Commit one result batch's rows (its shard is already durable)."""
     rows, failed = [], []
     for file_id, error, facts in zip(batch["id"], batch["error"], batch["facts"], strict=True):
@@ -221,6 +225,7 @@ def _record(batch: dict[str, np.ndarray], run: Run) -> None:
         rows.append(
             {"id": int(file_id), "thumb": thumb_relpath(int(file_id)), "error": None, **values}
         )
+    placer.place(rows)
     run.store.record_batch(
         run.target.generation, run.request.encoder.model_id, rows, failed, run.active
     )

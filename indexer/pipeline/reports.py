@@ -109,6 +109,9 @@ class IndexReport:
     seconds: float = 0.0
     cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds by stage (local engine)
     gpu_decoded: int = 0  # JPEGs decoded with nvJPEG in this run (the rest on the CPU)
+    located: int = 0  # photos given a place (nearest city) in this run
+    facts_backfilled: int = 0  # photos indexed before whose EXIF facts this run read again
+    places_seconds: float = 0.0  # loading the cities (once, if any photo had GPS) and lookups
 
 
 ProgressCallback = Callable[[IndexProgress], None]

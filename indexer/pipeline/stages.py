@@ -7,8 +7,9 @@
 * **decoder (GPU)** and **model input**: ``Stages.prepare`` — nvJPEG completes the JPEGs the
   workers only planned, then the uint8 pixels are stacked and normalised a batch at a time
   (``decode.pixels``).
-* **encoder** and **committer**: ``Stages.commit`` — encode; thumbnail files and staged
-  vectors first, then the rows in one SQL transaction, so a run killed at any instant resumes
+* **encoder** and **committer**: ``Stages.commit`` — encode; thumbnail files, the rows'
+  places (``facts.Placer``: one nearest-city query per batch) and staged vectors first, then
+  the rows in one SQL transaction, so a run killed at any instant resumes
   with nothing lost and nothing embedded twice (see ``generations`` for the vector side).
 
 Each stage is a plain step on a ``Batch``; the ``Committer`` runs them in order and times
@@ -48,6 +49,7 @@ from indexer.decode.gpu_decode import GpuJpegDecoder
 from indexer.decode.pixels import Batcher
 from indexer.generations import GenerationIndex
 from indexer.layout import thumb_relpath, write_thumbnail
+from indexer.pipeline.facts import Placer
 from indexer.pipeline.reports import IndexProgress, IndexReport, ProgressCallback
 from indexer.pipeline.stopwatch import Stopwatch
 from indexer.store.metadata import MetadataStore
@@ -106,8 +108,10 @@ class Stages:
         encoder: Encoder,
         normalize: Batcher,
         gpu: GpuJpegDecoder | None = None,
+        placer: Placer | None = None,
     ) -> None:
         self.target, self.encoder, self.normalize, self.gpu = target, encoder, normalize, gpu
+        self.placer = placer or Placer()
 
     def prepare(self) -> list[Step]:
         """The steps that make a batch's model input (run by the caller's thread)."""
@@ -119,6 +123,7 @@ class Stages:
         return [
             ("encode", self.encode),
             ("thumbnail files", self.write_thumbnails),
+            ("places", self.place),
             ("vectors", self.stage_vectors),
             ("database", self.record),
         ]
@@ -159,6 +164,9 @@ class Stages:
         for d in batch.decoded:
             write_thumbnail(library, d.id, d.thumb or b"")
             batch.rows.append({"id": d.id, "thumb": thumb_relpath(d.id), "error": None, **d.facts})
+
+    def place(self, batch: Batch) -> None:
+        self.placer.place(batch.rows)
 
     def stage_vectors(self, batch: Batch) -> None:
         if batch.vectors is not None:

@@ -17,7 +17,7 @@ from sqlalchemy import URL, Engine, delete, exists, func, insert, select
 from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session
 
-from encoders.errors import check_text
+from encoders.errors import VitrieveError, check_text
 from indexer.store.database import DB_FILE, Database, library_url
 from indexer.store.queries import CHUNK as _CHUNK
 from indexer.store.queries import (
@@ -27,10 +27,18 @@ from indexer.store.queries import (
     Label,
     check_filters,
     filter_conditions,
+    near_mask,
+    within,
 )
 from indexer.store.queries import chunks as _chunks
-from indexer.store.queries import to_record as _record
-from indexer.store.schema import STATUSES, EmbeddingRow, FileRow, LabelRow
+from indexer.store.schema import (
+    FACT_COLUMNS,
+    FACTS_SINCE,
+    STATUSES,
+    EmbeddingRow,
+    FileRow,
+    LabelRow,
+)
 
 __all__ = ["DB_FILE", "FileRecord", "MetadataStore"]
 
@@ -78,8 +86,8 @@ class MetadataStore:
 
     def all_files(self) -> list[FileRecord]:
         """Every row, deleted ones included (the scanner compares them with the disk)."""
-        with self.session() as session:
-            return [_record(r) for r in session.scalars(select(FileRow))]
+        with self.session() as session:  # the record's columns: a read-only older schema too
+            return [FileRecord(*row) for row in session.execute(select(*RECORD_COLUMNS))]
 
     def add_files(self, files: Iterable[tuple[str, int, int]]) -> None:
         """New ``(path, size, mtime_ns)`` files become pending; a deleted row at a path revives."""
@@ -109,6 +117,7 @@ class MetadataStore:
         if not files:
             return
         cleared = dict.fromkeys(("content_hash", "width", "height", "format", "taken_at"))
+        cleared.update(dict.fromkeys(FACT_COLUMNS))
         cleared.update(error=None, thumb=None, indexed_at=None, status="pending")
         session.execute(
             sql_update(FileRow),
@@ -247,8 +256,9 @@ class MetadataStore:
         found: dict[int, FileRecord] = {}
         with self.session() as session:
             for chunk in _chunks(ids):
-                for row in session.scalars(select(FileRow).where(FileRow.id.in_(chunk))):
-                    found[row.id] = _record(row)
+                query = select(*RECORD_COLUMNS).where(FileRow.id.in_(chunk))
+                for row in session.execute(query):
+                    found[row[0]] = FileRecord(*row)
         return [found[i] for i in ids if i in found]
 
     def indexed_id(self, path: str) -> int | None:
@@ -261,9 +271,24 @@ class MetadataStore:
         """Sorted int64 ids of indexed files passing ``filters`` (or ``Filters(**values)``)."""
         filters = filters or Filters(**values)
         check_filters(filters)
-        query = select(FileRow.id).where(*filter_conditions(filters)).order_by(FileRow.id)
+        if filters.uses_facts() and self.schema_version < FACTS_SINCE:
+            raise VitrieveError(
+                "this library has no places or cameras yet: run `vitrieve index` on it once "
+                "with this vitrieve (its photos' EXIF is read again; nothing is re-embedded)"
+            )
+        conditions = filter_conditions(filters)
+        if filters.near is None:
+            query = select(FileRow.id).where(*conditions).order_by(FileRow.id)
+            with self.session() as session:
+                return np.fromiter(session.scalars(query), dtype=np.int64)
+        # the bounding box in SQL, then the exact distance of what is in it (``queries``)
+        columns = (FileRow.id, FileRow.latitude, FileRow.longitude)
+        query = select(*columns).where(*conditions).order_by(FileRow.id)
         with self.session() as session:
-            return np.fromiter(session.scalars(query), dtype=np.int64)
+            rows = session.execute(query).all()
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        where = np.array([(r[1], r[2]) for r in rows], dtype=np.float64).reshape(-1, 2)
+        return ids[near_mask(where[:, 0], where[:, 1], filters.near, within(filters))]
 
     def status_counts(self) -> dict[str, int]:
         """Number of files per status (every status present, zeros included)."""

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    inspect,
     select,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -34,10 +35,19 @@ class Base(DeclarativeBase):
 
 
 class FileRow(Base):
-    """One file under the library root. ``id`` is the FAISS vector id."""
+    """One file under the library root. ``id`` is the FAISS vector id.
+
+    Where and with what a photo was taken (schema 3, ``decode.photo_facts``): the EXIF GPS
+    position, camera and lens, the UTC offset of ``taken_at``, and the nearest city of the
+    position with its region and country (``places.reverse``). ``facts_version`` says which
+    version of that reading a row has had (NULL: none yet; a backfill reads those again)."""
 
     __tablename__ = "files"
-    __table_args__ = {"sqlite_autoincrement": True}  # never reuse an id: it names a vector
+    __table_args__ = (
+        Index("ix_files_country_region", "country_code", "region_code"),
+        Index("ix_files_position", "latitude", "longitude"),
+        {"sqlite_autoincrement": True},  # never reuse an id: it names a vector
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     path: Mapped[str] = mapped_column(Text, unique=True)  # POSIX, relative to the library root
@@ -52,6 +62,27 @@ class FileRow(Base):
     error: Mapped[str | None] = mapped_column(Text)
     thumb: Mapped[str | None] = mapped_column(Text)  # relative to the library directory
     indexed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    latitude: Mapped[float | None] = mapped_column(Float)  # degrees, north positive
+    longitude: Mapped[float | None] = mapped_column(Float)  # degrees, east positive
+    altitude: Mapped[float | None] = mapped_column(Float)  # metres above sea level
+    camera_make: Mapped[str | None] = mapped_column(String(64))
+    camera_model: Mapped[str | None] = mapped_column(String(64))
+    lens: Mapped[str | None] = mapped_column(String(160))
+    utc_offset_minutes: Mapped[int | None] = mapped_column(Integer)  # of ``taken_at``
+    city: Mapped[str | None] = mapped_column(Text)  # the nearest shipped city's name
+    region_code: Mapped[str | None] = mapped_column(String(20))  # GeoNames admin1 code
+    # ISO 3166-1; indexed with ``region_code`` (the pair's index serves country alone too)
+    country_code: Mapped[str | None] = mapped_column(String(2))
+    place_geonameid: Mapped[int | None] = mapped_column(BigInteger)
+    facts_version: Mapped[int | None] = mapped_column(Integer)
+
+
+# The columns schema 3 added to ``files`` (all nullable: an upgraded library fills them later).
+FACT_COLUMNS = (
+    "latitude", "longitude", "altitude", "camera_make", "camera_model", "lens",
+    "utc_offset_minutes", "city", "region_code", "country_code", "place_geonameid",
+    "facts_version",
+)  # fmt: skip
 
 
 class EmbeddingRow(Base):
@@ -117,13 +148,40 @@ def _migrate_to_2(connection: Connection) -> None:
     Base.metadata.create_all(connection, tables=[ApiKeyRow.__table__])
 
 
+def _migrate_to_3(connection: Connection) -> None:
+    """Version 3: where, when and with what (``FACT_COLUMNS``) and their indexes.
+
+    A database created at version 3 already has them (version 1 creates ``files`` from the
+    model above): only the missing columns are added, each as ``ALTER TABLE ... ADD COLUMN``
+    (nullable, no default: instant on SQLite and PostgreSQL whatever the table's size)."""
+    table = FileRow.__table__
+    present = {column["name"] for column in inspect(connection).get_columns(table.name)}
+    preparer = connection.dialect.identifier_preparer
+    for name in FACT_COLUMNS:
+        if name not in present:
+            column = table.c[name]
+            kind = column.type.compile(dialect=connection.dialect)
+            connection.exec_driver_sql(
+                f"ALTER TABLE {preparer.quote(table.name)} ADD COLUMN {preparer.quote(name)} {kind}"
+            )
+    for index in table.indexes:
+        if set(index.columns.keys()) & set(FACT_COLUMNS):
+            index.create(connection, checkfirst=True)
+
+
 # One function per schema version, applied in order; never edit a released one, add the next.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_to_1, 2: _migrate_to_2}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {
+    1: _migrate_to_1,
+    2: _migrate_to_2,
+    3: _migrate_to_3,
+}
 SCHEMA_VERSION = max(MIGRATIONS)
 # The oldest schema a read-only library is read with as it is: the migrations after it only
-# added tables that reading does without (version 2's API keys: a library without them has none).
+# added what reading does without (version 2's API keys: a library without them has none;
+# version 3's facts: a library without them has no places or cameras to filter by).
 READABLE_SINCE = 1
 KEYS_SINCE = 2  # the schema version that has the ``api_keys`` table
+FACTS_SINCE = 3  # the schema version that has ``FACT_COLUMNS``
 
 
 def current_version(connection: Connection) -> int:
