@@ -17,7 +17,10 @@ import streamlit as st
 
 from retrieval.labels.export import COLUMNS as EXPORT_COLUMNS
 from retrieval.labels.export import export_string
-from ui import media
+from retrieval.search.duplicates import DEFAULT_THRESHOLD
+from retrieval.service import jobs
+from retrieval.service.demo import default_cache
+from ui import media, state
 
 STRONG, WEAK = "#2e7d32", "#9e9e9e"
 
@@ -116,10 +119,6 @@ def first_run(reason: str | None = None) -> None:
 
 
 def _start_demo() -> None:
-    from retrieval.service import jobs
-    from retrieval.service.demo import default_cache
-    from ui import state
-
     try:
         state.choose_library(jobs.start_demo(default_cache(os.environ.get("XDG_CACHE_HOME"))))
     except Exception as exc:  # shown on the page, never a traceback
@@ -135,9 +134,8 @@ def _duration(seconds: float | None) -> str:
 
 @st.fragment(run_every=1.0)
 def live_job(job_dir: Path) -> None:
-    """A background job's progress, redrawn every second; the page reruns when it ends."""
-    from retrieval.service import jobs
-
+    """A background job's progress, redrawn every second; the whole page reruns when it ends
+    (its counts and charts changed)."""
     status = jobs.read_status(job_dir)
     if status is None or not status.running:
         st.rerun()
@@ -168,25 +166,23 @@ def job_progress(status: Any) -> None:
 
 
 def label_table(library: Any, label_sets: Sequence[str]) -> pd.DataFrame:
-    """Images per best label in each label set."""
-    rows = []
-    for name in label_sets:
-        best: dict[str, int] = {}
-        for labels in library.labels(label_set=name).values():
-            if labels:
-                best[labels[0].label] = best.get(labels[0].label, 0) + 1
-        rows += [{"label set": name, "label": k, "images": v} for k, v in best.items()]
+    """Images per best label in each label set (counted by the database)."""
+    rows = [
+        {"label set": name, "label": label, "images": images}
+        for name in label_sets
+        for label, images in library.label_counts(name).items()
+    ]
     frame = pd.DataFrame(rows, columns=["label set", "label", "images"])
     return frame.sort_values(["label set", "images"], ascending=[True, False])
 
 
 def label_options(library: Any, label_sets: tuple[str, ...]) -> list[str]:
     """Every "set:label" stored in the library, for the label filter."""
-    options = []
-    for name in label_sets:
-        found = {x.label for labels in library.labels(label_set=name).values() for x in labels}
-        options += [f"{name}:{lab}" for lab in sorted(found)]
-    return options
+    return [
+        f"{name}:{label}"
+        for name in label_sets
+        for label in sorted(library.label_counts(name, best_only=False))
+    ]
 
 
 def labels_download(library: Any, label_set: str) -> None:
@@ -200,8 +196,6 @@ def labels_download(library: Any, label_set: str) -> None:
 
 def duplicate_groups(library: Any) -> None:
     """Near-identical photos found from the stored vectors, largest groups first."""
-    from retrieval.search.duplicates import DEFAULT_THRESHOLD
-
     threshold = st.slider(
         "Similarity threshold", 0.90, 1.0, DEFAULT_THRESHOLD, 0.005,
         help="Cosine similarity above which two photos count as copies.",

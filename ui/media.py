@@ -17,6 +17,7 @@ from PIL import Image
 
 from encoders.errors import VitrieveError
 from retrieval.service.uploads import MAX_UPLOAD_BYTES, decode_upload, display_jpeg
+from ui import state
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,6 @@ def large_bytes(library: Any, file_id: int) -> bytes | None:
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def _rendered(library_dir: str, file_id: int, max_side: int) -> bytes:
-    from ui import state  # the cached library handle of this path
-
     library = state.library_by_dir(library_dir)
     return display_jpeg(library.file_path(file_id), max_side=max_side)
 

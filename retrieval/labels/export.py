@@ -2,15 +2,17 @@
 read such a file back (so an export round-trips, and other tools can import it).
 
 The one export format and writer: ``vitrieve export`` and the UI's "Download labels" both
-write it, with every label of every photo."""
+write it, with every label of every photo; the Classify page's table of verdicts goes through
+the same writer (``write_table``)."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from encoders.errors import VitrieveError
 from indexer.store.metadata import MetadataStore
@@ -33,23 +35,32 @@ def label_rows(store: MetadataStore, label_set: str | None = None) -> list[Row]:
     return sorted(rows, key=lambda row: (row[0], row[1], -row[3]))
 
 
-def write_export(rows: list[Row], fmt: str, out: TextIO) -> None:
-    """CSV with a header row, or JSON: a list of {path, label_set, label, score}."""
+def write_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], fmt: str,
+                out: TextIO) -> None:  # fmt: skip
+    """The one table writer: CSV with a header row (floats as ``repr``, so they read back
+    exactly), or JSON, a list of ``{column: value}`` objects."""
     if fmt == "csv":
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(COLUMNS)
-        writer.writerows([(p, s, lab, repr(sc)) for p, s, lab, sc in rows])
+        writer.writerow(columns)
+        writer.writerows([repr(v) if isinstance(v, float) else v for v in row] for row in rows)
     elif fmt == "json":
-        json.dump([dict(zip(COLUMNS, r, strict=True)) for r in rows], out, indent=2,
+        json.dump([dict(zip(columns, row, strict=True)) for row in rows], out, indent=2,
                   ensure_ascii=False)  # fmt: skip
         out.write("\n")
     else:
         raise VitrieveError(f"unknown export format {fmt!r}: choose csv or json")
 
 
-def export_string(rows: list[Row], fmt: str) -> str:
+def write_export(rows: list[Row], fmt: str, out: TextIO) -> None:
+    """Label rows as CSV with a header row, or JSON: a list of {path, label_set, label, score}."""
+    write_table(COLUMNS, rows, fmt, out)
+
+
+def export_string(rows: Iterable[Sequence[Any]], fmt: str, columns: Sequence[str] = COLUMNS) -> str:
+    """``write_table`` into a string (a download button's data): label rows by default, or
+    any table with its ``columns`` (the Classify page's verdicts)."""
     buffer = io.StringIO()
-    write_export(rows, fmt, buffer)
+    write_table(columns, rows, fmt, buffer)
     return buffer.getvalue()
 
 

@@ -10,16 +10,18 @@ import pandas as pd
 import streamlit as st
 
 from encoders.errors import VitrieveError
+from retrieval.labels.export import export_string
 from retrieval.labels.zeroshot import (
     ABSTAIN,
     DEFAULT_NULL_Z,
+    DEFAULT_SET,
     DEFAULT_TEMPLATES,
     ZeroShotClassifier,
     parse_labels,
 )
 from retrieval.search.query import Filters
 from retrieval.service import jobs
-from ui import components, media, state
+from ui import components, gate, media, state
 
 MAX_IMAGES = 24  # images classified on the page at once (the whole library goes to a job)
 EXAMPLE_LABELS = "red circle\nblue square\ngreen triangle\nyellow star"
@@ -90,7 +92,6 @@ def _verdict(name: str, verdict: Any) -> str:
 
 
 def _show_verdicts(names: list[str], pictures: list, verdicts: list) -> None:
-    rows = []
     for name, picture, verdict in zip(names, pictures, verdicts, strict=True):
         with st.container(border=True):
             left, right = st.columns([1, 3], vertical_alignment="center")
@@ -99,18 +100,22 @@ def _show_verdicts(names: list[str], pictures: list, verdicts: list) -> None:
             with right:
                 st.markdown(_verdict(name, verdict))
                 components.probability_chart(verdict.probabilities, height=160)
-        rows.append({"image": name, "label": verdict.label or ABSTAIN, "score": verdict.score,
-                     **{f"p({k})": v for k, v in verdict.probabilities.items()}})  # fmt: skip
-    frame = pd.DataFrame(rows)
-    st.dataframe(frame, hide_index=True)
-    st.download_button("Download CSV", frame.to_csv(index=False), "classified.csv", "text/csv",
-                       icon=":material/download:")  # fmt: skip
+    labels = list(verdicts[0].probabilities) if verdicts else []
+    columns = ["image", "label", "score", *(f"p({k})" for k in labels)]
+    rows = [
+        (name, verdict.label or ABSTAIN, float(verdict.score),
+         *(float(verdict.probabilities[k]) for k in labels))
+        for name, verdict in zip(names, verdicts, strict=True)
+    ]  # fmt: skip
+    st.dataframe(pd.DataFrame(rows, columns=columns), hide_index=True)
+    st.download_button("Download CSV", export_string(rows, "csv", columns), "classified.csv",
+                       "text/csv", icon=":material/download:")  # fmt: skip
 
 
 def _whole_library(library: Any, labels: list[str], templates: list[str], abstain: float,
                    null_z: float | None) -> None:  # fmt: skip
     st.subheader("Label the whole library")
-    name = st.text_input("Label set name", "labels", help="Labels become a search filter.")
+    name = st.text_input("Label set name", DEFAULT_SET, help="Labels become a search filter.")
     if st.button("Label all photos", icon=":material/sell:"):
         try:
             jobs.start_labeling(library, labels, templates, name.strip(), abstain, null_z)
@@ -127,7 +132,7 @@ def _whole_library(library: Any, labels: list[str], templates: list[str], abstai
         components.labels_download(library, st.selectbox("Results of label set", sets))
 
 
-library = state.require_library()
+library = gate.require_library()
 st.title("Classify")
 settings = _settings()
 source = st.segmented_control("Images", ["Upload", "From the library"], default="Upload")

@@ -73,20 +73,11 @@ def _job_panel(library_dir: Path) -> None:
     if status is None:
         return
     if status.running:
-        _live_job(library_dir)
+        components.live_job(library_dir)
         return
     recent = status.finished_at and time.time() - status.finished_at < RECENT_S
     if recent or status.state in ("failed", "interrupted"):
         components.job_progress(status)
-
-
-@st.fragment(run_every=1.0)
-def _live_job(library_dir: Path) -> None:
-    """Redrawn every second while the job runs; the whole page reloads when it ends."""
-    status = jobs.read_status(library_dir)
-    if status is None or not status.running:
-        st.rerun()  # the counts and charts below changed
-    components.job_progress(status)
 
 
 def _statistics(library) -> None:
@@ -128,7 +119,7 @@ def _duplicates(library) -> None:
 _picker()
 library, problem = state.open_library()
 path = state.library_path()
-job_dir = library.path if library is not None else state.library_dir_for(path)
+job_dir = library.path if library is not None else state.job_dir(path)
 job = jobs.read_status(Path(job_dir)) if job_dir is not None and Path(job_dir).is_dir() else None
 if problem and not (job is not None and job.running):
     st.warning(problem, icon=":material/warning:")

@@ -2,41 +2,24 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import streamlit as st
 
 from encoders.errors import VitrieveError
 from encoders.weights.checkpoint import CONFIG_FILE
-from retrieval.library.handle import model_dir
-from ui import state
+from ui import gate, model_files
 
 st.title("Model")
-library = state.require_library()
+library = gate.require_library()
 stats = library.stats()
 if not stats.model_ref:
     st.info("This library has no model yet: index a folder on the Library page.")
     st.stop()
 
-checkpoint = model_dir(library.path, library.manifest) or Path(stats.model_ref).expanduser()
-CURVES_FILE = "curves.png"  # what ``vitrieve train`` writes beside the checkpoint
 cols = st.columns(3)
 cols[0].metric("Model id", stats.model_id or "–")
 cols[1].metric("Vectors", f"{stats.vectors:,}")
 cols[2].metric("Index", stats.index_kind)
 st.caption(f"Checkpoint `{stats.model_ref}`")
-
-
-def _config() -> dict | None:
-    """The checkpoint's config.json as written."""
-    path = checkpoint / CONFIG_FILE
-    if path.is_file():
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-    return None
 
 
 def _loaded_config() -> dict | None:
@@ -48,7 +31,7 @@ def _loaded_config() -> dict | None:
         return None
 
 
-config, loaded = _config(), _loaded_config()
+config, loaded = model_files.written_config(library), _loaded_config()
 left, right = st.columns([2, 3])
 with left:
     st.subheader("Configuration")
@@ -73,8 +56,7 @@ with left:
                 st.json(config, expanded=2)
 with right:
     st.subheader("Training curves")
-    curves = [p / CURVES_FILE for p in (checkpoint, checkpoint.parent)]
-    found = next((p for p in curves if p.is_file()), None)
+    found = model_files.training_curves(library)
     if found is None:
         st.caption("No curves.png: this model was not trained here (or its run folder moved).")
     else:

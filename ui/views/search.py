@@ -10,7 +10,7 @@ import streamlit as st
 
 from encoders.errors import VitrieveError
 from retrieval.search.query import Filters, Query
-from ui import components, detail, media, state
+from ui import components, detail, gate, media
 
 PAGE = 24  # results per "load more"
 SEARCH = "search"  # session key: the query being shown and how many results
@@ -130,7 +130,7 @@ def _results(library: Any, filters: Filters) -> None:
         detail.show(library, selected, search.get("text", ""), _similar)
 
 
-library = state.require_library()
+library = gate.require_library()
 st.title("Search")
 filters = _filters_sidebar(library)
 _query_form(library)
