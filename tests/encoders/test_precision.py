@@ -57,6 +57,9 @@ def test_pick_takes_the_fastest_exact_candidate() -> None:
     assert pick(rates, {"fp32": True, "bf16": False, "int8": False})[0] == "fp32"
     assert pick(rates, {"fp32": True, "bf16": True, "int8": True})[0] == "int8"
     assert "not exact" in pick(rates, {"fp32": True, "bf16": True, "int8": False})[1]
+    everything = {"fp32": True, "bf16": True, "int8": True}
+    assert pick({"fp32": 100.0, "bf16": 102.0, "int8": 101.0}, everything)[0] == "fp32"  # a tie
+    assert pick({"fp32": 100.0, "bf16": 110.0, "int8": 112.0}, everything)[0] == "bf16"
 
 
 def test_auto_picks_the_faster_exact_precision(tmp_path, all_candidates, monkeypatch) -> None:
