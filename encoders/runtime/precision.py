@@ -187,7 +187,8 @@ def measure_autocast(
 
     On the CPU, fp32 and (where oneDNN has native bf16) bf16 autocast are timed on
     ``1 + rounds`` calls of ``step`` each — real training steps, the caller's to count — and
-    the faster kept, cached under ``subject`` in ``cache_dir`` (None: not cached). On CUDA
+    the faster kept, cached under ``subject`` (say, the model and batch size) in
+    ``cache_dir`` (default ``~/.cache/vitrieve``), measured again when that changes. On CUDA
     nothing is measured: bf16 where that device has it natively (Ampere+), else fp32 (fp16
     would need loss scaling).
     """
@@ -196,7 +197,8 @@ def measure_autocast(
     names = ["fp32", "bf16"] if bf16_native(device) else ["fp32"]
     if len(names) == 1:
         return None
-    cache, key = ChoiceCache(cache_dir), cache_key(subject, {"what": "autocast"})
+    cache = ChoiceCache(default_cache_dir() if cache_dir is None else cache_dir)
+    key = cache_key(subject, {"what": "autocast"})
     choice = cache.load(subject, key)
     if choice is None:
 

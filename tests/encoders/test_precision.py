@@ -160,9 +160,10 @@ def test_training_autocast_is_the_faster_one_measured_on_the_step(tmp_path, monk
     cached = measure_autocast(step, cpu, subject="t", cache_dir=tmp_path, time_run=faster_bf16)
     assert cached == torch.bfloat16 and len(seen) == count  # not measured again
     faster_fp32 = FakeClock({"fp32": 1.0, "bf16": 2.0})
-    assert measure_autocast(step, cpu, subject="u", cache_dir=None, time_run=faster_fp32) is None
+    got = measure_autocast(step, cpu, subject="u", cache_dir=tmp_path, time_run=faster_fp32)
+    assert got is None
     monkeypatch.setattr(precision, "bf16_native", lambda device: False)
-    assert measure_autocast(step, cpu, subject="v", cache_dir=None) is None  # nothing to measure
+    assert measure_autocast(step, cpu, subject="v", cache_dir=tmp_path) is None  # no bf16
 
 
 @pytest.mark.parametrize(
