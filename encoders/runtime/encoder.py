@@ -51,7 +51,9 @@ from encoders.weights.checkpoint import file_digest, load_checkpoint, load_openc
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("auto", "fp32", "bf16", "int8")
+# fp16 (autocast) is what auto picks on Volta/Turing GPUs; named, it is accepted there too, so
+# that ``encoder.precision`` can be handed to another process's Encoder
+PRECISIONS = ("auto", "fp32", "bf16", "int8", "fp16")
 REDUCED = {"bf16": torch.bfloat16, "fp16": torch.float16}
 # Images per model call, by device type: a GPU needs hundreds to be busy; on a CPU larger
 # batches only cost memory.
@@ -167,6 +169,8 @@ class Encoder:
             reason = "by the device's compute capability" if precision == "auto" else "asked for"
             self.precision_choice = Choice(self.precision, reason)
             return
+        if precision == "fp16":
+            raise VitrieveError("precision fp16 runs on CUDA GPUs only: use auto, fp32 or bf16")
         self.model, self.precision_choice = candidates.on_cpu(
             self.model, self.tokenizer, self.model_id, precision, cache_dir, time_run
         )

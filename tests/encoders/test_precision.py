@@ -132,6 +132,16 @@ def test_explicit_precisions_are_not_measured(tmp_path) -> None:
     assert clock.calls == [] and not (tmp_path / "precision").exists()
 
 
+def test_device_only_precisions_are_refused_on_the_cpu(tmp_path) -> None:
+    from encoders.errors import VitrieveError
+
+    model = create_model(load_config("tiny"))
+    with pytest.raises(VitrieveError, match="fp16 runs on CUDA"):
+        Encoder(model, precision="fp16", device="cpu", cache_dir=tmp_path)
+    with pytest.raises(VitrieveError, match="precision must be one of"):
+        Encoder(model, precision="fp8", device="cpu", cache_dir=tmp_path)
+
+
 def test_only_fp32_is_not_measured(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(candidates, "cpu_candidates", lambda device: ["fp32"])
     clock = FakeClock({})
