@@ -90,3 +90,18 @@ def postgres_url():
         pytest.skip("PostgreSQL binaries not installed (/usr/lib/postgresql/*/bin)")
     with postgres_server() as url:
         yield url
+
+
+# --- the Encoder's measured precision: kept in the tests' cache, not the user's ---------------
+@pytest.fixture(autouse=True, scope="session")
+def _precision_cache_in_test_cache():
+    """Precision choices measured by tests go to $VITRIEVE_TEST_CACHE/precision-home, not to
+    ~/.cache/vitrieve (where a user's real choices live)."""
+    import encoders.runtime.encoder as encoder_module
+    import encoders.runtime.precision as precision_module
+
+    home = _test_cache() / "precision-home"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(precision_module, "default_cache_dir", lambda: home)
+        patch.setattr(encoder_module, "default_cache_dir", lambda: home)
+        yield
