@@ -21,7 +21,17 @@ from retrieval.commands.common import (
     open_library,
     takes,
 )
-from retrieval.search.query import DEFAULT_LIMIT, Filters, Query, end_of_day, is_file
+from retrieval.search.query import (
+    DEFAULT_LIMIT,
+    DEFAULT_WITHIN_KM,
+    Filters,
+    Query,
+    country_codes,
+    end_of_day,
+    is_file,
+    place_filter,
+    resolve_place,
+)
 from retrieval.search.searcher import DEFAULT_THRESHOLD, SORTS, SearchResponse
 from retrieval.service.serving import configure_serving
 
@@ -57,13 +67,45 @@ def filters(
     min_width: int | None = _opt("--min-width", help="Image width at least this many pixels."),
     min_height: int | None = _opt("--min-height", help="Image height at least this many px."),
     min_bytes: int | None = _opt("--min-bytes", help="File size at least this many bytes."),
+    near: str | None = _opt(
+        "--near", help="Taken in or near a place: a city, US state, country, continent, or LAT,LON."
+    ),
+    within: float | None = _opt(
+        "--within",
+        metavar="KM",
+        help=f"With --near a city or LAT,LON: within this many km (default {DEFAULT_WITHIN_KM:g}).",
+    ),
+    countries: list[str] | None = _opt(
+        "--country", help="Taken in this country (ISO code or name); repeatable."
+    ),
+    camera: str | None = _opt("--camera", help="Camera make or model (every word, any case)."),
+    has_location: bool | None = _opt(
+        "--has-location/--no-location", help="Only photos with (or without) a GPS position."
+    ),
 ) -> Filters:
     """The filter options of ``search`` and ``similar``, as a ``Filters``."""
+    where = {}
+    if near is not None:
+        resolution = resolve_place(near)
+        if resolution.ambiguous:  # the most populous place of that name; say which
+            typer.echo(f"near {resolution.describe()}", err=True)
+        where = place_filter(resolution.place, within)
+    elif within is not None:
+        raise VitrieveError("--within needs --near (a city or LAT,LON)")
+    if countries:
+        codes = country_codes(countries)
+        if "countries" in where:  # --near a continent and --country: both must hold
+            codes = tuple(c for c in where["countries"] if c in codes)
+            if not codes:
+                raise VitrieveError(f"--near {near} and --country {' '.join(countries)} exclude "
+                                    "each other")  # fmt: skip
+        where["countries"] = codes
     return Filters(
         folder=folder, taken_after=taken_after, taken_before=end_of_day(taken_before),
         modified_after=modified_after, modified_before=end_of_day(modified_before),
         formats=tuple(types or ()), label=label, min_label_score=min_label_score,
-        min_width=min_width, min_height=min_height, min_bytes=min_bytes,
+        min_width=min_width, min_height=min_height, min_bytes=min_bytes, camera=camera,
+        has_location=has_location, **where,
     )  # fmt: skip
 
 

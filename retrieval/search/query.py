@@ -1,5 +1,7 @@
 """What a search asks for: query parsing (``"beach -people"``), and which images it may
-return (``Filters``, implemented once by the store: ``indexer.store.queries``)."""
+return (``Filters``, implemented once by the store: ``indexer.store.queries``), places
+included: a place name or position becomes the filter fields that mean "in or near it"
+(``place_filter``), the same for every front end."""
 
 from __future__ import annotations
 
@@ -8,17 +10,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from encoders.errors import VitrieveError
 from indexer.store.metadata import MetadataStore
-from indexer.store.queries import LABEL_SEPARATOR, Filters
+from indexer.store.queries import DEFAULT_WITHIN_KM, LABEL_SEPARATOR, Filters
+
+if TYPE_CHECKING:  # the place names load on first use (scipy, GeoNames: not every search)
+    from indexer.places import Place, Resolution
 
 __all__ = [
-    "DEFAULT_LIMIT", "LABEL_SEPARATOR", "Filters", "ImageInput", "Query", "end_of_day",
-    "is_file", "parse_query",
+    "DEFAULT_LIMIT", "DEFAULT_WITHIN_KM", "LABEL_SEPARATOR", "Filters", "ImageInput", "Query",
+    "country_codes", "end_of_day", "is_file", "parse_query", "place_filter", "resolve_place",
 ]  # fmt: skip
 
 _NEGATIVE = re.compile(r'(?:^|\s)-(?:"([^"]*)"|(\S+))')
@@ -95,3 +101,57 @@ def resolve_filters(store: MetadataStore, filters: Filters | None) -> np.ndarray
     if filters is None or filters.is_empty():
         return None
     return store.filter_ids(filters)
+
+
+def resolve_place(text: str) -> Resolution:
+    """A place name ("Lisbon", "München", "Paris, Texas", "Portugal") or "LAT,LON", resolved
+    offline (a shared name might mean several places: the most populous wins, the others are
+    in ``Resolution.alternatives`` for the caller to report); VitrieveError when unknown."""
+    from indexer.places.names import place_names
+
+    text = (text or "").strip()
+    if not text:
+        raise VitrieveError("an empty place name")
+    resolution = place_names().resolve(text)
+    if resolution is None:
+        raise VitrieveError(f"unknown place: {text!r} (a city, US state, country, continent, "
+                            "or LAT,LON)")  # fmt: skip
+    return resolution
+
+
+def place_filter(place: Place, within_km: float | None = None) -> dict:
+    """The ``Filters`` fields meaning "in ``place``": around a city or position a circle
+    (``within_km``, else the place's own radius, else ``DEFAULT_WITHIN_KM``); a region, a
+    country or a continent by its codes (its borders), so ``within_km`` needs a centre."""
+    if place.latitude is not None and place.longitude is not None:
+        radius = within_km if within_km is not None else place.radius_km or DEFAULT_WITHIN_KM
+        return {"near": (place.latitude, place.longitude), "within_km": radius}
+    if within_km is not None:
+        raise VitrieveError(
+            f"{place.label} is a {place.kind}, searched within its borders: a distance needs "
+            "a city or a LAT,LON position"
+        )
+    if place.kind == "region" and place.country_code and place.region_code:
+        return {"regions": ((place.country_code, place.region_code),)}
+    if place.kind == "country" and place.country_code:
+        return {"countries": (place.country_code,)}
+    if place.country_codes:
+        return {"countries": tuple(place.country_codes)}
+    raise VitrieveError(f"{place.label} cannot be searched as a place")
+
+
+def country_codes(values: Sequence[str]) -> tuple[str, ...]:
+    """ISO codes from codes ("pt") or country names ("Portugal", "Deutschland")."""
+    codes = []
+    for value in values:
+        value = (value or "").strip()
+        if len(value) == 2 and value.isalpha() and value.isascii():
+            codes.append(value.upper())
+            continue
+        from indexer.places.names import place_names
+
+        found = [p for p in place_names().candidates(value) if p.kind == "country"]
+        if not found:
+            raise VitrieveError(f"not a country: {value!r} (give its name or ISO code: PT)")
+        codes.append(found[0].country_code)
+    return tuple(dict.fromkeys(codes))
