@@ -41,16 +41,13 @@ def library_option(default: str = f"./{DEFAULT_LIBRARY_DIR}, or the current fold
     )  # fmt: skip
 
 
-def _resolve_device(spec: str) -> str:
-    """``--device`` checked while the command line is parsed, before any work: a device that
-    is not there is a DeviceError (one line, exit 2). The command gets ``cpu``, ``cuda`` or
-    ``cuda:N``: ``auto`` and ``cuda`` stay without an index, so that under ``torchrun`` each
-    process still takes its own local rank's GPU (the trainer resolves it, knowing the rank)
-    instead of every process being handed ``cuda:0``."""
-    device = resolve_device(spec)
-    if device.type != "cuda":
-        return device.type
-    return spec.strip().lower() if ":" in spec else "cuda"
+def _check_device(spec: str) -> str:
+    """``--device`` checked while the command line is parsed, before any work (a device that
+    is not there is a DeviceError: one line, exit 2), but kept as given: ``auto`` and ``cuda``
+    are resolved where the model is placed (``resolve_device``), so that under ``torchrun``
+    each process takes its own local rank's GPU instead of every one being handed ``cuda:0``."""
+    resolve_device(spec)
+    return spec.strip().lower()
 
 
 LIBRARY_OPTION = library_option()
@@ -62,7 +59,7 @@ WEIGHTS_OPTION = typer.Option(
 )
 PRECISION_OPTION = typer.Option("auto", "--precision", help=PRECISIONS_HELP)
 DEVICE_OPTION = typer.Option(
-    DEFAULT_DEVICE, "--device", callback=_resolve_device,
+    DEFAULT_DEVICE, "--device", callback=_check_device,
     help="Where the model runs: auto (the first CUDA GPU, else the CPU), cpu, cuda, cuda:N.",
 )  # fmt: skip
 

@@ -32,9 +32,8 @@ from indexer.store.metadata import DB_FILE, FileRecord, MetadataStore
 from indexer.store.queries import Filters, Label
 from indexer.vectors.index import VectorIndex
 from retrieval.library.label_counts import label_counts
-from retrieval.library.model import check_model, library_model, load_model
+from retrieval.library.model import check_model, load_model
 from retrieval.library.paths import image_key, inside
-from retrieval.library.reopen import library_version
 from retrieval.search.calibration import CALIBRATION_FILE, Calibration, load_or_compute
 from retrieval.search.searcher import Searcher
 
@@ -57,12 +56,7 @@ class LibraryStats:
     label_sets: list[str] = field(default_factory=list)
 
 
-# kept for ui/state.py until it holds a ``retrieval.library.reopen.LibraryHandle`` (issue 23)
-find_library = locate_library
-__all__ = [
-    "DEFAULT_LIBRARY_DIR", "Library", "LibraryStats", "find_library", "library_model",
-    "library_version",
-]  # fmt: skip
+__all__ = ["DEFAULT_LIBRARY_DIR", "Library", "LibraryStats", "locate_library"]
 
 
 def _writable(path: Path) -> bool:

@@ -15,7 +15,7 @@ from encoders.errors import VitrieveError
 from encoders.runtime.device import DEFAULT_DEVICE
 from encoders.runtime.encoder import Encoder
 from encoders.weights.checkpoint import CONFIG_FILE, WEIGHTS_FILE
-from indexer.layout import Manifest, locate_library, model_path, read_manifest
+from indexer.layout import Manifest, model_path
 
 
 def model_dir(library: Path, manifest: Manifest) -> Path | None:
@@ -57,12 +57,3 @@ def load_model(library: Path, manifest: Manifest, device: str = DEFAULT_DEVICE) 
     encoder = Encoder.load(checkpoint, device=device)
     check_model(encoder, manifest)
     return encoder
-
-
-def library_model(path: Path, device: str = DEFAULT_DEVICE) -> Encoder:
-    """The model of the library at ``path`` on ``device``, without opening its database."""
-    path = locate_library(path)
-    manifest = read_manifest(path)
-    if manifest is None:
-        raise VitrieveError(f"no library at {path}")
-    return load_model(path, manifest, device)

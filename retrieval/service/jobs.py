@@ -21,7 +21,6 @@ from typing import Any
 from encoders.atomic import atomic_write_text
 from encoders.errors import VitrieveError
 from encoders.runtime.device import DEFAULT_DEVICE
-from retrieval.labels.zeroshot import DEFAULT_NULL_Z
 
 log = logging.getLogger(__name__)
 
@@ -230,13 +229,12 @@ def start_indexing(
 
 def start_labeling(
     library: Any, labels: list[str], templates: list[str] | None, label_set: str,
-    abstain_threshold: float = 0.0, null_z: float | None = DEFAULT_NULL_Z,
+    abstain_threshold: float, null_z: float | None,
 ) -> JobStatus:  # fmt: skip
     """Label every image of an open ``retrieval.library.handle.Library`` in the background.
 
-    ``null_z``: also abstain when the best label is no closer than unrelated text (see
-    ``ZeroShotClassifier``; the default is the CLI's); None keeps only the probability
-    threshold."""
+    ``abstain_threshold``, ``null_z``: as ``ZeroShotClassifier`` takes them (its defaults are
+    the front ends'); ``null_z`` None keeps only the probability threshold."""
     from retrieval.labels.zeroshot import DEFAULT_TEMPLATES, ZeroShotClassifier
 
     classifier = ZeroShotClassifier(

@@ -157,6 +157,33 @@ def test_device_cuda_without_cuda_is_one_line_and_exit_2(synth_library, command)
     assert not result.stdout
 
 
+@pytest.mark.parametrize("spec", ["cuda", "auto", "cuda:1"])
+def test_device_is_checked_but_not_pinned_to_gpu_0_while_parsing(
+    synth_library, monkeypatch, spec: str
+) -> None:
+    """Issue 24 point 2: ``cuda``/``auto`` reach the command as given (each torchrun process
+    resolves them to its local rank's GPU), not as the ``cuda:0`` parsing used to make of
+    them. CUDA is faked (two GPUs); the library is opened no further than the device."""
+    import torch
+
+    from encoders.errors import VitrieveError
+    from retrieval.library.handle import Library
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    asked: list[str] = []
+
+    def stop_at_open(cls, *args, device: str = "", **kwargs):
+        asked.append(device)
+        raise VitrieveError("stopped here")
+
+    monkeypatch.setattr(Library, "open", classmethod(stop_at_open))
+    result = run("search", "x", "--library", synth_library.path, "--device", spec)
+    assert "stopped here" in result.stderr and asked == [spec]
+    missing = run("search", "x", "--library", synth_library.path, "--device", "cuda:2")
+    assert missing.exit_code == 2 and "2 CUDA device(s)" in missing.stderr and len(asked) == 1
+
+
 # --- the one error boundary (issue 17, point 6) ---------------------------------------------
 
 
