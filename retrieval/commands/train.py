@@ -16,7 +16,6 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from encoders.errors import VitrieveError
-from encoders.runtime.device import DEFAULT_DEVICE, resolve_device
 from encoders.training.devices import DEVICE_DEFAULTS, train_device
 from encoders.training.finetune import FinetuneOptions
 from encoders.training.layout import RunLayout
@@ -31,21 +30,6 @@ REQUEST = {f.name: f.default for f in dataclasses.fields(TrainRequest)}
 FINETUNE = FinetuneOptions()
 DATA_HELP = "Training pairs: TSV/CSV in open_clip's format, or a folder of images + .txt."
 DATA_WAIT_SHOWN = 0.05  # the bar says how long steps wait for data from this share on
-
-
-def _check_device(spec: str) -> str:
-    """``--device`` checked while the command line is parsed (a device that is not there is
-    a one-line error) but kept as given: under torchrun ``cuda`` and ``auto`` mean each
-    process's own GPU, which only the rank knows (resolved by ``train`` once it has joined)."""
-    resolve_device(spec)
-    return spec
-
-
-TRAIN_DEVICE_OPTION = typer.Option(
-    DEFAULT_DEVICE, "--device", callback=_check_device,
-    help="Where training runs: auto (a CUDA GPU, else the CPU), cpu, cuda, cuda:N; under "
-    "torchrun, cuda and auto are each process's local-rank GPU.",
-)  # fmt: skip
 
 
 def _default(name: str, help: str, *names: str, **kw):
@@ -168,7 +152,7 @@ def train_options(
         "(default: stream only what is too big to preload).",
         "--stream/--preload",
     ),  # fmt: skip
-    device: str = TRAIN_DEVICE_OPTION,
+    device: str = DEVICE_OPTION,
 ) -> TrainOptions:
     """``vitrieve train``'s recipe options, as the ``TrainOptions`` the trainer takes."""
     options = TrainOptions(
@@ -219,6 +203,7 @@ def train(
         caption_col=cols.caption_col, label_col=label_col, options=options,
     )  # fmt: skip
     rank = _join_torchrun(world_size, local_rank, options.device)
+    # --device is kept as given (common.DEVICE_OPTION): cuda/auto become this rank's own GPU
     options = dataclasses.replace(options, device=str(train_device(options.device, local_rank)))
     request = dataclasses.replace(request, options=options)
     try:
