@@ -80,7 +80,7 @@ def job_dir(path: Path | None) -> Path | None:
         return None
     try:
         return locate_library(path, new=True)
-    except (VitrieveError, OSError):
+    except (VitrieveError, OSError, ValueError, RuntimeError):  # NUL byte, symlink loop
         return None
 
 
