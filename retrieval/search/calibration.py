@@ -25,6 +25,10 @@ some colour or shape it knows). Captions that are not unrelated to the query its
 it than any two unrelated captions are to each other, ``unrelated_to``) are left out of that
 check, so searching a library of scanned invoices for "an invoice" still works.
 
+A photo whose recognised text strongly matches the query answers it whatever its embedding
+scores: ``weak_results`` never marks such ids weak (the hook hybrid text search passes them
+through, ``Searcher.search(answered=...)``).
+
 ``calibrated = sigmoid((margin - cutoff) / width)`` (``width`` is the spread of the null; for
 text, the smaller of the two checks): 0.5 at the cut-off, near 1 far above it. The nulls are
 computed once per library and model and kept beside ``library.json`` (``calibration.npz``);
@@ -37,6 +41,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -192,6 +197,16 @@ class Calibration:
             if path.exists():
                 log.warning("ignoring unreadable calibration %s: %s", path, exc)
             return None
+
+
+def weak_results(
+    calibrated: np.ndarray, ids: np.ndarray, threshold: float, answered: Collection[int] = ()
+) -> np.ndarray:
+    """Which results fall below the cut-off; ``answered`` ids (strong text matches) never do."""
+    weak = np.asarray(calibrated) < threshold
+    if len(answered):
+        weak &= ~np.isin(ids, np.fromiter(answered, np.int64, len(answered)))
+    return weak
 
 
 def unrelated_to(texts: np.ndarray, null_vectors: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from indexer.decode.images import decode_image
 from indexer.store.metadata import MetadataStore
 from indexer.store.queries import Label
 from indexer.vectors.index import VectorSearch
-from retrieval.search.calibration import Calibration, QueryStats
+from retrieval.search.calibration import Calibration, QueryStats, weak_results
 from retrieval.search.query import Filters, ImageInput, Query, is_file, resolve_filters
 from retrieval.search.results import SearchResponse, SearchResult, result_of
 
@@ -119,8 +119,11 @@ class Searcher:
         sort: str = "score",
         drop_weak: bool = False,
         threshold: float = DEFAULT_THRESHOLD,
+        answered: Collection[int] = (),
     ) -> SearchResponse:
-        """A page of results, best first (``sort="date"``: the relevant set, newest first)."""
+        """A page of results, best first (``sort="date"``: the relevant set, newest first).
+        ``answered``: ids that answer the query another way (strong matches of their
+        recognised text) — never below the cut-off, so never hidden or flagged."""
         if isinstance(query, str):
             query = Query.parse(query)
         if sort not in SORTS:
@@ -140,7 +143,7 @@ class Searcher:
         scores, ids = scores[0][found], ids[0][found]
         vectors = self._result_vectors(ids) if query.text and query.image is None else None
         calibrated = self.calibration.calibrate(scores, stats, vectors)
-        weak = calibrated < threshold
+        weak = weak_results(calibrated, ids, threshold, answered)
         clock.lap("index")
         order = np.arange(len(ids))
         if sort == "date" and (~weak).any():
