@@ -26,6 +26,7 @@ from retrieval.api.schemas import (
 from retrieval.labels.export import export_string
 from retrieval.labels.zeroshot import (
     DEFAULT_NULL_Z,
+    DEFAULT_PROBABILITY_THRESHOLD,
     DEFAULT_SET,
     DEFAULT_TEMPLATES,
     ZeroShotClassifier,
@@ -61,7 +62,7 @@ class ClassifyForm(BaseModel):
     labels: list[str] = Field(min_length=1, max_length=MAX_ITEMS)
     templates: list[str] = Field(default_factory=list, max_length=MAX_TEMPLATES)
     probability_threshold: float = Field(
-        0.0, ge=0, le=1, description="Abstain under this probability."
+        DEFAULT_PROBABILITY_THRESHOLD, ge=0, le=1, description="Abstain under this probability."
     )
     null_z: float | None = Field(DEFAULT_NULL_Z, ge=0, le=100)
 

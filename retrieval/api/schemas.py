@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from retrieval.labels.zeroshot import DEFAULT_NULL_Z, DEFAULT_SET
+from retrieval.labels.zeroshot import DEFAULT_NULL_Z, DEFAULT_PROBABILITY_THRESHOLD, DEFAULT_SET
 from retrieval.search.query import DEFAULT_LIMIT
 
 MAX_K = 200
@@ -128,7 +128,7 @@ class LabelJobRequest(BaseModel):
     templates: list[str] = Field(default_factory=list, max_length=MAX_TEMPLATES)
     name: str = Field(DEFAULT_SET, min_length=1, max_length=128, description="Label set name.")
     probability_threshold: float = Field(
-        0.0, ge=0, le=1, description="Abstain under this probability."
+        DEFAULT_PROBABILITY_THRESHOLD, ge=0, le=1, description="Abstain under this probability."
     )
     null_z: float | None = Field(
         DEFAULT_NULL_Z, ge=0, le=100, description="Abstain unless above unrelated text (std devs)."

@@ -25,6 +25,7 @@ from retrieval.labels.export import FORMATS, export_string
 from retrieval.labels.zeroshot import (
     ABSTAIN,
     DEFAULT_NULL_Z,
+    DEFAULT_PROBABILITY_THRESHOLD,
     DEFAULT_SET,
     ZeroShotClassifier,
     parse_labels,
@@ -62,7 +63,7 @@ def label_choice(
         'CLIP-like set), e.g. "a photo of a {}."',
     ),  # fmt: skip
     probability_threshold: float = typer.Option(
-        0.0,
+        DEFAULT_PROBABILITY_THRESHOLD,
         "--probability-threshold",
         min=0.0,
         max=1.0,

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 ABSTAIN = "(none)"
 DEFAULT_SET = "labels"
 DEFAULT_NULL_Z = 2.2  # best label vs unrelated text, in std devs (tuned on the synthetic set)
+DEFAULT_PROBABILITY_THRESHOLD = 0.0  # abstain under this best-label probability (0: never)
 BATCH = 4096
 
 Progress = Callable[[int, int], None]  # (done, total)
@@ -82,7 +83,7 @@ class ZeroShotClassifier:
         encoder: Encoder,
         labels: Sequence[str],
         templates: Sequence[str] = DEFAULT_TEMPLATES,
-        abstain_threshold: float = 0.0,
+        abstain_threshold: float = DEFAULT_PROBABILITY_THRESHOLD,
         null_z: float | None = DEFAULT_NULL_Z,
     ) -> None:
         labels = [str(label).strip() for label in labels if str(label).strip()]

@@ -14,6 +14,7 @@ from retrieval.labels.export import export_string
 from retrieval.labels.zeroshot import (
     ABSTAIN,
     DEFAULT_NULL_Z,
+    DEFAULT_PROBABILITY_THRESHOLD,
     DEFAULT_SET,
     DEFAULT_TEMPLATES,
     ZeroShotClassifier,
@@ -49,7 +50,13 @@ def _settings() -> tuple[list[str], list[str], float, float | None] | None:
         help=f"Empty: the built-in ensemble of {len(DEFAULT_TEMPLATES)} CLIP-style templates.",
     )
     left, right = st.columns(2, vertical_alignment="bottom")
-    abstain = left.slider("Say “none of these” below probability", 0.0, 0.9, 0.0, 0.05)
+    abstain = left.slider(
+        "Say “none of these” below probability",
+        0.0,
+        0.9,
+        DEFAULT_PROBABILITY_THRESHOLD,
+        0.05,
+    )
     unrelated = right.checkbox(
         "Also when the best label is no closer than unrelated text",
         value=True,  # the CLI's default too (--null-z): the same labels, the same verdicts
