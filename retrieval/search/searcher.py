@@ -27,7 +27,14 @@ from indexer.store.metadata import MetadataStore
 from indexer.store.queries import Label
 from indexer.vectors.index import VectorSearch
 from retrieval.search.calibration import Calibration, QueryStats, weak_results
-from retrieval.search.query import Filters, ImageInput, Query, is_file, resolve_filters
+from retrieval.search.query import (
+    DEFAULT_LIMIT,
+    Filters,
+    ImageInput,
+    Query,
+    is_file,
+    resolve_filters,
+)
 from retrieval.search.results import SearchResponse, SearchResult, result_of
 
 log = logging.getLogger(__name__)
@@ -115,7 +122,7 @@ class Searcher:
         filters: Filters | None = None,
         *,
         offset: int = 0,
-        limit: int = 20,
+        limit: int = DEFAULT_LIMIT,
         sort: str = "score",
         drop_weak: bool = False,
         threshold: float = DEFAULT_THRESHOLD,
