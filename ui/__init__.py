@@ -1,1 +1,1 @@
-"""The Streamlit UI (``vitrieve ui``): pages over ``retrieval``'s Library, never the layers below."""
+"""The Streamlit UI (``vitrieve ui``): pages over retrieval's Library, never the layers below."""

@@ -23,6 +23,7 @@ from encoders.errors import VitrieveError
 from encoders.runtime.device import DEFAULT_DEVICE
 from retrieval.library.handle import Library, locate_library
 from retrieval.library.reopen import LibraryHandle
+from retrieval.service.serving import DEFAULT_SERVING
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ def _close(handle: LibraryHandle) -> None:
 @st.cache_resource(show_spinner="Opening the library…", max_entries=4, on_release=_close)
 def _handle(library_dir: str, on: str) -> LibraryHandle:
     """The library's handle (its model loaded once), shared by every session of this server."""
-    return LibraryHandle(Path(library_dir), device=on)
+    return LibraryHandle(Path(library_dir), device=on, compile=DEFAULT_SERVING.compile)
 
 
 def library_by_dir(library_dir: str | Path) -> Library:

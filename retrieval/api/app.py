@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -26,7 +26,7 @@ from retrieval.api.libraries import Libraries
 from retrieval.api.metrics import Metrics, MetricsMiddleware
 from retrieval.api.middleware import BodyLimit, SecurityHeaders
 from retrieval.api.schemas import ErrorBody, Health
-from retrieval.service.serving import configure_serving
+from retrieval.service.serving import DEFAULT_SERVING, configure_serving
 from retrieval.service.uploads import MAX_UPLOAD_BYTES
 
 ENV_SETTINGS = "VITRIEVE_SERVE"
@@ -44,6 +44,7 @@ class ServeSettings:
     require_auth: bool = False  # listening beyond loopback: keys are always required
     cors_origins: list[str] = field(default_factory=list)
     max_upload_bytes: int = MAX_UPLOAD_BYTES
+    compile: bool = False  # the encoder's towers compiled (ServingConfig.compile)
 
 
 def _unique_id(prefix: str):
@@ -112,9 +113,9 @@ def create_app(libraries: Libraries, settings: ServeSettings) -> FastAPI:
 
 def open_app(settings: ServeSettings) -> FastAPI:
     """Configure this process for serving, open the libraries, build the app."""
-    configure_serving()  # the thread counts the CLI and UI search with
+    serving = configure_serving(replace(DEFAULT_SERVING, compile=settings.compile))
     specs = [(name, Path(path)) for name, path in settings.libraries]
-    return create_app(Libraries.open(specs, settings.device), settings)
+    return create_app(Libraries.open(specs, settings.device, serving.compile), settings)
 
 
 def settings_to_env(settings: ServeSettings) -> None:

@@ -20,8 +20,10 @@ class ServedLibrary(LibraryHandle):
     """One served library, by name: ``current()`` is its up-to-date ``Library`` (reopened by
     ``retrieval.library.reopen`` when indexing rewrote it), ``keys`` its API keys."""
 
-    def __init__(self, name: str, path: Path, device: str = DEFAULT_DEVICE) -> None:
-        super().__init__(path, device, name=name)
+    def __init__(
+        self, name: str, path: Path, device: str = DEFAULT_DEVICE, compile: bool = False
+    ) -> None:
+        super().__init__(path, device, name=name, compile=compile)
 
     @property
     def keys(self) -> KeyStore:
@@ -40,11 +42,13 @@ class Libraries:
         self.default = handles[0]
 
     @classmethod
-    def open(cls, specs: list[tuple[str, Path]], device: str = DEFAULT_DEVICE) -> Libraries:
+    def open(
+        cls, specs: list[tuple[str, Path]], device: str = DEFAULT_DEVICE, compile: bool = False
+    ) -> Libraries:
         for name, _path in specs:
             if not name or not set(name) <= NAME_CHARS:
                 raise VitrieveError(f"a library name is letters, digits, - _ . only: {name!r}")
-        return cls([ServedLibrary(name, path, device) for name, path in specs])
+        return cls([ServedLibrary(name, path, device, compile) for name, path in specs])
 
     def get(self, name: str | None) -> ServedLibrary:
         if name is None:

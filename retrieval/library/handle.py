@@ -71,21 +71,22 @@ class Library:
 
     def __init__(
         self, path: Path, manifest: Manifest, store: MetadataStore, index: VectorIndex,
-        encoder: Encoder | None = None, device: str = DEFAULT_DEVICE,
+        encoder: Encoder | None = None, device: str = DEFAULT_DEVICE, compile: bool = False,
     ) -> None:  # fmt: skip
         self.path, self.manifest, self.store, self.index = path, manifest, store, index
-        self.device = device
+        self.device, self.compile = device, compile
         self.root = Path(manifest.root).resolve()
         self._encoder = encoder
 
     @classmethod
     def open(
         cls, path: Path, db_url: str | None = None, encoder: Encoder | None = None,
-        device: str = DEFAULT_DEVICE,
+        device: str = DEFAULT_DEVICE, compile: bool = False,
     ) -> Library:  # fmt: skip
         """Open the library at ``path`` (``locate_library``); VitrieveError when it is
         missing or broken. ``encoder`` overrides the library's own model (it must be the same
-        model); ``device`` is where the library's own model runs when it is loaded."""
+        model); ``device`` is where the library's own model runs when it is loaded, ``compile``
+        whether it is compiled (``retrieval.service.serving.ServingConfig.compile``)."""
         path = locate_library(path)
         manifest = read_manifest(path)
         if manifest is None:
@@ -103,7 +104,7 @@ class Library:
             index = VectorIndex.create(dim, kind="flat")
         if encoder is not None and manifest.active is not None:
             check_model(encoder, manifest)
-        return cls(path, manifest, store, index, encoder, device=device)
+        return cls(path, manifest, store, index, encoder, device=device, compile=compile)
 
     # --- the collaborators -----------------------------------------------------------------
 
@@ -112,7 +113,7 @@ class Library:
         """The library's model (the checkpoint it keeps, ``retrieval.library.model``), loaded
         on first use."""
         if self._encoder is None:
-            self._encoder = load_model(self.path, self.manifest, self.device)
+            self._encoder = load_model(self.path, self.manifest, self.device, self.compile)
         return self._encoder
 
     @property

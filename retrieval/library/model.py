@@ -44,8 +44,11 @@ def check_model(encoder: Encoder, manifest: Manifest) -> None:
         raise VitrieveError("the model's embedding size does not match the library's vectors")
 
 
-def load_model(library: Path, manifest: Manifest, device: str = DEFAULT_DEVICE) -> Encoder:
-    """The library's model on ``device`` (see ``model_dir``), checked against its vectors."""
+def load_model(
+    library: Path, manifest: Manifest, device: str = DEFAULT_DEVICE, compile: bool = False
+) -> Encoder:
+    """The library's model on ``device`` (see ``model_dir``), checked against its vectors;
+    ``compile``: both towers compiled (a long-running server's fast single queries)."""
     if manifest.active is None:
         raise VitrieveError(f"library {library} has no indexed images yet (no model recorded)")
     checkpoint = model_dir(library, manifest)
@@ -54,6 +57,6 @@ def load_model(library: Path, manifest: Manifest, device: str = DEFAULT_DEVICE) 
             f"the library's model {manifest.active.model_ref} was not found (moved or deleted?): "
             "open the library with that model given explicitly"
         )
-    encoder = Encoder.load(checkpoint, device=device)
+    encoder = Encoder.load(checkpoint, device=device, compile=compile)
     check_model(encoder, manifest)
     return encoder

@@ -43,13 +43,14 @@ class LibraryHandle:
 
     ``name``: what its users call it (an API server's library name; default: its path).
     ``warm``: load the model when (re)opening, so that a server's first query after a start or
-    a re-index does not pay for it."""
+    a re-index does not pay for it. ``compile``: the model's towers compiled (``ServingConfig``)."""
 
     def __init__(
         self, path: Path | str, device: str = DEFAULT_DEVICE, name: str | None = None,
-        warm: bool = True,
+        warm: bool = True, compile: bool = False,
     ) -> None:  # fmt: skip
         self.path, self.device, self.warm = locate_library(path), device, warm
+        self.compile = compile
         self.name = name if name is not None else str(self.path)
         self._lock = threading.Lock()
         self._version = library_version(self.path)
@@ -81,7 +82,7 @@ class LibraryHandle:
         encoder = previous.loaded_encoder if previous is not None else None
         if encoder is not None and (active is None or encoder.model_id != active.model_id):
             encoder = None
-        library = Library.open(self.path, encoder=encoder, device=self.device)
+        library = Library.open(self.path, encoder=encoder, device=self.device, compile=self.compile)
         if self.warm and library.manifest.active is not None:
             library.encoder  # noqa: B018 — load the model now, not on the first query
         return library

@@ -59,3 +59,21 @@ def test_two_thread_serving_keeps_one_openmp_pool_multi_threaded():
         faiss.omp_set_num_threads(torch_before)
     assert scan_threads() == 1
     assert "torch 2, exact scan 2, FAISS OpenMP and BLAS 1" in config.describe()
+
+
+def test_a_serving_process_compiles_the_library_model_only_when_asked(synth_library):
+    """ServingConfig.compile reaches the Encoder through the handles the API and the UI hold
+    (it was read only by describe()); the one-shot CLI path stays eager."""
+    from retrieval.api.libraries import Libraries
+    from retrieval.library.handle import Library
+
+    served = Libraries.open([("lib", synth_library.path)], "cpu", compile=True)
+    try:
+        assert served.default.current().encoder._compiled is not None
+    finally:
+        served.default.close()
+    plain = Library.open(synth_library.path, device="cpu")
+    try:
+        assert plain.encoder._compiled is None
+    finally:
+        plain.close()
