@@ -26,7 +26,10 @@ from indexer.layout import DEFAULT_LIBRARY_DIR, locate_library
 
 F = TypeVar("F", bound=Callable[..., Any])
 DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]
-PRECISIONS_HELP = "auto (bf16 where it matches fp32), fp32 or bf16."
+PRECISIONS_HELP = (
+    "auto (the fastest exact precision on this machine, measured once per machine and model and "
+    "kept in ~/.cache/vitrieve/precision), fp32, bf16, or int8 (CPU: dynamic quantisation)."
+)
 MODEL_HELP = (
     "Model: a checkpoint directory, or an open_clip architecture name or config .json "
     "with --weights"
