@@ -146,11 +146,6 @@ def device_name(device: str) -> str:
     return describe(resolve_device(device))
 
 
-def library_dir(library: Path | None) -> Path:
-    """The library ``--library`` names (None: the current folder's): ``locate_library``."""
-    return locate_library(library)
-
-
 def open_library(library: Path | None, model: ModelChoice | None = None):
     """The Library (retrieval.library.handle) as a context manager, with ``--model`` overriding the
     library's own model; the model runs on ``model.device``."""

@@ -13,11 +13,14 @@ from pathlib import Path
 import typer
 
 from encoders.errors import VitrieveError
+from indexer.layout import locate_library
 from indexer.store.keys import KeyStore
-from retrieval.commands.common import DEVICE_OPTION, library_dir
+from retrieval.commands.common import DEVICE_OPTION
 from retrieval.library.handle import Library
+from retrieval.service.uploads import MAX_UPLOAD_BYTES
 
 DEFAULT_PORT = 8765
+MIB = 2**20  # --max-upload-mb is in MiB, as Streamlit's server.maxUploadSize (vitrieve ui)
 WORKER_START_S = 300  # how long a worker process may take to load the model and answer
 
 
@@ -54,7 +57,9 @@ def serve(
         None, "--cors-origin", help="Allow browser pages from this origin (repeatable); CORS is "
         "off without it.",
     ),
-    max_upload_mb: float = typer.Option(20.0, min=0.01, help="Largest upload (MB) per request."),
+    max_upload_mb: float = typer.Option(
+        MAX_UPLOAD_BYTES / MIB, min=0.01, help="Largest upload (MiB) per request.",
+    ),
 ) -> None:  # fmt: skip
     """Serve the HTTP API: search, similar, classify, label, embed, status (docs/api.md)."""
     _serve(libraries, host, port, device, workers, cors_origins, max_upload_mb)
@@ -68,7 +73,7 @@ def _serve(libraries, host, port, device, workers, cors_origins, max_upload_mb) 
 
     if not 0 < port < 65536:
         raise typer.BadParameter(f"port must be 1-65535, got {port}")
-    values = libraries or [str(library_dir(None))]
+    values = libraries or [str(locate_library(None))]
     specs = [parse_spec(value, n) for n, value in enumerate(values)]
     loopback = is_loopback(host)
     if not loopback and not _any_keys([path for _, path in specs]):
@@ -78,7 +83,7 @@ def _serve(libraries, host, port, device, workers, cors_origins, max_upload_mb) 
     settings = api.ServeSettings(
         libraries=[(name, str(path)) for name, path in specs], device=device,
         require_auth=not loopback, cors_origins=list(cors_origins or []),
-        max_upload_bytes=int(max_upload_mb * 1_000_000),
+        max_upload_bytes=int(max_upload_mb * MIB),
     )  # fmt: skip
     names = ", ".join(name for name, _ in specs)
     typer.echo(f"vitrieve API on http://{host}:{port}/v1 ({names}); schema at /docs", err=True)
