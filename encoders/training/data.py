@@ -33,6 +33,8 @@ from encoders.training.captions import swap_left_right
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+# open_clip's CSV columns: the defaults of the reader, ``vitrieve train`` and ``vitrieve eval``
+IMAGE_COL, CAPTION_COL, LABEL_COL = "filepath", "title", "label"
 
 
 @dataclass(frozen=True)
@@ -51,8 +53,8 @@ class CaptionedItem:
 def read_captioned_counted(
     path: Path,
     sep: str = "\t",
-    image_col: str = "filepath",
-    caption_col: str = "title",
+    image_col: str = IMAGE_COL,
+    caption_col: str = CAPTION_COL,
     label_col: str | None = None,
 ) -> tuple[list[CaptionedItem], Counter[str]]:
     """Like ``read_captioned``, also returning why rows were skipped (reason -> count)."""
@@ -127,8 +129,8 @@ def _read_folder(root: Path) -> tuple[list[CaptionedItem], Counter[str]]:
 def read_captioned(
     path: Path,
     sep: str = "\t",
-    image_col: str = "filepath",
-    caption_col: str = "title",
+    image_col: str = IMAGE_COL,
+    caption_col: str = CAPTION_COL,
     label_col: str | None = None,
 ) -> list[CaptionedItem]:
     """Read a CSV/TSV (paths relative to its folder) or a folder of images + ``.txt`` captions.

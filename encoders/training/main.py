@@ -22,7 +22,14 @@ from encoders.model.hf_text import MINILM, HFTextTower
 from encoders.model.tokenizer import Tokenizer, get_tokenizer
 from encoders.runtime.capability import bf16_native
 from encoders.training.captions import build_caption_table
-from encoders.training.data import CaptionedItem, preload_images, read_captioned
+from encoders.training.data import (
+    CAPTION_COL,
+    IMAGE_COL,
+    LABEL_COL,
+    CaptionedItem,
+    preload_images,
+    read_captioned,
+)
 from encoders.training.devices import device_defaults, train_device
 from encoders.training.layout import RunLayout, plot_curves
 from encoders.training.loop import Callback, TrainData, Trainer, TrainOptions
@@ -51,9 +58,9 @@ class TrainRequest:
     lock_text: bool = True
     resume: bool = False
     sep: str = "\t"
-    image_col: str = "filepath"
-    caption_col: str = "title"
-    label_col: str = "label"
+    image_col: str = IMAGE_COL
+    caption_col: str = CAPTION_COL
+    label_col: str = LABEL_COL
     options: TrainOptions = TrainOptions()
 
 

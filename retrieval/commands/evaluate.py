@@ -15,7 +15,7 @@ from pathlib import Path
 import typer
 
 from encoders.errors import VitrieveError
-from encoders.training.data import read_captioned
+from encoders.training.data import LABEL_COL, read_captioned
 from retrieval.commands.common import JSON_OPTION, ModelChoice, model_choice, takes
 
 eval_app = typer.Typer(
@@ -111,7 +111,7 @@ def _line(name: str, metrics: dict) -> str:
 @takes(model_choice, "model")
 def zeroshot(
     data: Path = typer.Option(..., "--data", help=DATA_HELP),
-    label_col: str = typer.Option("label", "--label-col", help="Column with the class name."),
+    label_col: str = typer.Option(LABEL_COL, "--label-col", help="Column with the class name."),
     classes: Path | None = typer.Option(
         None, "--classes", help="Class names, one a line (default: classes.txt beside --data)."
     ),
