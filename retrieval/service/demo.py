@@ -20,10 +20,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from encoders.atomic import atomic_write_bytes, atomic_write_text
 from encoders.data.drawing import BACKGROUND_KINDS
 from encoders.data.synthetic import POSITIONS, SIZES, Scene, SceneObject, render_scene, scene_for
 from encoders.errors import VitrieveError
 from encoders.runtime.device import DEFAULT_DEVICE
+from encoders.training.layout import RunLayout
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +113,7 @@ def write_demo_photos(out: Path, count: int = 300, size_px: int = 192, seed: int
         written.append((relative, taken))
     _write_edits(out, written[:DUPLICATES], size_px)
     _write_broken(out / EDITS_ALBUM / "IMG_BROKEN.jpg", out / written[0][0])
-    marker.write_text(done + "\n")
+    atomic_write_text(marker, done + "\n")
     log.info("wrote %d demo photos to %s", count + DUPLICATES + 1, out)
     return count + DUPLICATES + 1
 
@@ -131,9 +133,8 @@ def _write_broken(path: Path, source: Path) -> None:
     buffer = io.BytesIO()
     with Image.open(source) as image:
         image.convert("RGB").save(buffer, format="JPEG")
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = buffer.getvalue()
-    path.write_bytes(data[: len(data) // BROKEN_PARTS])
+    atomic_write_bytes(path, data[: len(data) // BROKEN_PARTS], fsync=False)  # remade if lost
 
 
 # --- the whole demo: photos, a model trained here (cached), a library ---------------------------
@@ -166,7 +167,7 @@ class DemoSettings:
 
     @property
     def checkpoint(self) -> Path:
-        return self.run_dir / "checkpoint"
+        return RunLayout(self.run_dir).checkpoint
 
 
 def demo_model(settings: DemoSettings, progress: Callable[[str], None] = log.info) -> Path:
@@ -181,8 +182,8 @@ def demo_model(settings: DemoSettings, progress: Callable[[str], None] = log.inf
             return settings.checkpoint
         progress("the cached demo model no longer loads with this version: training it again")
     from encoders.data.datasets import write_synthetic
-    from encoders.training.loop import TrainOptions
     from encoders.training.main import TrainRequest, train_from_files
+    from encoders.training.steps import TrainOptions
 
     data = settings.cache / "train-data"
     if not (data / "train.tsv").is_file():
@@ -199,7 +200,7 @@ def demo_model(settings: DemoSettings, progress: Callable[[str], None] = log.inf
         ),
     )  # fmt: skip
     train_from_files(request)
-    marker.write_text(json.dumps(wanted))
+    atomic_write_text(marker, json.dumps(wanted))
     return settings.checkpoint
 
 
