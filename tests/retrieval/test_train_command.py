@@ -116,3 +116,33 @@ def test_demo_device_reaches_training_and_indexing(tmp_path: Path, monkeypatch) 
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert built[-1].device == "cpu" and built[-1].cache == tmp_path.resolve()
+
+
+def test_demo_on_the_network_needs_a_login_or_no_auth_on_network(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """``vitrieve demo --host 0.0.0.0`` without a login is refused before the demo is built;
+    ``--no-auth-on-network`` reaches the UI server as ``open_on_network``, as in ``ui``."""
+    import retrieval.commands.demo as demo_command
+    import retrieval.commands.ui as ui_command
+
+    built, served = [], []
+    monkeypatch.setattr(ui_command, "login_configured", lambda: False)
+    monkeypatch.setattr(
+        demo_command, "build_demo", lambda settings, say: built.append(settings) or tmp_path
+    )
+    monkeypatch.setattr(
+        demo_command, "serve", lambda *args, **kwargs: served.append((args, kwargs))
+    )
+    args = ["demo", "--cache-dir", str(tmp_path), "--host", "0.0.0.0", "--port", "8765"]
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code == 1 and "no login is configured" in refused.output
+    assert built == [] and served == []
+
+    opened = CliRunner().invoke(app, [*args, "--no-auth-on-network"])
+    assert opened.exit_code == 0, opened.output
+    assert len(built) == 1 and served[-1][1] == {"open_on_network": True}
+    assert served[-1][0][:3] == (tmp_path, "0.0.0.0", 8765)
+
+    loopback = CliRunner().invoke(app, ["demo", "--cache-dir", str(tmp_path)])
+    assert loopback.exit_code == 0 and served[-1][1] == {"open_on_network": False}
