@@ -1,6 +1,7 @@
-"""Evaluation commands: zero-shot accuracy and image-text retrieval recall of a model.
+"""``vitrieve eval``: zero-shot accuracy and image-text retrieval recall of a model, and
+recall/nDCG of a library's whole search pipeline against a ground-truth file.
 
-``eval_app`` is the ``vitrieve eval`` group; other evaluation commands join it here. The
+``eval_app`` is the ``vitrieve eval`` group, defined and filled here only. The
 columns of captioned data (``columns``) are shared with ``vitrieve train``; their defaults
 are the reader's own (``encoders.training.data.read_captioned``).
 """
@@ -15,8 +16,18 @@ from pathlib import Path
 import typer
 
 from encoders.errors import VitrieveError
+from encoders.runtime.device import describe
 from encoders.training.data import LABEL_COL, read_captioned
-from retrieval.commands.common import JSON_OPTION, ModelChoice, model_choice, takes
+from retrieval.commands.common import (
+    JSON_OPTION,
+    LIBRARY_OPTION,
+    ModelChoice,
+    emit_json,
+    library_model_choice,
+    model_choice,
+    open_library,
+    takes,
+)
 
 eval_app = typer.Typer(
     help="Measure a model: zero-shot accuracy, retrieval recall.", no_args_is_help=True
@@ -179,3 +190,27 @@ def retrieval(
     for direction in ("text_to_image", "image_to_text"):
         recalls = "  ".join(f"R@{k} {result[f'{direction}_R@{k}']:.3f}" for k in RECALL_KS)
         typer.echo(f"{direction.replace('_to_', '→'):<12} {recalls}")
+
+
+@eval_app.command("search")
+@takes(library_model_choice, "model")
+def eval_search(
+    truth: Path = typer.Argument(..., help="TSV: query<TAB>relevant path<TAB>…"),
+    library: Path | None = LIBRARY_OPTION,
+    as_json: bool = JSON_OPTION,
+    *,
+    model: ModelChoice,
+) -> None:
+    """Recall@k and nDCG@10 of a library's full search pipeline (index, cut-off, filters)."""
+    from retrieval.evaluation.search_eval import evaluate_search, read_ground_truth
+
+    queries = read_ground_truth(truth)
+    with open_library(library, model) as lib:
+        report = evaluate_search(lib.searcher, queries)
+        device = describe(lib.encoder.device)
+    if as_json:
+        emit_json({**report.to_dict(), "device": device})
+        return
+    typer.echo(f"{report.positives} queries with relevant photos, {report.negatives} without")
+    for name, value in report.metrics.items():
+        typer.echo(f"  {name:<28} {value:.3f}")

@@ -1,5 +1,4 @@
-"""``vitrieve duplicates`` and ``vitrieve eval search``: a library's near-identical photos,
-and how well its search finds what a ground-truth file says it should."""
+"""``vitrieve duplicates``: a library's near-identical photos."""
 
 from __future__ import annotations
 
@@ -7,7 +6,6 @@ from pathlib import Path
 
 import typer
 
-from encoders.runtime.device import describe
 from retrieval.commands.common import (
     DEVICE_OPTION,
     JSON_OPTION,
@@ -15,18 +13,13 @@ from retrieval.commands.common import (
     ModelChoice,
     device_name,
     emit_json,
-    library_model_choice,
     open_library,
-    takes,
 )
 from retrieval.search.duplicates import DEFAULT_THRESHOLD
 
 
 def register(app: typer.Typer) -> None:
     app.command("duplicates")(duplicates)
-    from retrieval.commands.evaluate import eval_app  # the `vitrieve eval` group
-
-    eval_app.command("search")(eval_search)
 
 
 def duplicates(
@@ -55,26 +48,3 @@ def duplicates(
                    f"{group.min_similarity:.3f})")  # fmt: skip
         for path in group.paths:
             typer.echo(f"  {path}")
-
-
-@takes(library_model_choice, "model")
-def eval_search(
-    truth: Path = typer.Argument(..., help="TSV: query<TAB>relevant path<TAB>…"),
-    library: Path | None = LIBRARY_OPTION,
-    as_json: bool = JSON_OPTION,
-    *,
-    model: ModelChoice,
-) -> None:
-    """Recall@k and nDCG@10 of a library's full search pipeline (index, cut-off, filters)."""
-    from retrieval.evaluation.search_eval import evaluate_search, read_ground_truth
-
-    queries = read_ground_truth(truth)
-    with open_library(library, model) as lib:
-        report = evaluate_search(lib.searcher, queries)
-        device = describe(lib.encoder.device)
-    if as_json:
-        emit_json({**report.to_dict(), "device": device})
-        return
-    typer.echo(f"{report.positives} queries with relevant photos, {report.negatives} without")
-    for name, value in report.metrics.items():
-        typer.echo(f"  {name:<28} {value:.3f}")
