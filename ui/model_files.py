@@ -2,8 +2,8 @@
 ``config.json`` as written and the training curves beside it.
 
 A stop-gap adapter, the UI's only reading of checkpoint files: these belong on ``Library``
-(``Library.model_config()``, ``Library.training_curves()``), and ``curves.png`` to the training
-run's layout module, the one place that names it.
+(``Library.model_config()``, ``Library.training_curves()``). ``curves.png`` is named by the
+training run's layout module (``encoders.training.layout``), the one place that names it.
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from encoders.training.layout import CURVES_FILE
 from encoders.weights.checkpoint import CONFIG_FILE
 from retrieval.library.model import model_dir
-
-CURVES_FILE = "curves.png"  # what ``vitrieve train`` writes beside the checkpoint
 
 
 def _folders(library: Any) -> list[Path]:
@@ -42,7 +41,7 @@ def written_config(library: Any) -> dict | None:
 
 
 def training_curves(library: Any) -> Path | None:
-    """``curves.png`` in the checkpoint's folder or its run folder (its parent), if any."""
+    """``CURVES_FILE`` in the checkpoint's folder or its run folder (its parent), if any."""
     for folder in _folders(library):
         for candidate in (folder / CURVES_FILE, folder.parent / CURVES_FILE):
             if candidate.is_file():

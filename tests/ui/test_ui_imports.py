@@ -74,8 +74,9 @@ def test_pages_import_components_never_the_reverse() -> None:
 
 def test_ui_reaches_the_engine_through_retrieval() -> None:
     """No model class, manifest reader or store below ``retrieval`` (the ``Library`` answers);
-    constants of the checkpoint format are fine."""
-    allowed = {"encoders.errors", "encoders.runtime.device", "encoders.weights.checkpoint"}
+    constants of the checkpoint format and of the training run's layout are fine."""
+    allowed = {"encoders.errors", "encoders.runtime.device", "encoders.weights.checkpoint",
+               "encoders.training.layout"}  # fmt: skip
     for path in UI.rglob("*.py"):
         for target in _imports(path):
             if target.split(".")[0] in ("encoders", "indexer"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from encoders.errors import VitrieveError
+from encoders.training.layout import CURVES_FILE
 from encoders.weights.checkpoint import CONFIG_FILE
 from ui import gate, model_files
 
@@ -58,6 +59,6 @@ with right:
     st.subheader("Training curves")
     found = model_files.training_curves(library)
     if found is None:
-        st.caption("No curves.png: this model was not trained here (or its run folder moved).")
+        st.caption(f"No {CURVES_FILE}: this model was not trained here (or its run folder moved).")
     else:
         st.image(found.read_bytes(), caption=f"{found}", width="stretch")
