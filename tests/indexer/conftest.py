@@ -31,17 +31,6 @@ def bad_library(tmp_path: Path):
     return make_bad_library(tmp_path / "photos")
 
 
-@pytest.fixture(scope="session")
-def postgres_url():
-    """A PostgreSQL server started for this test session (skipped when not installed)."""
-    from pgserver import postgres_bin, postgres_server
-
-    if postgres_bin() is None:
-        pytest.skip("PostgreSQL binaries not installed (/usr/lib/postgresql/*/bin)")
-    with postgres_server() as url:
-        yield url
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request, tmp_path: Path):
     """A fresh MetadataStore on SQLite and on PostgreSQL (one database per test)."""
