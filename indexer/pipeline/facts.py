@@ -3,7 +3,9 @@
 The decoders read each photo's EXIF facts (``decode.photo_facts``); the committing side adds
 the nearest city, its region and country (``Placer``): one KD-tree query per batch, on one
 ``ReverseGeocoder`` per run, built only when a batch first has a position — loading the
-shipped cities takes seconds, which a library without GPS never pays. ``backfill_facts``
+shipped cities takes ~0.7 s (a second or more on a busy machine), which a library without GPS
+never pays, and which is started in the background as soon as a batch with a position is
+received (``warm_up``), so that it overlaps that batch's encoding. ``backfill_facts``
 brings rows indexed before these columns existed (or by an older reading, ``FACTS_VERSION``)
 up to date on the next run: their EXIF is read again, never their pixels, and nothing is
 re-embedded.
@@ -12,8 +14,9 @@ re-embedded.
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from indexer.decode.photo_facts import FACTS_VERSION, read_photo_facts
@@ -30,20 +33,29 @@ _NO_PLACE = {"city": None, "region_code": None, "country_code": None, "place_geo
 
 
 class Placer:
-    """Adds places to rows of decoded facts, a batch at a time (one thread at a time)."""
+    """Adds places to rows of decoded facts, a batch at a time (``place`` from one thread at a
+    time; ``warm_up`` from another)."""
 
     def __init__(self, geocoder: Callable[[], ReverseGeocoder] | None = None) -> None:
         """``geocoder``: what builds the run's geocoder (default: ``ReverseGeocoder()``)."""
         self._make = geocoder
         self._geocoder: ReverseGeocoder | None = None
-        self._unavailable = False
+        self._started = False  # the geocoder is being built, or was
+        self._ready = threading.Event()  # ... and is there (or failed to load)
+        self._error: BaseException | None = None  # what building it raised, for ``place``
+        self._lock = threading.Lock()
         self.load_seconds = 0.0  # building the geocoder (wall clock), once per run at most
         self.lookup_seconds = 0.0  # the batches' nearest-city queries (wall clock)
         self.located = 0  # rows given a place
 
-    @property
-    def loaded(self) -> bool:
-        return self._geocoder is not None
+    def warm_up(self, facts: Iterable[dict]) -> None:
+        """Start building the geocoder in a background thread if these decoded facts hold a
+        position and it is not started yet (``place`` waits for it)."""
+        with self._lock:
+            if self._started or not any(f.get("latitude") is not None for f in facts):
+                return
+            self._started = True
+        threading.Thread(target=self._build, name="places-load", daemon=True).start()
 
     def place(self, rows: list[dict]) -> None:
         """Set each row's place columns (from its ``latitude``/``longitude``, None without)
@@ -72,21 +84,28 @@ class Placer:
                 self.located += 1
         self.lookup_seconds += time.perf_counter() - started
 
-    def report(self, report: IndexReport) -> None:
-        """Add this run's places figures to its report."""
-        report.located += self.located
-        report.places_seconds += self.load_seconds + self.lookup_seconds
-
     def _load(self) -> ReverseGeocoder | None:
-        if self._geocoder is None and not self._unavailable:
-            started = time.perf_counter()
-            try:
-                self._geocoder = (self._make or ReverseGeocoder)()
-            except PlacesError as exc:  # an installation fault: the photos still get indexed
-                log.warning("photos are indexed without places: %s", exc)
-                self._unavailable = True
-            self.load_seconds += time.perf_counter() - started
+        """The geocoder: built here, or by the warm-up thread (waited for)."""
+        with self._lock:
+            build_here, self._started = not self._started, True
+        if build_here:
+            self._build()
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
         return self._geocoder
+
+    def _build(self) -> None:
+        started = time.perf_counter()
+        try:
+            self._geocoder = (self._make or ReverseGeocoder)()
+        except PlacesError as exc:  # an installation fault: the photos still get indexed
+            log.warning("photos are indexed without places: %s", exc)
+        except BaseException as exc:  # a bug: raised where the places are wanted (``_load``)
+            self._error = exc
+        finally:
+            self.load_seconds += time.perf_counter() - started
+            self._ready.set()
 
 
 def backfill_facts(
@@ -107,3 +126,16 @@ def backfill_facts(
     if done:
         log.info("read the places, cameras and times of %d photos indexed before", done)
     return done
+
+
+def complete_facts(store: MetadataStore, photos: Path, placer: Placer, report: IndexReport) -> None:
+    """What a run does once its batches are committed: backfill the facts of rows indexed
+    before (``backfill_facts``), put the places figures in the report and, where rows
+    changed, refresh the planner's statistics (``Database.analyze``: the place filters'
+    indexes are chosen by them)."""
+    report.facts_backfilled = backfill_facts(store, photos, placer)
+    report.located += placer.located
+    report.places_seconds += placer.load_seconds + placer.lookup_seconds
+    counts = (report.new, report.changed, report.moved, report.deleted, report.embedded)
+    if any(counts) or report.facts_backfilled or report.failures:
+        store.db.analyze()

