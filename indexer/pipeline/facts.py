@@ -46,6 +46,7 @@ class Placer:
         self._lock = threading.Lock()
         self.load_seconds = 0.0  # building the geocoder (wall clock), once per run at most
         self.lookup_seconds = 0.0  # the batches' nearest-city queries (wall clock)
+        self.waited_seconds = 0.0  # what committing waited for the geocoder (wall clock)
         self.located = 0  # rows given a place
 
     def warm_up(self, facts: Iterable[dict]) -> None:
@@ -86,11 +87,13 @@ class Placer:
 
     def _load(self) -> ReverseGeocoder | None:
         """The geocoder: built here, or by the warm-up thread (waited for)."""
+        started = time.perf_counter()
         with self._lock:
             build_here, self._started = not self._started, True
         if build_here:
             self._build()
         self._ready.wait()
+        self.waited_seconds += time.perf_counter() - started
         if self._error is not None:
             raise self._error
         return self._geocoder
@@ -135,7 +138,7 @@ def complete_facts(store: MetadataStore, photos: Path, placer: Placer, report: I
     indexes are chosen by them)."""
     report.facts_backfilled = backfill_facts(store, photos, placer)
     report.located += placer.located
-    report.places_seconds += placer.load_seconds + placer.lookup_seconds
+    report.places_seconds += placer.waited_seconds + placer.lookup_seconds
     counts = (report.new, report.changed, report.moved, report.deleted, report.embedded)
     if any(counts) or report.facts_backfilled or report.failures:
         store.db.analyze()

@@ -111,7 +111,9 @@ class IndexReport:
     gpu_decoded: int = 0  # JPEGs decoded with nvJPEG in this run (the rest on the CPU)
     located: int = 0  # photos given a place (nearest city) in this run
     facts_backfilled: int = 0  # photos indexed before whose EXIF facts this run read again
-    places_seconds: float = 0.0  # loading the cities (once, if any photo had GPS) and lookups
+    # what places added to the run: waiting for the cities to load (once, and only if a photo
+    # had GPS; the load starts in the background) and the nearest-city lookups
+    places_seconds: float = 0.0
 
 
 ProgressCallback = Callable[[IndexProgress], None]
