@@ -23,12 +23,20 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check encoders indexer retrieval ui tests bench
 	$(VENV)/bin/ruff format --check encoders indexer retrieval ui tests bench
 
+# The benches import vitrieve from the installed package and a few test helpers (generated
+# text photos, the tests' model and library, the servers) from these folders.
+BENCH_PATH := tests/ocr:tests/retrieval:tests/reliability:tests/api
+
 bench: $(STAMP)
 	$(PY) bench/encode.py
 	$(PY) bench/vectors.py
 	$(PY) bench/index.py
 	$(PY) bench/search.py
 	$(PY) bench/train.py
+	$(PY) bench/understand.py
+	PYTHONPATH=$(BENCH_PATH) $(PY) bench/ocr.py
+	PYTHONPATH=$(BENCH_PATH) $(PY) bench/cutoff.py
+	$(PY) bench/video.py
 	if $(PY) -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then $(PY) bench/gpu.py; fi
 
 # On a CUDA machine, two parts of under 8 minutes each on one H200 (docs/gpu.md, "Checking a GPU

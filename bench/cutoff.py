@@ -38,26 +38,23 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+from fixture_key import fixture_key  # tests/retrieval: on PYTHONPATH (make bench)
+from minitrain import fixture_config, train_tiny
+from synthlib import POSITIONS, plant_duplicates, write_photos
+
+from encoders.data.drawing import BACKGROUND_KINDS
+from encoders.data.synthetic import SceneObject, class_names, render_scene
+from encoders.model.clip import create_model
+from encoders.runtime.encoder import Encoder
+from encoders.weights.checkpoint import save_checkpoint
+from indexer.pipeline.local import IndexOptions, index_library
+from retrieval.library.handle import Library
+from retrieval.search.calibration import compute_calibration
+from retrieval.search.searcher import Searcher
+
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(TESTS))
-sys.path.insert(0, str(TESTS / "retrieval"))
-
-import torch  # noqa: E402
-from fixture_key import fixture_key  # noqa: E402
-from minitrain import fixture_config, train_tiny  # noqa: E402
-from synthlib import POSITIONS, plant_duplicates, write_photos  # noqa: E402
-
-from encoders.data.drawing import BACKGROUND_KINDS  # noqa: E402
-from encoders.data.synthetic import SceneObject, class_names, render_scene  # noqa: E402
-from encoders.model.clip import create_model  # noqa: E402
-from encoders.runtime.encoder import Encoder  # noqa: E402
-from encoders.weights.checkpoint import save_checkpoint  # noqa: E402
-from indexer.pipeline.local import IndexOptions, index_library  # noqa: E402
-from retrieval.library.handle import Library  # noqa: E402
-from retrieval.search.calibration import compute_calibration  # noqa: E402
-from retrieval.search.searcher import Searcher  # noqa: E402
 
 LIBRARY_SEED = 11  # which classes the shapes library holds, and where its objects are
 PRESENT = 40  # classes of the 64 present in the generated library

@@ -28,14 +28,13 @@ import argparse
 import contextlib
 import json
 import os
-import sys
 import tempfile
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
-from loadkit import REPO, LoadReport, run_threads, summarise
+from loadkit import LoadReport, run_threads, summarise
 
 
 def set_threads(threads: int) -> dict:
@@ -87,8 +86,7 @@ def http_load(url: str, clients: int, seconds: float) -> LoadReport:
 @contextlib.contextmanager
 def ui_server(library_dir: Path, threads: int) -> Iterator[str]:
     """``vitrieve ui`` on a free loopback port (tests/reliability/uiserver.py)."""
-    sys.path.insert(0, str(REPO / "tests" / "reliability"))
-    from uiserver import running_ui
+    from uiserver import running_ui  # tests/reliability: on PYTHONPATH (make bench sets it)
 
     env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     with tempfile.TemporaryDirectory() as logs, running_ui(library_dir, Path(logs), env=env) as url:

@@ -9,12 +9,11 @@ names a running one; ``--api-key`` is sent as ``Authorization: Bearer``.
 from __future__ import annotations
 
 import contextlib
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from loadkit import REPO, LoadReport, run_threads, summarise
+from loadkit import LoadReport, run_threads, summarise
 
 LIMIT = 24  # results per search, as the engine target asks for
 
@@ -22,9 +21,7 @@ LIMIT = 24  # results per search, as the engine target asks for
 @contextlib.contextmanager
 def api_server(library_dir: Path, threads: int) -> Iterator[str]:
     """``vitrieve serve`` on a free loopback port (tests/api/apiserver.py)."""
-    for helpers in ("api", "reliability"):  # apiserver.py, and the uiserver.py it uses
-        sys.path.insert(0, str(REPO / "tests" / helpers))
-    from apiserver import running_api
+    from apiserver import running_api  # tests/api and tests/reliability on PYTHONPATH (make bench)
 
     env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     with (

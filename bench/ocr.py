@@ -16,19 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from textimages import scene_set  # tests/ocr: on PYTHONPATH (make bench sets BENCH_PATH)
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "ocr"))
-
-from textimages import scene_set  # noqa: E402
-
-from indexer.ocr import OcrOptions, recognise  # noqa: E402
-from indexer.store.text_index import fold  # noqa: E402
+from indexer.ocr import OcrOptions, recognise
+from indexer.store.text_index import fold
 
 
 def recall(scenes, texts: list[str]) -> tuple[float, int]:

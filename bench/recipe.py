@@ -22,29 +22,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import fields, replace
 from pathlib import Path
 
 import torch
+from train import make_data, run_ours, score
+
+from encoders.data.digits import write_digits
+from encoders.model.tokenizer import get_tokenizer
+from encoders.runtime.encoder import Encoder
+from encoders.training.data import read_captioned
+from encoders.training.devices import default_batch_size, train_device
+from encoders.training.loop import Trainer
+from encoders.training.main import TrainRequest, build_config, build_model, prepare_data
+from encoders.training.steps import TrainOptions, with_device_defaults
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from concurrent.futures import ProcessPoolExecutor  # noqa: E402
-
-from train import make_data, run_ours, score  # noqa: E402
-
-from encoders.data.digits import write_digits  # noqa: E402
-from encoders.model.tokenizer import get_tokenizer  # noqa: E402
-from encoders.runtime.encoder import Encoder  # noqa: E402
-from encoders.training.data import read_captioned  # noqa: E402
-from encoders.training.devices import default_batch_size, train_device  # noqa: E402
-from encoders.training.loop import Trainer  # noqa: E402
-from encoders.training.main import TrainRequest, build_config, build_model, prepare_data  # noqa: E402
-from encoders.training.steps import TrainOptions, with_device_defaults  # noqa: E402
 
 NAMES = [f.name for f in fields(TrainOptions)]
 DIGITS = "digits"  # a third family: sklearn's real 8×8 digit scans (encoders/data/digits.py)

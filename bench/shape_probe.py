@@ -15,28 +15,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from encoders.model.config import load_config  # noqa: E402
-from encoders.model.tokenizer import get_tokenizer  # noqa: E402
-from encoders.training.data import (  # noqa: E402
+from encoders.model.config import load_config
+from encoders.model.tokenizer import get_tokenizer
+from encoders.training.data import (
     augment_batch,
     normalize_batch,
     preload_images,
     read_captioned,
 )
-from encoders.training.devices import autocast  # noqa: E402
-from encoders.training.main import build_model  # noqa: E402
-from encoders.training.optim import CosineSchedule, make_optimizer, warmup_steps  # noqa: E402
-from encoders.training.steps import TrainOptions  # noqa: E402
+from encoders.training.devices import autocast
+from encoders.training.main import build_model
+from encoders.training.optim import CosineSchedule, make_optimizer, warmup_steps
+from encoders.training.steps import TrainOptions
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def single_objects(tsv: Path, size: int) -> tuple[torch.Tensor, list[str]]:

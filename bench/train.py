@@ -33,19 +33,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from encoders.data.datasets import write_synthetic
+from encoders.runtime.device import resolve_device
+from encoders.runtime.encoder import Encoder
+from encoders.training.data import read_captioned
+from encoders.training.devices import default_batch_size, device_defaults
+from encoders.training.main import TrainRequest, build_config
+from encoders.training.optim import warmup_steps
+from encoders.training.steps import TrainOptions
+from retrieval.evaluation.evaluate import evaluate_retrieval, evaluate_zeroshot
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from encoders.data.datasets import write_synthetic  # noqa: E402
-from encoders.runtime.device import resolve_device  # noqa: E402
-from encoders.runtime.encoder import Encoder  # noqa: E402
-from encoders.training.data import read_captioned  # noqa: E402
-from encoders.training.devices import default_batch_size, device_defaults  # noqa: E402
-from encoders.training.main import TrainRequest, build_config  # noqa: E402
-from encoders.training.optim import warmup_steps  # noqa: E402
-from encoders.training.steps import TrainOptions  # noqa: E402
-from retrieval.evaluation.evaluate import evaluate_retrieval, evaluate_zeroshot  # noqa: E402
-
 PYTHON = sys.executable
 OPENCLIP_RUNNER = """
 import sys, open_clip

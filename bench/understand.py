@@ -12,19 +12,16 @@ of ``understand`` over the table, after the place index is built (built once per
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from indexer.places.names import place_names
+from retrieval.understand import understand
+from retrieval.understand.parse import lost_words
 
-from indexer.places.names import place_names  # noqa: E402
-from retrieval.understand import understand  # noqa: E402
-from retrieval.understand.parse import lost_words  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 NOW = datetime(2026, 7, 15, 12, 0)  # the tables' fixed "now" (a Wednesday)
 TABLES = [ROOT / "tests/retrieval/phrases_tuned.tsv", ROOT / "tests/retrieval/phrases_heldout.tsv"]
