@@ -8,6 +8,7 @@ readable as it is (``schema.current_version``).
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from urllib.parse import quote
 
@@ -28,6 +29,25 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+# What the "near" filter computes in SQL (``queries``): SQLite has these built in only where it
+# was compiled with SQLITE_ENABLE_MATH_FUNCTIONS; elsewhere Python's stand in.
+_MATH = {"radians": (1, math.radians), "sin": (1, math.sin), "cos": (1, math.cos),
+         "pow": (2, math.pow)}  # fmt: skip
+
+
+def _sqlite_math(dbapi_connection, _record) -> None:
+    try:
+        dbapi_connection.execute("SELECT radians(0), sin(0), cos(0), pow(2, 2)").fetchall()
+    except Exception:  # no such function: this SQLite was built without them
+        for name, (arity, function) in _MATH.items():
+            dbapi_connection.create_function(name, arity, _null_safe(function), deterministic=True)
+
+
+def _null_safe(function):
+    """SQL NULL in, NULL out (a row without a position), as the built-in functions do."""
+    return lambda *args: None if None in args else function(*args)
 
 
 def sqlite_url(db: Path, read_only: bool = False) -> URL:
@@ -60,8 +80,10 @@ class Database:
             self.engine: Engine = create_engine(url, pool_pre_ping=True)
         except Exception as exc:  # bad URL or missing driver: one clear message
             raise VitrieveError(f"cannot use database {url!r}: {exc}") from exc
-        if self.engine.dialect.name == "sqlite" and not read_only:
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_math)
+            if not read_only:
+                event.listen(self.engine, "connect", _sqlite_pragmas)
         self.session = sessionmaker(self.engine, expire_on_commit=False)
         self.read_only = read_only
         try:

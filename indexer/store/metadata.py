@@ -27,8 +27,6 @@ from indexer.store.queries import (
     Label,
     check_filters,
     filter_conditions,
-    near_mask,
-    within,
 )
 from indexer.store.queries import chunks as _chunks
 from indexer.store.schema import (
@@ -276,19 +274,9 @@ class MetadataStore:
                 "this library has no places or cameras yet: run `vitrieve index` on it once "
                 "with this vitrieve (its photos' EXIF is read again; nothing is re-embedded)"
             )
-        conditions = filter_conditions(filters)
-        if filters.near is None:
-            query = select(FileRow.id).where(*conditions).order_by(FileRow.id)
-            with self.session() as session:
-                return np.fromiter(session.scalars(query), dtype=np.int64)
-        # the bounding box in SQL, then the exact distance of what is in it (``queries``)
-        columns = (FileRow.id, FileRow.latitude, FileRow.longitude)
-        query = select(*columns).where(*conditions).order_by(FileRow.id)
+        query = select(FileRow.id).where(*filter_conditions(filters)).order_by(FileRow.id)
         with self.session() as session:
-            rows = session.execute(query).all()
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        where = np.array([(r[1], r[2]) for r in rows], dtype=np.float64).reshape(-1, 2)
-        return ids[near_mask(where[:, 0], where[:, 1], filters.near, within(filters))]
+            return np.fromiter(session.scalars(query), dtype=np.int64)
 
     def status_counts(self) -> dict[str, int]:
         """Number of files per status (every status present, zeros included)."""

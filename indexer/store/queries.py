@@ -5,10 +5,12 @@ Filters become a set of allowed ids through one SQL query (SQLAlchemy expression
 value is a bound parameter); the vector index then searches only those ids, so a filtered
 top-k is never a top-k cut that filtering emptied afterwards.
 
-"Near a point" is a bounding box in SQL (on the indexed latitude and longitude; split in two
-where it crosses ±180°, every longitude where the circle holds a pole), then the exact
-great-circle distance of the rows in the box, in NumPy (``near_mask``): SQLite has no
-trigonometry without an optional build flag, and the box leaves few rows to measure.
+"Near a point" is a bounding box (on the indexed latitude and longitude; split in two where
+it crosses ±180°, every longitude where the circle holds a pole) and the exact great-circle
+(haversine) distance of the rows in it, both in SQL: measured on 100k rows (SQLite), 10 ms for
+a 25 km circle against 21 ms for the box in SQL and the distance in NumPy (the rows' positions
+have to cross into Python there). PostgreSQL has the functions; SQLite has them where it was
+built with its math functions, and gets them from Python otherwise (``database``).
 """
 
 from __future__ import annotations
@@ -20,8 +22,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import NamedTuple
 
-import numpy as np
-from sqlalchemy import and_, exists, or_
+from sqlalchemy import and_, exists, func, or_
 
 from encoders.errors import VitrieveError, check_text
 from indexer.store.schema import FileRow, LabelRow
@@ -136,7 +137,7 @@ def _fact_conditions(filters: Filters) -> list:
         known = and_(FileRow.latitude.is_not(None), FileRow.longitude.is_not(None))
         conditions.append(known if filters.has_location else ~known)
     if filters.near is not None:
-        conditions.append(_box_condition(*filters.near, within(filters)))
+        conditions.append(_near_condition(*filters.near, within(filters)))
     if filters.countries:
         conditions.append(FileRow.country_code.in_([c.upper() for c in filters.countries]))
     if filters.regions:
@@ -188,26 +189,23 @@ def bounding_box(
     return (south, north), [(west, east)]
 
 
-def _box_condition(latitude: float, longitude: float, km: float):
+def _near_condition(latitude: float, longitude: float, km: float):
+    """Within ``km`` of the point: the box (the index narrows to it), then the distance."""
     (south, north), ranges = bounding_box(latitude, longitude, km)
-    return and_(
+    box = and_(
         FileRow.latitude.between(south, north),
         or_(*(FileRow.longitude.between(west, east) for west, east in ranges)),
     )
-
-
-def near_mask(
-    latitudes: np.ndarray, longitudes: np.ndarray, centre: tuple[float, float], km: float
-) -> np.ndarray:
-    """Which positions lie within ``km`` of ``centre`` along the great circle (haversine)."""
-    lat1, lon1 = math.radians(centre[0]), math.radians(centre[1])
-    lat2, lon2 = np.radians(latitudes), np.radians(longitudes)
-    h = (
-        np.sin((lat2 - lat1) / 2) ** 2
-        + math.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
+    if km >= math.pi * EARTH_RADIUS_KM:  # the whole earth: no distance to compute
+        return box
+    lat0 = math.radians(latitude)
+    lat, lon = func.radians(FileRow.latitude), func.radians(FileRow.longitude)
+    dlat, dlon = (lat - lat0) / 2, (lon - math.radians(longitude)) / 2
+    haversine = func.pow(func.sin(dlat), 2) + math.cos(lat0) * func.cos(lat) * func.pow(
+        func.sin(dlon), 2
     )
-    distance = 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
-    return distance <= km
+    # distance = 2R·asin(√haversine) <= km  ⟺  haversine <= sin²(km / 2R): no asin per row
+    return and_(box, haversine <= math.sin(km / EARTH_RADIUS_KM / 2) ** 2)
 
 
 def _label_condition(filters: Filters):

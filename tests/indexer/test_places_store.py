@@ -14,7 +14,7 @@ from encoders.errors import VitrieveError
 from indexer.places.reverse import great_circle_km
 from indexer.store.facts import read_facts
 from indexer.store.metadata import MetadataStore
-from indexer.store.queries import Filters, bounding_box, near_mask
+from indexer.store.queries import Filters, bounding_box
 from indexer.store.schema import FACT_COLUMNS, SCHEMA_VERSION
 
 # path: (latitude, longitude, make, model, country, region, taken)
@@ -112,17 +112,14 @@ def test_malformed_place_filters_are_clear_errors(bad: Filters, tmp_path) -> Non
         store.close()
 
 
-@pytest.mark.parametrize(
-    ("centre", "km"),
-    [((38.7, -9.1), 25.0), ((-16.8, 179.95), 50.0), ((-16.8, -179.99), 50.0), ((70.0, 20.0), 800.0),
-     ((-89.5, 0.0), 100.0), ((0.0, 0.0), 1.0), ((10.0, 170.0), 3000.0)],
-)  # fmt: skip
-def test_bounding_box_holds_the_circle(centre: tuple[float, float], km: float) -> None:
-    """Every point of the circle's edge lies in the box (so the SQL prefilter drops nothing),
-    and the exact distance agrees with the geocoder's."""
-    (south, north), ranges = bounding_box(*centre, km)
-    rng = np.random.default_rng(0)
-    bearings = np.concatenate([np.linspace(0, 2 * np.pi, 721), rng.uniform(0, 2 * np.pi, 200)])
+CIRCLES = [((38.7, -9.1), 25.0), ((-16.8, 179.95), 50.0), ((-16.8, -179.99), 50.0),
+           ((70.0, 20.0), 800.0), ((-89.5, 0.0), 100.0), ((0.0, 0.0), 1.0), ((10.0, 170.0), 3000.0),
+           ((89.99, 45.0), 5.0)]  # fmt: skip
+
+
+def ring(centre: tuple[float, float], km: float, count: int = 360) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` positions at ``km`` from ``centre`` on the great circle, all bearings."""
+    bearings = np.linspace(0, 2 * np.pi, count, endpoint=False)
     lat1, lon1, angle = math.radians(centre[0]), math.radians(centre[1]), km / 6371.0088
     lat2 = np.arcsin(
         math.sin(lat1) * math.cos(angle) + math.cos(lat1) * math.sin(angle) * np.cos(bearings)
@@ -131,19 +128,70 @@ def test_bounding_box_holds_the_circle(centre: tuple[float, float], km: float) -
         np.sin(bearings) * math.sin(angle) * math.cos(lat1),
         math.cos(angle) - math.sin(lat1) * np.sin(lat2),
     )
-    lats = np.degrees(lat2)
-    lons = (np.degrees(lon2) + 540) % 360 - 180
+    return np.degrees(lat2), (np.degrees(lon2) + 540) % 360 - 180
+
+
+@pytest.mark.parametrize(("centre", "km"), CIRCLES)
+def test_bounding_box_holds_the_circle(centre: tuple[float, float], km: float) -> None:
+    """Every point of the circle's edge lies in the box (so the SQL prefilter drops nothing)."""
+    (south, north), ranges = bounding_box(*centre, km)
+    lats, lons = ring(centre, km, 1440)
     assert ((lats >= south) & (lats <= north)).all()
     inside = np.zeros(len(lons), bool)
     for west, east in ranges:
         inside |= (lons >= west) & (lons <= east)
     assert inside.all()
-    if abs(centre[0]) + math.degrees(angle) < 89:  # no pole inside: the box is not all longitudes
+    if abs(centre[0]) + math.degrees(km / 6371.0088) < 89:  # no pole inside: not all longitudes
         assert sum(east - west for west, east in ranges) < 360
-    distances = [great_circle_km(*centre, a, b) for a, b in zip(lats[:5], lons[:5], strict=True)]
-    assert distances == pytest.approx([km] * 5, rel=1e-6)
-    assert near_mask(lats, lons, centre, km * 1.000001).all()
-    assert not near_mask(lats, lons, centre, km * 0.999).any()
+    distances = [great_circle_km(*centre, a, b) for a, b in zip(lats[:8], lons[:8], strict=True)]
+    assert distances == pytest.approx([km] * 8, rel=1e-6)
+
+
+def test_near_is_the_exact_distance(store: MetadataStore) -> None:
+    """Rings just inside (0.999 r) and just outside (1.001 r) of each circle: the filter takes
+    exactly the inner ones, across ±180° and over the poles too."""
+    rows = []
+    for c, (centre, km) in enumerate(CIRCLES):
+        for side, scale in (("in", 0.999), ("out", 1.001)):
+            lats, lons = ring(centre, km * scale, 72)
+            rows += [
+                (f"{c}/{side}{k}", float(a), float(b))
+                for k, (a, b) in enumerate(zip(lats, lons, strict=True))
+            ]
+    store.add_files([(p, 1, 1) for p, _, _ in rows])
+    ids = {r.path: r.id for r in store.all_files()}
+    store.record_batch(
+        1, "m", [{"id": ids[p], "latitude": a, "longitude": b} for p, a, b in rows], [], active=True
+    )
+    where = {p: (a, b) for p, a, b in rows}
+    paths = {i: p for p, i in ids.items()}
+    for c, (centre, km) in enumerate(CIRCLES):
+        found = {paths[i] for i in store.filter_ids(Filters(near=centre, within_km=km)).tolist()}
+        mine = {p for p in found if p.startswith(f"{c}/")}
+        assert mine == {f"{c}/in{k}" for k in range(72)}, (centre, km)
+        # other circles' rings it takes are within the distance too
+        assert all(great_circle_km(*centre, *where[p]) <= km for p in found - mine)
+
+
+def test_sqlite_without_math_functions_gets_them_from_python() -> None:
+    import sqlite3
+
+    from indexer.store.database import _sqlite_math
+
+    class Bare:  # a SQLite built without SQLITE_ENABLE_MATH_FUNCTIONS
+        def __init__(self) -> None:
+            self.connection = sqlite3.connect(":memory:")
+
+        def execute(self, sql: str):
+            raise sqlite3.OperationalError("no such function: radians")
+
+        def create_function(self, *args, **kwargs) -> None:
+            self.connection.create_function(*args, **kwargs)
+
+    bare = Bare()
+    _sqlite_math(bare, None)
+    row = bare.connection.execute("SELECT radians(180), sin(0), cos(0), pow(3, 2), sin(NULL)")
+    assert row.fetchone() == pytest.approx((math.pi, 0.0, 1.0, 9.0, None))
 
 
 def _downgrade(store: MetadataStore) -> None:
