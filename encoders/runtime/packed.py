@@ -2,10 +2,10 @@
 weight freezing, for the latency of one text query.
 
 An eager bf16 ``nn.Linear`` on the CPU hands oneDNN a plain weight matrix, which it lays out
-again for its kernels on every call. At batch 1 the text tower is 48 such matmuls over
-~72 MB of weights, and that per-call layout work is about a third of the query encoding
-(ViT-B-32: ~15 ms → ~10.5 ms single-threaded, embeddings equal). Packing once, at load, is
-what ``torch.compile`` with freezing does too, without its compile time per process.
+again for its kernels on every call; at batch 1 that layout work is a large share of a text
+query (docs/decisions.md, "Pre-packed text tower"). Packing once, at load, is what
+``torch.compile`` with freezing does too, without its compile time per process. oneDNN's
+packing ops are private torch API: where they are missing or disagree, eager layers stay.
 """
 
 from __future__ import annotations
