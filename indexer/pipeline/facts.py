@@ -20,10 +20,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from indexer.decode.photo_facts import FACTS_VERSION, read_photo_facts
-from indexer.pipeline.reports import IndexReport
+from indexer.pipeline.reports import IndexProgress, IndexReport, ProgressCallback
 from indexer.places import ReverseGeocoder
 from indexer.places.gazetteer import PlacesError
-from indexer.store.facts import facts_todo, write_facts
+from indexer.store.facts import count_facts_todo, facts_todo, write_facts
 from indexer.store.metadata import MetadataStore
 
 log = logging.getLogger(__name__)
@@ -112,11 +112,19 @@ class Placer:
 
 
 def backfill_facts(
-    store: MetadataStore, photos: Path, placer: Placer, page: int = BACKFILL_PAGE
+    store: MetadataStore,
+    photos: Path,
+    placer: Placer,
+    progress: ProgressCallback | None = None,
+    page: int = BACKFILL_PAGE,
 ) -> int:
     """Read the EXIF facts of indexed rows that lack this version's (no pixels decoded), add
-    their places and store them; returns how many rows were brought up to date."""
-    done, after = 0, 0
+    their places and store them; returns how many rows were brought up to date. ``progress``
+    hears of each page (phase "facts"): a library of 100k photos takes a minute or two."""
+    total = count_facts_todo(store, FACTS_VERSION)
+    if total == 0:
+        return 0
+    done, after, started = 0, 0, time.monotonic()
     while todo := facts_todo(store, FACTS_VERSION, after, page):
         rows = [{"id": i, **read_photo_facts(photos / path).columns()} for i, path in todo]
         for row in rows:
@@ -126,17 +134,26 @@ def backfill_facts(
         write_facts(store, rows)
         done += len(rows)
         after = todo[-1][0]
+        if progress is not None:
+            elapsed = time.monotonic() - started
+            progress(IndexProgress("facts", todo=max(total, done), done=done, elapsed=elapsed))
     if done:
         log.info("read the places, cameras and times of %d photos indexed before", done)
     return done
 
 
-def complete_facts(store: MetadataStore, photos: Path, placer: Placer, report: IndexReport) -> None:
+def complete_facts(
+    store: MetadataStore,
+    photos: Path,
+    placer: Placer,
+    report: IndexReport,
+    progress: ProgressCallback | None = None,
+) -> None:
     """What a run does once its batches are committed: backfill the facts of rows indexed
     before (``backfill_facts``), put the places figures in the report and, where rows
     changed, refresh the planner's statistics (``Database.analyze``: the place filters'
     indexes are chosen by them)."""
-    report.facts_backfilled = backfill_facts(store, photos, placer)
+    report.facts_backfilled = backfill_facts(store, photos, placer, progress)
     report.located += placer.located
     report.places_seconds += placer.waited_seconds + placer.lookup_seconds
     counts = (report.new, report.changed, report.moved, report.deleted, report.embedded)

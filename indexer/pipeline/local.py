@@ -100,7 +100,7 @@ def _run(request: Request, store: MetadataStore, manifest: Manifest) -> IndexRep
             committer.close()
             if gpu is not None:
                 gpu.close()
-        complete_facts(store, request.photos, placer, run.report)
+        complete_facts(store, request.photos, placer, run.report, run.notify)
         report = finish_run(run)
         report.gpu_decoded = gpu.decoded_on_device if gpu is not None else 0
     report.cpu = watch.by_stage(in_workers=workers > 0)

@@ -153,7 +153,7 @@ def _run(request: Request, store: MetadataStore, manifest: Manifest, plan: RayPl
             _record(batch, run, placer)
             run.state.elapsed = time.monotonic() - embed_started
             run.notify(run.state)
-    complete_facts(store, request.photos, placer, run.report)
+    complete_facts(store, request.photos, placer, run.report, run.notify)
     return finish_run(run, merge=_merge_own_shards)
 
 

@@ -67,7 +67,7 @@ def available_cores() -> int:
 class IndexProgress:
     """A progress snapshot passed to the caller's callback."""
 
-    phase: str  # "scan", "embed", "merge", "done"
+    phase: str  # "scan", "embed", "facts" (an older library's EXIF read again), "merge", "done"
     found: int = 0  # image files under the root
     todo: int = 0  # files to embed in this run
     done: int = 0  # embedded so far

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 import numpy as np
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy import update as sql_update
 
 from indexer.store.metadata import MetadataStore
@@ -49,15 +49,25 @@ class PhotoPlace:
 _COLUMNS = tuple(getattr(FileRow, f.name) for f in fields(PhotoPlace))
 
 
+def _outdated(version: int) -> list:
+    outdated = or_(FileRow.facts_version.is_(None), FileRow.facts_version < version)
+    return [FileRow.status == "indexed", outdated]
+
+
+def count_facts_todo(store: MetadataStore, version: int) -> int:
+    """How many indexed rows have facts older than ``version`` (or none read yet)."""
+    with store.session() as session:
+        return int(session.scalar(select(func.count()).where(*_outdated(version))) or 0)
+
+
 def facts_todo(
     store: MetadataStore, version: int, after: int = 0, limit: int = 500
 ) -> list[tuple[int, str]]:
     """``(id, path)`` of indexed rows whose facts are older than ``version`` (or were never
     read), with ids above ``after``, in id order: one page of the backfill."""
-    outdated = or_(FileRow.facts_version.is_(None), FileRow.facts_version < version)
     query = (
         select(FileRow.id, FileRow.path)
-        .where(FileRow.status == "indexed", FileRow.id > after, outdated)
+        .where(*_outdated(version), FileRow.id > after)
         .order_by(FileRow.id)
         .limit(limit)
     )

@@ -149,8 +149,13 @@ def test_an_old_library_is_upgraded_and_backfilled_without_reembedding(
         columns = {row[1] for row in connection.execute("PRAGMA table_info(files)")}
     assert not columns & set(FACT_COLUMNS)  # really the old schema
 
-    report = index_library(root, tiny_encoder, model_ref="tiny", options=OPTIONS)
+    seen = []
+    report = index_library(
+        root, tiny_encoder, model_ref="tiny", options=OPTIONS, progress=seen.append
+    )
     assert report.embedded == 0 and report.unchanged == len(PHOTOS) + 1
+    facts = [(p.done, p.todo) for p in seen if p.phase == "facts"]
+    assert facts and facts[-1] == (len(PHOTOS) + 1, len(PHOTOS) + 1)  # the backfill's progress
     assert report.facts_backfilled == len(PHOTOS) + 1 and report.located == 4
     assert vectors_path(library).read_bytes() == vectors  # no vector touched
     with sqlite3.connect(library / DB_FILE) as connection:
