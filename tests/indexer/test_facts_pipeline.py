@@ -237,3 +237,20 @@ def test_placer_raises_a_bug_of_its_background_build() -> None:
     placer.warm_up([{"latitude": 1.0, "longitude": 2.0}])
     with pytest.raises(RuntimeError, match="a bug"):
         placer.place([{"latitude": 1.0, "longitude": 2.0}])
+
+
+def test_jpegs_planned_for_the_gpu_carry_their_facts(tmp_path: Path) -> None:
+    """On a CUDA device a worker only plans a JPEG (no pixels): its EXIF facts come along."""
+    from indexer.decode.decoded import DecodeSettings, decode_file
+
+    path = tmp_path / "sydney.jpg"
+    exif = make_exif(-33.8688, 151.2093, make="Google", model="Pixel 7",
+                     taken="2023:12:25 09:00:00", offset="+11:00")  # fmt: skip
+    photo(seed=1).save(path, "JPEG", exif=exif)
+    settings = DecodeSettings(transform=lambda image: image, target_size=16, gpu_jpeg=True)
+    decoded = decode_file(7, path, settings)
+    assert decoded.jpeg is not None and decoded.pixels is None  # planned, not decoded
+    facts = decoded.facts
+    assert facts["latitude"] == pytest.approx(-33.8688, abs=1e-6)
+    assert (facts["camera_model"], facts["utc_offset_minutes"]) == ("Pixel 7", 660)
+    assert facts["taken_at"] == datetime(2023, 12, 25, 9, 0)
