@@ -83,9 +83,8 @@ def main() -> int:
     updated = replace_block(text, block)
     if args.check:
         if updated != text:
-            print(
-                "docs/architecture.md's module map is stale: run python scripts/module_map.py --write"
-            )
+            stale = "docs/architecture.md's module map is stale"
+            print(f"{stale}: run python scripts/module_map.py --write")
             return 1
         return 0
     DOC.write_text(updated)

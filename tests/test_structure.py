@@ -59,7 +59,8 @@ def _graph() -> dict[str, set[str]]:
     graph = {name: _imports(name, path, modules) for name, path in modules.items()}
     # A package's __init__ importing its own sub-modules is not a circle with them.
     return {
-        name: {t for t in targets if not t.startswith(name + ".")} for name, targets in graph.items()
+        name: {t for t in targets if not t.startswith(name + ".")}
+        for name, targets in graph.items()
     }
 
 
