@@ -36,7 +36,6 @@ from encoders.model.config import load_config
 from encoders.model.tokenizer import Tokenizer, get_tokenizer, trim_padding
 from encoders.model.transforms import eval_transform
 from encoders.runtime import candidates
-from encoders.runtime.capability import bf16_native
 from encoders.runtime.compiled import CompiledTowers
 from encoders.runtime.device import DEFAULT_DEVICE, is_out_of_memory, resolve_device
 from encoders.runtime.packed import packed_copy
@@ -63,9 +62,6 @@ DEFAULT_BATCH = {"cpu": 64, "cuda": 512}
 def default_batch_size(device: torch.device) -> int:
     """Images per model call on ``device`` when the caller does not say."""
     return DEFAULT_BATCH.get(device.type, DEFAULT_BATCH["cpu"])
-
-
-bf16_supported = bf16_native  # the name the trainer imports
 
 
 class Encoder:

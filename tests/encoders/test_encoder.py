@@ -16,7 +16,8 @@ from PIL import Image
 from encoders.errors import VitrieveError
 from encoders.model.clip import create_model
 from encoders.model.config import load_config
-from encoders.runtime.encoder import Encoder, bf16_supported
+from encoders.runtime.capability import bf16_native
+from encoders.runtime.encoder import Encoder
 from encoders.weights.checkpoint import save_checkpoint
 
 
@@ -56,7 +57,7 @@ def test_outputs_are_normalised_float32_rows_in_order(tiny_ckpt) -> None:
     assert encoder.encode_texts([]).shape == (0, encoder.embed_dim)
 
 
-@pytest.mark.skipif(not bf16_supported(torch.device("cpu")), reason="CPU without native bf16")
+@pytest.mark.skipif(not bf16_native(torch.device("cpu")), reason="CPU without native bf16")
 @pytest.mark.parametrize("name", ["tiny", "ViT-B-32"])
 def test_bf16_stays_within_cosine_0999_of_fp32(tiny_ckpt, name: str) -> None:
     torch.manual_seed(0)
